@@ -1,0 +1,113 @@
+"""The base experiment config. Experiments start from ``base_config()`` and change fields;
+the CLI overrides any field (``--config.train.epochs=5``).
+
+Sections: ``data``, ``model``, ``objective``, ``optim``, ``train``, ``eval``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "run"  # used in the default run-folder name
+    c.seed = 0  # model init and training keys; data splits use data.seed
+
+    c.data = ml_collections.ConfigDict(
+        dict(
+            name="digits",  # digits | npz:<path> | tfds:<name> | toy2d:<name>
+            data_dir="",  # TFDS data_dir ('' = TFDS default)
+            seed=0,
+            val_fraction=0.1,
+            test_fraction=0.2,  # used only when the source has no test split of its own
+            train_size=0,  # >0: keep only this many training examples
+            binarize="none",  # none | static | dynamic
+            dequantize=False,
+            scale="01",  # 01 | -11
+            toy_n=10000,  # toy2d: training-pool size (the test set is a fifth of it)
+        )
+    )
+    c.model = ml_collections.ConfigDict(
+        dict(
+            family="vae",
+            arch="mlp",  # mlp | conv
+            hidden=(256, 128),  # MLP widths, encoder side (the decoder mirrors them)
+            channels=(32, 64),  # conv channels, encoder side
+            activation="relu",
+            dropout=0.0,
+            latent_dim=16,
+            likelihood="bernoulli",  # bernoulli | gaussian
+            gaussian_std=0.1,  # gaussian decoder: the fixed std, or the initial one if learned
+            learn_std=False,
+        )
+    )
+    c.objective = ml_collections.ConfigDict(
+        dict(
+            name="elbo",  # elbo | iwae
+            beta=1.0,  # beta-VAE weight on the KL (its final value under a schedule)
+            k=5,  # iwae: importance samples
+            kl_schedule="constant",  # constant | linear | cyclical
+            warmup_steps=0,  # linear: steps to reach beta
+            cycle_period=1000,  # cyclical: steps per cycle
+            cycle_ratio=0.5,  # cyclical: share of a cycle spent rising
+        )
+    )
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            name="adam",  # adam | adamw | sgd
+            lr=1e-3,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            weight_decay=1e-4,  # adamw only
+            momentum=0.9,  # sgd only
+            nesterov=False,
+            clip_norm=0.0,  # >0: clip_by_global_norm
+            schedule="constant",  # constant | warmup_cosine
+            warmup_steps=0,
+            final_lr_ratio=0.0,
+        )
+    )
+    c.train = ml_collections.ConfigDict(
+        dict(
+            epochs=50,
+            batch_size=100,
+            patience=0,  # early stopping: epochs without improvement; 0 = off
+            min_delta=0.0,
+            keep_best=True,  # evaluate/return the best-validation parameters, not the last
+            val_samples=10,  # importance samples for the validation NLL each epoch
+            val_batch_size=500,
+            checkpoint_every=10,  # epochs; a checkpoint is also written at the end
+        )
+    )
+    c.eval = ml_collections.ConfigDict(
+        dict(
+            nll_samples=1000,  # importance samples for the held-out NLL
+            nll_chunk=100,  # samples per chunk (bounds memory)
+            batch_size=100,
+            n_samples=64,  # images in the sample grid
+        )
+    )
+    return c
+
+
+def validate(cfg) -> None:
+    """Fail with one sentence on an impossible config."""
+    checks = [
+        ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1),
+        ("train.batch_size", cfg.train.batch_size, cfg.train.batch_size >= 1),
+        ("train.patience", cfg.train.patience, cfg.train.patience >= 0),
+        ("train.min_delta", cfg.train.min_delta, cfg.train.min_delta >= 0),
+        ("train.val_samples", cfg.train.val_samples, cfg.train.val_samples >= 1),
+        ("train.checkpoint_every", cfg.train.checkpoint_every, cfg.train.checkpoint_every >= 1),
+        ("model.latent_dim", cfg.model.latent_dim, cfg.model.latent_dim >= 1),
+        ("model.dropout", cfg.model.dropout, 0.0 <= cfg.model.dropout < 1.0),
+        ("model.gaussian_std", cfg.model.gaussian_std, cfg.model.gaussian_std > 0),
+        ("objective.beta", cfg.objective.beta, cfg.objective.beta >= 0),
+        ("eval.nll_samples", cfg.eval.nll_samples, cfg.eval.nll_samples >= 1),
+        ("eval.nll_chunk", cfg.eval.nll_chunk, cfg.eval.nll_chunk >= 1),
+    ]
+    for field, value, ok in checks:
+        if not ok:
+            raise ValueError(f"config field {field} has the impossible value {value!r}.")

@@ -1,0 +1,117 @@
+"""From ``config.data`` to train / validation / test arrays.
+
+Splits are deterministic in ``data.seed``: a source's own test split is used when it has one;
+otherwise ``data.test_fraction`` of the examples is held out as test. ``data.val_fraction`` of
+the rest is the validation split. ``data.train_size > 0`` keeps only that many training
+examples (for small-data studies).
+
+``data.binarize``: 'none' | 'static' (one fixed draw for every split) | 'dynamic' (a fresh draw
+each epoch for training, a fixed draw for validation and test). ``data.dequantize``: uniform
+dequantization, fresh each epoch for training, fixed for validation and test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from genjax.data import transforms as T
+from genjax.data.sources import DataError, load_source
+
+
+@dataclasses.dataclass
+class DataSplits:
+    name: str
+    train: dict  # {"x": [N, ...], "y": [N] (optional)}
+    val: dict
+    test: dict
+    shape: tuple  # per-example shape, e.g. (8, 8, 1)
+    epoch_transform: str  # 'none' | 'binarize' | 'dequantize', applied to train x each epoch
+    levels: int | None  # discrete levels of the source (dequantization)
+    discrete: bool  # the likelihood is over discrete (binary) data
+    bin_width: float | None  # dequantization bin width in the model's data space, for bits/dim
+
+    @property
+    def num_dims(self) -> int:
+        return math.prod(self.shape)
+
+
+def _take(x, y, idx):
+    return {"x": x[idx]} | ({"y": y[idx]} if y is not None else {})
+
+
+def load_splits(dcfg, batch_size: int) -> DataSplits:
+    """Load ``dcfg.name`` and build the splits described in the module docstring."""
+    for field in ("val_fraction", "test_fraction"):
+        v = float(dcfg[field])
+        if not 0.0 <= v < 1.0:
+            raise DataError(f"data.{field} must lie in [0, 1), got {v}.")
+    if dcfg.binarize not in ("none", "static", "dynamic"):
+        raise DataError(f"data.binarize must be 'none', 'static' or 'dynamic', got {dcfg.binarize!r}.")
+    if dcfg.binarize != "none" and dcfg.dequantize:
+        raise DataError("data.binarize and data.dequantize cannot both be on.")
+    if dcfg.scale not in ("01", "-11"):
+        raise DataError(f"data.scale must be '01' or '-11', got {dcfg.scale!r}.")
+    src = load_source(dcfg)
+    seed = int(dcfg.seed)
+    rng = np.random.default_rng(seed)
+    n = len(src.x)
+    perm = rng.permutation(n)
+    if src.test_x is None:
+        n_test = int(round(n * float(dcfg.test_fraction)))
+        test = _take(src.x, src.y, perm[:n_test])
+        perm = perm[n_test:]
+    else:
+        test = {"x": src.test_x} | ({"y": src.test_y} if src.test_y is not None else {})
+    n_val = int(round(len(perm) * float(dcfg.val_fraction)))
+    val = _take(src.x, src.y, perm[:n_val])
+    train_idx = perm[n_val:]
+    if int(dcfg.train_size) > 0:
+        train_idx = train_idx[: int(dcfg.train_size)]
+    train = _take(src.x, src.y, train_idx)
+    for split, d in (("validation", val), ("test", test)):
+        if len(d["x"]) == 0:
+            raise DataError(f"data: the {split} split of {src.name!r} is empty; raise data.{'val' if split == 'validation' else 'test'}_fraction.")
+    if len(train["x"]) < batch_size:
+        raise DataError(
+            f"data: the training split of {src.name!r} has {len(train['x'])} examples, fewer than one batch "
+            f"(train.batch_size={batch_size})."
+        )
+    image = len(train["x"].shape) == 4
+    if (dcfg.binarize != "none" or dcfg.dequantize) and not image:
+        raise DataError(f"data.binarize/dequantize apply to images, not to {src.name!r}.")
+
+    discrete, bin_width, ep = src.binary, None, "none"
+    if src.binary and dcfg.dequantize:
+        raise DataError(f"data.dequantize is meaningless for already-binary {src.name!r}.")
+    if dcfg.binarize != "none" and not src.binary:
+        discrete = True
+        val["x"] = T.binarize_static(val["x"], seed + 1)
+        test["x"] = T.binarize_static(test["x"], seed + 2)
+        if dcfg.binarize == "static":
+            train["x"] = T.binarize_static(train["x"], seed + 3)
+        else:
+            ep = "binarize"
+    elif dcfg.dequantize:
+        levels = src.levels or 256
+        val["x"] = T.dequantize_static(val["x"], levels, seed + 1)
+        test["x"] = T.dequantize_static(test["x"], levels, seed + 2)
+        ep = "dequantize"
+        bin_width = (1.0 / levels) * (2.0 if dcfg.scale == "-11" else 1.0)
+    if dcfg.scale == "-11":
+        val["x"], test["x"] = T.scale(val["x"], "-11"), T.scale(test["x"], "-11")
+        if ep == "none":
+            train["x"] = T.scale(train["x"], "-11")
+    return DataSplits(
+        name=src.name,
+        train=train,
+        val=val,
+        test=test,
+        shape=tuple(train["x"].shape[1:]),
+        epoch_transform=ep,
+        levels=src.levels,
+        discrete=discrete,
+        bin_width=bin_width,
+    )

@@ -1,0 +1,177 @@
+"""Data sources, selected by ``config.data.name``:
+
+* ``digits`` — scikit-learn's bundled 8x8 digits (1797 images, 17 grey levels), scaled to
+  [0, 1], shape (N, 8, 8, 1), with labels. No own test split.
+* ``npz:<path>`` — an ``.npz`` with ``image`` (N, H, W) or (N, H, W, C), uint8 in 0..255 or float
+  in [0, 1], and an optional integer ``label`` (N,). Optional ``test_image``/``test_label`` give
+  the file's own test split.
+* ``tfds:<name>`` — ``tfds.data_source(name, data_dir=data.data_dir, download=False)`` (the
+  array_record format; TensorFlow is not needed), splits ``train`` and ``test``.
+  uint8 images whose maximum is 1 (``binarized_mnist``) are taken as already binary.
+* ``toy2d:<name>`` — generated 2-D data (see ``genjax.data.toy2d``), shape (N, 2).
+
+Nothing is ever downloaded: a TFDS dataset must already be prepared in ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+
+import numpy as np
+
+from genjax.data.toy2d import TOY2D, toy2d_sample
+
+
+class DataError(ValueError):
+    """Bad data or a bad data config; the message names the field and the value."""
+
+
+@dataclasses.dataclass
+class Source:
+    """Raw arrays from a source. ``x`` float32; images (N, H, W, C) in [0, 1]."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray | None
+    test_x: np.ndarray | None = None
+    test_y: np.ndarray | None = None
+    levels: int | None = None  # discrete grey levels of the source (17 for digits, 256 for uint8)
+    binary: bool = False  # already {0, 1}
+
+
+def _check_images(x: np.ndarray, where: str) -> np.ndarray:
+    """Validate and convert an image array to float32 (N, H, W, C) in [0, 1]."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"{where}: 'image' must have shape (N, H, W) or (N, H, W, C), got shape {x.shape}.")
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: 'image' is empty (0 examples).")
+    if np.issubdtype(x.dtype, np.integer):
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{where}: integer 'image' values must lie in 0..255, found {lo}..{hi}.")
+        return x.astype(np.float32) / (1.0 if hi <= 1 else 255.0)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(f"{where}: 'image' must be uint8 or float, got dtype {x.dtype}.")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{where}: 'image' contains {int(np.sum(~np.isfinite(x)))} non-finite values (NaN or Inf).")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise DataError(f"{where}: float 'image' values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}].")
+    return x.astype(np.float32)
+
+
+def _check_labels(y, n: int, where: str) -> np.ndarray | None:
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where}: 'label' must be integers of shape ({n},), got {y.dtype} of shape {y.shape}.")
+    return y.astype(np.int32)
+
+
+def _levels(raw: np.ndarray) -> int | None:
+    return 256 if np.issubdtype(np.asarray(raw).dtype, np.integer) else None
+
+
+def load_digits() -> Source:
+    from sklearn.datasets import load_digits as _ld
+
+    d = _ld()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    return Source("digits", x, d.target.astype(np.int32), levels=17)
+
+
+def load_npz(path: str) -> Source:
+    where = f"data.name 'npz:{path}'"
+    if not os.path.isfile(path):
+        raise DataError(f"{where}: no such file.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{where}: cannot be read as an .npz file ({type(e).__name__}: {e}).") from None
+    if "image" not in arrays:
+        raise DataError(f"{where}: has no 'image' array (found keys: {sorted(arrays) or 'none'}).")
+    x = _check_images(arrays["image"], where)
+    y = _check_labels(arrays.get("label"), len(x), where)
+    tx = ty = None
+    if "test_image" in arrays:
+        tx = _check_images(arrays["test_image"], where + " test_image")
+        ty = _check_labels(arrays.get("test_label"), len(tx), where + " test_label")
+        if tx.shape[1:] != x.shape[1:]:
+            raise DataError(f"{where}: test_image shape {tx.shape[1:]} differs from image shape {x.shape[1:]}.")
+    binary = bool(np.issubdtype(arrays["image"].dtype, np.integer) and arrays["image"].max() <= 1)
+    return Source(f"npz:{path}", x, y, tx, ty, levels=_levels(arrays["image"]), binary=binary)
+
+
+def _tfds_split(name: str, split: str, data_dir: str | None):
+    import tensorflow_datasets as tfds
+
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+
+
+def _tfds_arrays(src, where: str):
+    rows = [src[i] for i in range(len(src))]
+    if not rows:
+        raise DataError(f"{where}: the split is empty.")
+    if "image" not in rows[0]:
+        raise DataError(f"{where}: examples have no 'image' feature (found {sorted(rows[0])}).")
+    raw = np.stack([r["image"] for r in rows])
+    y = np.array([r["label"] for r in rows]) if "label" in rows[0] else None
+    return raw, y
+
+
+def load_tfds(name: str, data_dir: str | None) -> Source:
+    where = f"data.name 'tfds:{name}'"
+    out = {}
+    for split in ("train", "test"):
+        try:
+            src = _tfds_split(name, split, data_dir)
+        except Exception as e:  # tfds raises many types; name the cause in one sentence
+            if split == "test" and "train" in out:
+                break
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(
+                f"{where}: cannot open split '{split}' in data.data_dir={data_dir!r} ({first}); genjax never "
+                f"downloads, so prepare it first, e.g. `tfds build {name} --file_format=array_record`."
+            ) from None
+        out[split] = _tfds_arrays(src, f"{where} split '{split}'")
+    raw, y = out["train"]
+    x = _check_images(raw, where)
+    tx = ty = None
+    if "test" in out:
+        traw, ty = out["test"]
+        tx = _check_images(traw, where + " test")
+    binary = bool(np.issubdtype(raw.dtype, np.integer) and raw.max() <= 1)
+    return Source(
+        f"tfds:{name}", x, _check_labels(y, len(x), where), tx, _check_labels(ty, len(tx), where) if tx is not None else None,
+        levels=_levels(raw), binary=binary,
+    )
+
+
+def load_source(dcfg) -> Source:
+    """Load the source named by ``dcfg.name`` (see the module docstring)."""
+    name = str(dcfg.name)
+    if name == "digits":
+        return load_digits()
+    kind, _, arg = name.partition(":")
+    if kind == "npz" and arg:
+        return load_npz(os.path.expanduser(arg))
+    if kind == "tfds" and arg:
+        return load_tfds(arg, dcfg.get("data_dir") or None)
+    if kind == "toy2d" and arg:
+        if arg not in TOY2D:
+            raise DataError(f"data.name 'toy2d:{arg}' is unknown; choose one of {', '.join(TOY2D)}.")
+        n = int(dcfg.get("toy_n", 10000))
+        if n <= 0:
+            raise DataError(f"data.toy_n must be positive, got {n}.")
+        return Source(name, toy2d_sample(arg, n, int(dcfg.seed)), None,
+                      toy2d_sample(arg, max(n // 5, 1), int(dcfg.seed) + 1), None)
+    raise DataError(
+        f"data.name {name!r} is unknown; use 'digits', 'npz:<path>', 'tfds:<name>' or 'toy2d:<{'|'.join(TOY2D)}>'."
+    )

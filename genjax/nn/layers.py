@@ -1,0 +1,71 @@
+"""Basic building blocks.
+
+Stochastic layers (dropout) take an explicit ``key``: ``key=None`` means evaluation mode
+(deterministic), a key means training mode. Modules hold no RNG state, so the functional
+training core can ``nnx.split`` them once and ``jax.vmap`` over folds freely.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+from flax import nnx
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jax.nn.tanh,
+    "gelu": jax.nn.gelu,
+    "elu": jax.nn.elu,
+    "silu": jax.nn.silu,
+    "softplus": jax.nn.softplus,
+    "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.2),
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """Look an activation up by name (relu, tanh, gelu, elu, silu, softplus, leaky_relu)."""
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"model.activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}."
+        ) from None
+
+
+def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
+    """``n`` independent keys from ``key``, or ``n`` Nones in evaluation mode."""
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+class MLP(nnx.Module):
+    """x -> [Linear -> act -> Dropout] * (L-1) -> Linear, widths ``sizes = (n_0, ..., n_L)``.
+
+    Parameter count: sum_l n_l * n_(l-1) + n_l.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        act: str = "relu",
+        dropout: float = 0.0,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        if len(sizes) < 2:
+            raise ValueError(f"an MLP needs at least an input and an output width, got sizes={list(sizes)}.")
+        self.layers = nnx.List(
+            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
+        )
+        self.act = activation(act)
+        self.dropout = nnx.Dropout(dropout) if dropout > 0 else None
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        keys = split_key(key, len(self.layers))
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = self.act(x)
+                if self.dropout is not None:
+                    x = self.dropout(x, deterministic=keys[i] is None, rngs=keys[i])
+        return x

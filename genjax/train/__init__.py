@@ -1,0 +1,24 @@
+"""Training: the state pytree, optimizers, the pure step and scanned epoch, early stopping,
+checkpoints and the epoch loop. Knows models only through the family protocol."""
+
+from genjax.train.checkpoint import Checkpointer, CheckpointError
+from genjax.train.engine import EarlyStopState, TrainState, batched_mean, init_state, make_epoch, make_step
+from genjax.train.loop import FitResult, TrainingError, build_program, fit, select_params
+from genjax.train.optim import make_optimizer
+
+__all__ = [
+    "Checkpointer",
+    "CheckpointError",
+    "EarlyStopState",
+    "TrainState",
+    "batched_mean",
+    "init_state",
+    "make_epoch",
+    "make_step",
+    "FitResult",
+    "TrainingError",
+    "build_program",
+    "fit",
+    "select_params",
+    "make_optimizer",
+]

@@ -1,0 +1,83 @@
+"""Orbax checkpoints of the whole ``TrainState`` (params, optimizer states, step, epoch — the
+data position —, PRNG key, early-stopping state).
+
+The state is saved as a flat dict of arrays (``leaf_00000`` ...) beside a JSON list of the
+leaves' paths, shapes and dtypes; typed PRNG keys are stored as their raw key data. Restoring
+needs a template state of the same structure (a freshly initialized one), and fails with one
+clear sentence if the checkpoint does not match it (a changed config, say).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _flat(state):
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
+    arrays = {f"leaf_{i:05d}": (jax.random.key_data(x) if _is_key(x) else x) for i, (_, x) in enumerate(leaves)}
+    spec = [
+        {"path": jax.tree_util.keystr(p), "shape": list(np.shape(a)), "dtype": str(a.dtype)}
+        for (p, _), a in zip(leaves, arrays.values())
+    ]
+    return arrays, spec, treedef, [x for _, x in leaves]
+
+
+class Checkpointer:
+    """Save and restore ``TrainState``s under ``directory`` (one sub-folder per epoch)."""
+
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3):
+        self.directory = Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        )
+
+    def save(self, epoch: int, state) -> None:
+        arrays, spec, _, _ = _flat(state)
+        self.manager.save(epoch, args=ocp.args.StandardSave(arrays), force=True)
+        (self.directory / "structure.json").write_text(json.dumps(spec))
+
+    def latest_epoch(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, template, epoch: int | None = None):
+        epoch = self.latest_epoch() if epoch is None else epoch
+        if epoch is None:
+            raise CheckpointError(f"no checkpoint found in {self.directory}.")
+        arrays, spec, treedef, leaves = _flat(template)
+        saved = self.directory / "structure.json"
+        if saved.exists():
+            old = json.loads(saved.read_text())
+            if [(s["path"], s["shape"]) for s in old] != [(s["path"], s["shape"]) for s in spec]:
+                raise CheckpointError(
+                    f"the checkpoint in {self.directory} does not match the model built from the config "
+                    f"({len(old)} saved leaves vs {len(spec)} expected); was the config changed?"
+                )
+        abstract = {k: jax.ShapeDtypeStruct(np.shape(a), a.dtype) for k, a in arrays.items()}
+        restored = self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+        out = [
+            jax.random.wrap_key_data(restored[k], impl=jax.random.key_impl(t)) if _is_key(t) else restored[k]
+            for k, t in zip(arrays, leaves)
+        ]
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

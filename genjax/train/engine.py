@@ -1,0 +1,158 @@
+"""The training core: one state pytree, a pure step, a scanned epoch, early stopping.
+
+    step(state, batch) -> (state, metrics)             players updated in order
+    epoch(state, train, val) -> (state, metrics)       lax.scan of steps, validation, early stop
+
+Both are pure functions of one ``TrainState`` pytree, so ``jax.jit(epoch)`` trains one model,
+``jax.jit(jax.vmap(epoch))`` trains k folds (or a grid of settings) at once, and a stopped
+model's state is frozen inside the compiled epoch.
+
+Keys: ``state.rng`` is fixed for the run; the key of step t is ``fold_in(fold_in(rng, 0), t)``,
+the data-shuffle key of epoch e is ``fold_in(fold_in(rng, 1), e)``, the validation key
+``fold_in(fold_in(rng, 2), e)``. Everything is a function of the state, so a run restored
+from a checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from genjax.data.batching import epoch_batches
+from genjax.models.base import Player
+
+
+class EarlyStopState(NamedTuple):
+    best: jax.Array  # best validation NLL so far (+inf at start)
+    best_epoch: jax.Array  # epoch (1-based) of the best; 0 before any
+    bad_epochs: jax.Array  # epochs since the last improvement by more than min_delta
+    stopped: jax.Array  # bool
+    best_params: Any  # params at the best epoch
+
+
+class TrainState(NamedTuple):
+    params: dict  # {player: nnx.State}
+    opt: dict  # {player: optax state over that player's nnx.Param leaves}
+    step: jax.Array  # int32, global step
+    epoch: jax.Array  # int32, completed epochs (the data position)
+    rng: jax.Array  # typed PRNG key, fixed for the run
+    es: EarlyStopState
+
+
+def split_trainable(state: nnx.State):
+    """(nnx.Param leaves, everything else) of one player's state."""
+    return nnx.split_state(state, nnx.Param, ...)
+
+
+def init_state(params: dict, txs: dict[str, optax.GradientTransformation], rng: jax.Array) -> TrainState:
+    opt = {name: tx.init(split_trainable(params[name])[0]) for name, tx in txs.items()}
+    es = EarlyStopState(
+        best=jnp.array(jnp.inf, jnp.float32),
+        best_epoch=jnp.array(0, jnp.int32),
+        bad_epochs=jnp.array(0, jnp.int32),
+        stopped=jnp.array(False),
+        best_params=jax.tree.map(jnp.copy, params),  # own buffers: the state is donated
+    )
+    return TrainState(params, opt, jnp.array(0, jnp.int32), jnp.array(0, jnp.int32), rng, es)
+
+
+def make_step(players: Sequence[Player], txs: dict[str, optax.GradientTransformation]) -> Callable:
+    """The pure training step: each player in order takes ``n_steps`` gradient steps on its own
+    loss with its own optax chain; only its ``nnx.Param`` leaves are differentiated."""
+    single = len(players) == 1
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(jax.random.fold_in(state.rng, 0), state.step)
+        params, opt, metrics = dict(state.params), dict(state.opt), {}
+        for i, pl in enumerate(players):
+            for j in range(pl.n_steps):
+                k = jax.random.fold_in(key, 1000 * i + j)
+                diff, rest = split_trainable(params[pl.name])
+
+                def own(d, pl=pl, rest=rest, k=k):
+                    return pl.loss({**params, pl.name: nnx.merge_state(d, rest)}, batch, k, state.step)
+
+                (loss, m), g = jax.value_and_grad(own, has_aux=True)(diff)
+                m = dict(m)
+                new_vars = m.pop("_vars", None)
+                updates, opt[pl.name] = txs[pl.name].update(g, opt[pl.name], diff)
+                diff = optax.apply_updates(diff, updates)
+                params[pl.name] = nnx.merge_state(diff, rest if new_vars is None else new_vars)
+            prefix = "" if single else f"{pl.name}/"
+            metrics |= {prefix + "loss": loss, prefix + "grad_norm": optax.global_norm(g)}
+            metrics |= {prefix + n: v for n, v in m.items()}
+        return state._replace(params=params, opt=opt, step=state.step + 1), metrics
+
+    return step
+
+
+def early_stop_update(es: EarlyStopState, val: jax.Array, params, epoch, patience: int, min_delta: float):
+    """Improved iff ``val < best - min_delta``; stop after ``patience`` epochs without improvement
+    (``patience = 0`` never stops). A non-finite ``val`` never counts as an improvement."""
+    improved = val < es.best - min_delta
+    pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(improved, a, b), new, old)  # noqa: E731
+    bad = jnp.where(improved, 0, es.bad_epochs + 1)
+    return EarlyStopState(
+        best=jnp.where(improved, val, es.best),
+        best_epoch=jnp.where(improved, epoch, es.best_epoch),
+        bad_epochs=bad,
+        stopped=jnp.asarray(patience > 0) & (bad >= patience),
+        best_params=pick(params, es.best_params),
+    )
+
+
+def batched_mean(fn: Callable, params, batches, key: jax.Array) -> jax.Array:
+    """Mean over real examples of ``fn(params, x, key) -> [B]`` over padded eval batches
+    ``{"x": [nb, B, ...], "mask": [nb, B]}``, one batch at a time (``lax.scan``)."""
+
+    def body(acc, inp):
+        i, x, mask = inp
+        v = fn(params, x, jax.random.fold_in(key, i))
+        return acc + jnp.sum(jnp.where(mask > 0, v, 0.0)), None
+
+    nb = batches["mask"].shape[0]
+    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (jnp.arange(nb), batches["x"], batches["mask"]))
+    return total / jnp.sum(batches["mask"])
+
+
+def make_epoch(
+    step: Callable,
+    val_nll: Callable,
+    *,
+    batch_size: int,
+    patience: int,
+    min_delta: float,
+    transform: Callable | None = None,
+) -> Callable:
+    """``epoch(state, train, val) -> (state, metrics)``, pure.
+
+    Args:
+        step: from ``make_step``.
+        val_nll: ``(params, val_batches, key) -> scalar`` validation NLL.
+        transform: per-epoch data transform ``(key, x) -> x`` (dynamic binarization, ...).
+    """
+
+    def epoch(state: TrainState, train: dict, val: dict):
+        k_data = jax.random.fold_in(jax.random.fold_in(state.rng, 1), state.epoch)
+        k_val = jax.random.fold_in(jax.random.fold_in(state.rng, 2), state.epoch)
+        batches = epoch_batches(train, k_data, batch_size)
+        if transform is not None:
+            batches = batches | {"x": transform(jax.random.fold_in(k_data, 1), batches["x"])}
+        new, ms = jax.lax.scan(step, state, batches)
+        v = val_nll(new.params, val, k_val)
+        epoch_no = state.epoch + 1
+        es = early_stop_update(new.es, v, new.params, epoch_no, patience, min_delta)
+        new = new._replace(epoch=epoch_no, es=es)
+        # A model that had stopped before this epoch keeps its whole state frozen.
+        new = jax.tree.map(lambda old, nw: jnp.where(state.es.stopped, old, nw), state, new)
+        metrics = {k: jnp.mean(v_) for k, v_ in ms.items()}
+        losses = [v_ for k, v_ in ms.items() if k.endswith("loss")]
+        metrics |= {"nonfinite_steps": sum(jnp.sum(~jnp.isfinite(v_)) for v_ in losses)}
+        metrics |= {"val_nll": v, "best_val_nll": new.es.best, "stopped": new.es.stopped}
+        return new, metrics
+
+    return epoch

@@ -1,0 +1,175 @@
+"""The Python side of training: build the compiled epoch, loop over epochs, log, checkpoint.
+
+Everything numeric happens inside one jitted, buffer-donating ``epoch`` function; this loop only
+moves metrics to the host between epochs, updates the progress bar, appends ``metrics.jsonl``
+and writes orbax checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from genjax.data.batching import eval_batches
+from genjax.data.pipeline import DataSplits
+from genjax.data.transforms import epoch_transform
+from genjax.models.base import Family
+from genjax.train.checkpoint import Checkpointer
+from genjax.train.engine import TrainState, batched_mean, init_state, make_epoch, make_step
+from genjax.train.optim import make_optimizer
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class Program:
+    """The compiled pieces of one run: initial state, epoch function, device-resident data."""
+
+    init: Callable[[], TrainState]
+    epoch: Callable  # jitted (state, train, val) -> (state, metrics), donates state
+    train: dict  # device arrays [N, ...]
+    val: dict  # device arrays {"x": [nb, B, ...], "mask": [nb, B]}
+    steps_per_epoch: int
+
+
+def build_program(cfg, family: Family, splits: DataSplits) -> Program:
+    """Optimizers, state initializer and the jitted epoch for ``family`` on ``splits``."""
+    tc = cfg.train
+    steps = len(splits.train["x"]) // tc.batch_size
+    txs = {p.name: make_optimizer(cfg.optim, tc.epochs * steps) for p in family.players}
+    val_lp = family.extras.get("val_log_prob", family.log_prob)
+    val_nll = lambda params, batches, key: -batched_mean(val_lp, params, batches, key)  # noqa: E731
+    epoch = make_epoch(
+        make_step(family.players, txs),
+        val_nll,
+        batch_size=tc.batch_size,
+        patience=tc.patience,
+        min_delta=tc.min_delta,
+        transform=epoch_transform(splits.epoch_transform, splits.levels, cfg.data.scale),
+    )
+
+    def init():
+        k_init, k_train = jax.random.split(jax.random.key(cfg.seed))
+        return init_state(family.init(k_init), txs, k_train)
+
+    xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
+    return Program(
+        init=init,
+        epoch=jax.jit(epoch, donate_argnums=0),
+        train=jax.device_put(splits.train),
+        val=jax.device_put({"x": xb, "mask": mask}),
+        steps_per_epoch=steps,
+    )
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: TrainState
+    history: list[dict]
+    compile_seconds: float
+    train_seconds: float
+    keep_best: bool = True
+
+    @property
+    def params(self):
+        """The parameters to evaluate (see ``select_params``)."""
+        return select_params(self.state, self.keep_best)
+
+
+def select_params(state: TrainState, keep_best: bool = True):
+    """The best-validation parameters if ``keep_best`` (``train.keep_best``), else the last."""
+    return state.es.best_params if keep_best else state.params
+
+
+def _host(metrics) -> dict:
+    out = {}
+    for k, v in jax.device_get(metrics).items():
+        v = np.asarray(v)
+        out[k] = bool(v) if v.dtype == bool else (int(v) if np.issubdtype(v.dtype, np.integer) else float(v))
+    return out
+
+
+def _read_history(path: Path, upto: int) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= upto]
+
+
+def fit(
+    cfg,
+    family: Family,
+    splits: DataSplits,
+    workdir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``family`` on ``splits`` for ``cfg.train.epochs`` epochs (or until early stopping).
+
+    With ``workdir``: appends ``metrics.jsonl`` and writes checkpoints to ``workdir/checkpoints``
+    every ``train.checkpoint_every`` epochs and at the end. ``resume=True`` restores the latest
+    checkpoint there and continues; the result equals an uninterrupted run's.
+    """
+    prog = build_program(cfg, family, splits)
+    state = prog.init()
+    ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir is not None else None
+    metrics_path = Path(workdir) / "metrics.jsonl" if workdir is not None else None
+    history: list[dict] = []
+    if resume:
+        if ckpt is None or ckpt.latest_epoch() is None:
+            raise TrainingError(f"--resume: no checkpoint to resume from in {workdir}.")
+        state = ckpt.restore(state)
+        history = _read_history(metrics_path, int(state.epoch))
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+
+    t0 = time.perf_counter()
+    epoch_fn = prog.epoch.lower(state, prog.train, prog.val).compile()
+    compile_s = time.perf_counter() - t0
+
+    start, total = int(state.epoch), int(cfg.train.epochs)
+    bar = tqdm(range(start, total), initial=start, total=total, desc=cfg.name, disable=not progress, unit="epoch")
+    t_train = time.perf_counter()
+    stopped = bool(state.es.stopped)
+    for _ in ([] if stopped else bar):
+        state, m = epoch_fn(state, prog.train, prog.val)
+        m = _host(m)
+        e = int(state.epoch)
+        if m["nonfinite_steps"] > 0 or not math.isfinite(m["val_nll"]):
+            raise TrainingError(
+                f"training diverged in epoch {e}: {m['nonfinite_steps']} steps gave a non-finite loss "
+                f"(validation NLL {m['val_nll']}); lower optim.lr or set optim.clip_norm. "
+                f"The last good checkpoint is kept."
+            )
+        row = {"epoch": e, "step": int(state.step), **m, "time": round(time.perf_counter() - t_train, 3)}
+        history.append(row)
+        if metrics_path is not None:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        shown = {k: m[k] for k in m if k in ("loss", "rec", "kl", "val_nll")}
+        bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+        stopped = m["stopped"]
+        if ckpt is not None and (e % cfg.train.checkpoint_every == 0 or e == total or stopped):
+            ckpt.save(e, state)
+        if stopped:
+            bar.write(f"early stopping at epoch {e}: best validation NLL {m['best_val_nll']:.4f} "
+                      f"at epoch {int(state.es.best_epoch)}")
+            break
+    bar.close()
+    jax.block_until_ready(state)
+    train_s = time.perf_counter() - t_train
+    if ckpt is not None:
+        if ckpt.latest_epoch() != int(state.epoch):
+            ckpt.save(int(state.epoch), state)
+        ckpt.close()
+    return FitResult(state, history, compile_s, train_s, bool(cfg.train.keep_best))
