@@ -114,12 +114,14 @@ def fit(
     *,
     resume: bool = False,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> FitResult:
     """Train ``family`` on ``splits`` for ``cfg.train.epochs`` epochs (or until early stopping).
 
     With ``workdir``: appends ``metrics.jsonl`` and writes checkpoints to ``workdir/checkpoints``
     every ``train.checkpoint_every`` epochs and at the end. ``resume=True`` restores the latest
-    checkpoint there and continues; the result equals an uninterrupted run's.
+    checkpoint there and continues; the result equals an uninterrupted run's. ``stop_after=e``
+    ends this call after epoch ``e`` (with a checkpoint), as a preempted job would.
     """
     prog = build_program(cfg, family, splits)
     state = prog.init()
@@ -138,7 +140,9 @@ def fit(
     compile_s = time.perf_counter() - t0
 
     start, total = int(state.epoch), int(cfg.train.epochs)
-    bar = tqdm(range(start, total), initial=start, total=total, desc=cfg.name, disable=not progress, unit="epoch")
+    end = total if stop_after is None else max(start, min(total, int(stop_after)))
+    bar = tqdm(range(start, end), initial=start, total=total, desc=cfg.name, disable=not progress, unit="epoch",
+                mininterval=1.0)
     t_train = time.perf_counter()
     stopped = bool(state.es.stopped)
     for _ in ([] if stopped else bar):
@@ -157,9 +161,9 @@ def fit(
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
         shown = {k: m[k] for k in m if k in ("loss", "rec", "kl", "val_nll")}
-        bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
         stopped = m["stopped"]
-        if ckpt is not None and (e % cfg.train.checkpoint_every == 0 or e == total or stopped):
+        if ckpt is not None and (e % cfg.train.checkpoint_every == 0 or e == end or stopped):
             ckpt.save(e, state)
         if stopped:
             bar.write(f"early stopping at epoch {e}: best validation NLL {m['best_val_nll']:.4f} "

@@ -1,0 +1,271 @@
+"""genjax command line.
+
+    genjax train --config experiments/vae_digits/config.py[:smoke] [--config.train.epochs=5]
+                 [--workdir DIR] [--overwrite] [--stop_after N]
+    genjax train --resume RUN_DIR
+    genjax eval RUN_DIR
+    genjax sample RUN_DIR [--n 64] [--seed 0]
+
+A run folder holds config.json (the resolved config), run.json (versions, devices, command),
+metrics.jsonl (one line per epoch), checkpoints/, eval.json and PNG figures. A run folder is never
+overwritten unless --overwrite is given. Bad input ends with one sentence on stderr and exit
+status 2; set GENJAX_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+from absl import flags
+from ml_collections import ConfigDict, config_flags
+
+FLAGS = flags.FlagValues()
+config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).", flag_values=FLAGS, lock_config=True)
+flags.DEFINE_string("workdir", None, "Run folder (default runs/<name>-<time>).", flag_values=FLAGS)
+flags.DEFINE_string("resume", None, "Continue the run in this folder from its latest checkpoint.", flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace an existing run folder.", flag_values=FLAGS)
+flags.DEFINE_integer("stop_after", None, "Stop after this epoch (the run can be resumed).", flag_values=FLAGS)
+flags.DEFINE_integer("n", 64, "sample: number of samples.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "sample/eval: seed for the evaluation key.", flag_values=FLAGS)
+flags.DEFINE_bool("progress", True, "Show progress bars.", flag_values=FLAGS)
+flags.DEFINE_bool("plots", True, "train: write figures at the end.", flag_values=FLAGS)
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _setup_jax() -> None:
+    """Persistent XLA compilation cache (GENJAX_CACHE_DIR, default ~/.cache/genjax/xla)."""
+    import jax
+
+    cache = os.environ.get("GENJAX_CACHE_DIR", str(Path.home() / ".cache" / "genjax" / "xla"))
+    if cache and cache != "0":
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _load_config(run_dir: Path) -> ConfigDict:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UsageError(f"run folder {str(run_dir)!r} has no config.json; is it a genjax run folder?")
+    try:
+        return ConfigDict(json.loads(path.read_text()))
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path} is not valid JSON ({e}).") from None
+
+
+def _prepare(cfg):
+    from genjax.config import validate
+    from genjax.data import load_splits
+    from genjax.models import build_family
+
+    validate(cfg)
+    splits = load_splits(cfg.data, cfg.train.batch_size)
+    return splits, build_family(cfg, splits.shape)
+
+
+def _restore(cfg, run_dir: Path, splits, family):
+    from genjax.train import Checkpointer, build_program
+
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    try:
+        return ckpt.restore(build_program(cfg, family, splits).init())
+    finally:
+        ckpt.close()
+
+
+def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
+    import jax
+
+    from genjax.eval import heldout_metrics
+
+    m = heldout_metrics(
+        family, params, splits.test["x"], jax.random.key(seed + 10_000),
+        batch_size=cfg.eval.batch_size, num_dims=splits.num_dims, bin_width=splits.bin_width,
+    )
+    m |= {"split": "test", "nll_samples": cfg.eval.nll_samples if family.name == "vae" else None, "data": splits.name}
+    (run_dir / "eval.json").write_text(json.dumps(m, indent=2) + "\n")
+    return m
+
+
+def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> list[Path]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from genjax.eval import plots
+
+    key = jax.random.key(seed + 20_000)
+    out = [plots.curves(history, run_dir / "curves.png", cfg.name)] if history else []
+    test = splits.test["x"]
+    if len(splits.shape) != 3:  # 2-D toy data
+        s = np.asarray(family.sample(params, key, min(len(test), 2000)))
+        return out + [plots.scatter2d(test[:2000], s, run_dir / "samples.png", cfg.name)]
+    ex = family.extras
+    n = int(cfg.eval.n_samples)
+    if "decode_mean" in ex:
+        z = jax.random.normal(key, (n, ex["latent_dim"]()))
+        imgs, title = ex["decode_mean"](params, z), "decoder means E[x|z], z ~ N(0, I)"
+    else:
+        imgs, title = family.sample(params, key, n), "samples"
+    to01 = (lambda a: (np.asarray(a) + 1) / 2) if cfg.data.scale == "-11" else np.asarray
+    out.append(plots.image_grid(to01(imgs), run_dir / "samples.png", title))
+    if "reconstruct" in ex:
+        x = test[:32]
+        out.append(plots.reconstructions(to01(x), to01(ex["reconstruct"](params, jnp.asarray(x))), run_dir / "reconstructions.png"))
+    if "encode" in ex and "decode_mean" in ex:
+        a, b = ex["encode"](params, jnp.asarray(test[:8]))[0], ex["encode"](params, jnp.asarray(test[8:16]))[0]
+        t = jnp.linspace(0.0, 1.0, 10)[None, :, None]
+        zs = (1 - t) * a[:, None] + t * b[:, None]  # [8, 10, K]
+        rows = ex["decode_mean"](params, zs.reshape(-1, zs.shape[-1])).reshape(8, 10, *splits.shape)
+        out.append(plots.interpolation(to01(rows), run_dir / "interpolation.png"))
+    return out
+
+
+def _run_info(cfg) -> dict:
+    import jax
+
+    import genjax
+
+    return {
+        "genjax": genjax.__version__,
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "python": platform.python_version(),
+        "argv": sys.argv,
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def cmd_train(args: list[str]) -> int:
+    from genjax.train import fit
+
+    if args:
+        raise UsageError(f"train takes no positional arguments, got {args}.")
+    if FLAGS.resume:
+        if FLAGS.config is not None:
+            raise UsageError("--resume continues a run with its saved config; do not pass --config as well.")
+        run_dir = Path(FLAGS.resume)
+        if not run_dir.is_dir():
+            raise UsageError(f"--resume: {str(run_dir)!r} is not a folder.")
+        cfg = _load_config(run_dir)
+        splits, family = _prepare(cfg)
+    else:
+        if FLAGS.config is None:
+            raise UsageError("train needs --config=path/to/config.py (or --resume RUN_DIR).")
+        cfg = FLAGS.config
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(FLAGS.workdir or Path("runs") / f"{cfg.name}-{stamp}")
+        if run_dir.exists() and any(run_dir.iterdir()) and not FLAGS.overwrite:
+            raise UsageError(f"--workdir {str(run_dir)!r} already holds a run; pass --overwrite to replace it or --resume to continue it.")
+        splits, family = _prepare(cfg)  # bad data or config fails before anything is written
+        if run_dir.exists() and FLAGS.overwrite:
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+        (run_dir / "run.json").write_text(json.dumps(_run_info(cfg), indent=2) + "\n")
+    print(f"run folder: {run_dir}", flush=True)
+    res = fit(cfg, family, splits, run_dir, resume=bool(FLAGS.resume), progress=FLAGS.progress, stop_after=FLAGS.stop_after)
+    ep = int(res.state.epoch)
+    print(f"compile {res.compile_seconds:.1f}s, {len(res.history)} epochs in {res.train_seconds:.1f}s; "
+          f"best validation NLL {float(res.state.es.best):.3f} at epoch {int(res.state.es.best_epoch)}", flush=True)
+    if ep < cfg.train.epochs and not bool(res.state.es.stopped):
+        print(f"stopped after epoch {ep} of {cfg.train.epochs}; continue with: genjax train --resume {run_dir}")
+        return 0
+    m = _evaluate(cfg, splits, family, res.params, run_dir, FLAGS.seed)
+    if FLAGS.plots:
+        history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        _figures(cfg, splits, family, res.params, history, run_dir, FLAGS.seed)
+    _print_eval(m)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _print_eval(m: dict) -> None:
+    extra = f", ELBO {m['elbo']:.3f}" if "elbo" in m else ""
+    print(f"held-out test NLL ({m['nll_kind']}, n={m['n']}): {m['nll']:.3f} nats, "
+          f"{m['bits_per_dim']:.4f} bits/dim{extra}")
+
+
+def _run_dir_arg(args: list[str], cmd: str) -> Path:
+    if len(args) != 1:
+        raise UsageError(f"{cmd} needs exactly one RUN_DIR, got {len(args)} arguments.")
+    run_dir = Path(args[0])
+    if not run_dir.is_dir():
+        raise UsageError(f"{cmd}: {str(run_dir)!r} is not a folder.")
+    return run_dir
+
+
+def cmd_eval(args: list[str]) -> int:
+    from genjax.train import select_params
+
+    run_dir = _run_dir_arg(args, "eval")
+    cfg = _load_config(run_dir)
+    splits, family = _prepare(cfg)
+    state = _restore(cfg, run_dir, splits, family)
+    m = _evaluate(cfg, splits, family, select_params(state, cfg.train.keep_best), run_dir, FLAGS.seed)
+    _print_eval(m)
+    return 0
+
+
+def cmd_sample(args: list[str]) -> int:
+    import jax
+    import numpy as np
+
+    from genjax.eval import plots
+    from genjax.train import select_params
+
+    run_dir = _run_dir_arg(args, "sample")
+    if FLAGS.n < 1:
+        raise UsageError(f"--n must be positive, got {FLAGS.n}.")
+    cfg = _load_config(run_dir)
+    splits, family = _prepare(cfg)
+    params = select_params(_restore(cfg, run_dir, splits, family), cfg.train.keep_best)
+    x = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), FLAGS.n))
+    np.save(run_dir / f"samples-seed{FLAGS.seed}.npy", x)
+    if len(splits.shape) == 3:
+        x01 = (x + 1) / 2 if cfg.data.scale == "-11" else x
+        path = plots.image_grid(x01, run_dir / f"samples-seed{FLAGS.seed}.png", f"{FLAGS.n} samples (seed {FLAGS.seed})")
+    else:
+        path = plots.scatter2d(splits.test["x"], x, run_dir / f"samples-seed{FLAGS.seed}.png", cfg.name)
+    print(f"wrote {path} and {path.with_suffix('.npy')}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if len(argv) >= 2 else 2
+    cmd = argv[1]
+    if cmd not in COMMANDS:
+        print(f"genjax: error: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    FLAGS.unparse_flags()
+    try:
+        args = FLAGS([argv[0], *argv[2:]])[1:]
+        _setup_jax()
+        return COMMANDS[cmd](args)
+    except (flags.Error, ValueError, RuntimeError, OSError) as e:
+        if os.environ.get("GENJAX_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"genjax: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

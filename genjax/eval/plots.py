@@ -1,0 +1,103 @@
+"""Figures written as PNG files (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _tile(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
+    """[n, H, W, C] -> one [rows*(H+pad), cols*(W+pad), C] canvas."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    rows = math.ceil(n / cols)
+    canvas = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, c), np.float32)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
+    return canvas
+
+
+def _show(ax, canvas, title):
+    canvas = np.clip(canvas, 0.0, 1.0)
+    if canvas.shape[-1] == 1:
+        ax.imshow(canvas[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(canvas, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+
+
+def image_grid(images: np.ndarray, path: str | Path, title: str = "", cols: int | None = None) -> Path:
+    """A grid of images ``[n, H, W, C]`` in [0, 1]."""
+    cols = cols or int(math.ceil(math.sqrt(len(images))))
+    fig, ax = plt.subplots(figsize=(6, 6 * math.ceil(len(images) / cols) / cols + 0.4))
+    _show(ax, _tile(images, cols), title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def reconstructions(x: np.ndarray, x_rec: np.ndarray, path: str | Path, title: str = "inputs | reconstructions") -> Path:
+    """Pairs side by side: each input followed by its reconstruction."""
+    pairs = np.stack([x, x_rec], 1).reshape(-1, *x.shape[1:])
+    return image_grid(pairs, path, title, cols=2 * int(math.ceil(math.sqrt(len(x)))))
+
+
+def interpolation(rows: np.ndarray, path: str | Path, title: str = "latent interpolation") -> Path:
+    """``rows [R, S, H, W, C]``: each row a path through latent space decoded in S steps."""
+    r, s = rows.shape[:2]
+    return image_grid(rows.reshape(r * s, *rows.shape[2:]), path, title, cols=s)
+
+
+def scatter2d(data: np.ndarray, samples: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Data and model samples side by side, for 2-D data."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
+    for ax, pts, name in ((axes[0], data, "data"), (axes[1], samples, "samples")):
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
+        ax.set_title(name)
+        ax.set_aspect("equal")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def curves(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Training loss and validation NLL by epoch (and the ELBO's terms where logged)."""
+    ep = [h["epoch"] for h in history]
+    extra = [k for k in ("rec", "kl") if history and k in history[0]]
+    fig, axes = plt.subplots(1, 1 + bool(extra), figsize=(6 + 5 * bool(extra), 4), squeeze=False)
+    ax = axes[0, 0]
+    # -ELBO (beta = 1) where logged: the training loss itself changes meaning under KL annealing.
+    tkey = "elbo" if "elbo" in history[0] else "loss"
+    train = [-h["elbo"] if tkey == "elbo" else h["loss"] for h in history]
+    ax.plot(ep, train, label="train -ELBO" if tkey == "elbo" else "train loss")
+    ax.plot(ep, [h["val_nll"] for h in history], label="validation NLL")
+    best = min(history, key=lambda h: h["val_nll"])
+    ax.axvline(best["epoch"], color="gray", ls=":", label=f"best val (epoch {best['epoch']})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats / example")
+    vals = train + [h["val_nll"] for h in history]
+    lo, hi = min(vals), np.percentile(vals, 95)
+    ax.set_ylim(lo - 0.05 * (hi - lo), hi)
+    ax.legend()
+    ax.set_title(title)
+    if extra:
+        for k in extra:
+            axes[0, 1].plot(ep, [h[k] for h in history], label=k)
+        axes[0, 1].set_xlabel("epoch")
+        axes[0, 1].set_title("ELBO terms (train)")
+        axes[0, 1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
