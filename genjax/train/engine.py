@@ -74,6 +74,8 @@ def make_step(players: Sequence[Player], txs: dict[str, optax.GradientTransforma
                 diff, rest = split_trainable(params[pl.name])
 
                 def own(d, pl=pl, rest=rest, k=k):
+                    # fresh Variable objects inside this trace, so a loss may mutate non-Param ones
+                    rest = jax.tree.map(lambda v: v, rest)
                     return pl.loss({**params, pl.name: nnx.merge_state(d, rest)}, batch, k, state.step)
 
                 (loss, m), g = jax.value_and_grad(own, has_aux=True)(diff)

@@ -1,0 +1,145 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from genjax.models.base import Family, Player
+from genjax.train import TrainingError, fit, init_state, make_epoch, make_step
+from genjax.train.engine import early_stop_update
+from genjax.train.optim import make_optimizer
+
+
+class Scalar(nnx.Module):
+    def __init__(self, v):
+        self.w = nnx.Param(jnp.asarray(v, jnp.float32))
+        self.calls = nnx.Variable(jnp.asarray(0, jnp.int32))  # a non-trainable variable
+
+
+def _two_player_family(n_steps_b=3):
+    """Player b fits the data mean (3 updates per step); player a chases 2 * b.
+    With SGD(lr=0.1) on constant data c, b <- 0.8 b + 0.2 c (three times), then
+    a <- 0.8 a + 0.4 b: the order and repetition of updates are visible in the numbers."""
+    gd_a, _ = nnx.split(Scalar(0.0))
+
+    def w(params, name):
+        return nnx.merge(gd_a, params[name]).w[...]
+
+    def loss_b(params, batch, key, step):
+        m = nnx.merge(gd_a, params["b"])
+        m.calls[...] = m.calls[...] + 1
+        return jnp.mean((m.w[...] - batch["x"]) ** 2), {"_vars": nnx.split_state(nnx.split(m)[1], nnx.Param, ...)[1]}
+
+    def loss_a(params, batch, key, step):
+        return (w(params, "a") - 2 * jax.lax.stop_gradient(w(params, "b"))) ** 2, {}
+
+    def init(key):
+        return {"a": nnx.split(Scalar(0.0))[1], "b": nnx.split(Scalar(0.0))[1]}
+
+    def log_prob(params, x, key):
+        return -((x[:, 0] - w(params, "b")) ** 2)
+
+    return Family("toy", init, (Player("b", loss_b, n_steps_b), Player("a", loss_a)), None, log_prob, "exact")
+
+
+def test_two_players_update_in_order_with_n_steps():
+    fam = _two_player_family()
+    txs = {"a": optax.sgd(0.1), "b": optax.sgd(0.1)}
+    state = init_state(fam.init(None), txs, jax.random.key(0))
+    step = jax.jit(make_step(fam.players, txs))
+    c = 1.5
+    state, metrics = step(state, {"x": jnp.full((4,), c)})
+    b = c * (1 - 0.8**3)
+    a = 0.4 * b
+    assert float(state.params["b"]["w"][...]) == pytest.approx(b, rel=1e-6)
+    assert float(state.params["a"]["w"][...]) == pytest.approx(a, rel=1e-6)
+    assert int(state.params["b"]["calls"][...]) == 3  # non-trainable variables come back through "_vars"
+    assert set(metrics) >= {"a/loss", "b/loss", "a/grad_norm"}
+    for _ in range(60):
+        state, _ = step(state, {"x": jnp.full((4,), c)})
+    assert float(state.params["b"]["w"][...]) == pytest.approx(c, abs=1e-4)
+    assert float(state.params["a"]["w"][...]) == pytest.approx(2 * c, abs=1e-3)
+
+
+def test_early_stopping_rule():
+    p = {"w": jnp.zeros(())}
+    es = init_state(p, {}, jax.random.key(0)).es
+    upd = jax.jit(early_stop_update, static_argnums=(4, 5))
+    es = upd(es, 10.0, {"w": jnp.ones(())}, 1, 2, 0.5)
+    assert float(es.best) == 10.0 and int(es.best_epoch) == 1 and float(es.best_params["w"]) == 1.0
+    es = upd(es, 9.6, {"w": 2 * jnp.ones(())}, 2, 2, 0.5)  # better, but not by more than min_delta
+    assert float(es.best) == 10.0 and int(es.bad_epochs) == 1 and not bool(es.stopped)
+    es = upd(es, jnp.nan, {"w": 3 * jnp.ones(())}, 3, 2, 0.5)  # non-finite never improves
+    assert bool(es.stopped) and float(es.best_params["w"]) == 1.0
+    es0 = init_state(p, {}, jax.random.key(0)).es
+    for e in range(5):  # patience 0: never stops
+        es0 = upd(es0, 1.0, p, e + 1, 0, 0.0)
+    assert not bool(es0.stopped)
+
+
+def _toy_epoch(patience):
+    fam = _two_player_family(1)
+    txs = {"a": optax.sgd(0.1), "b": optax.sgd(0.1)}
+    val_nll = lambda params, val, key: -jnp.mean(fam.log_prob(params, val["x"], key))
+    epoch = jax.jit(make_epoch(make_step(fam.players, txs), val_nll, batch_size=4, patience=patience, min_delta=0.0))
+    return fam, txs, epoch
+
+
+def test_a_stopped_model_stays_frozen():
+    fam, txs, epoch = _toy_epoch(patience=1)
+    state = init_state(fam.init(None), txs, jax.random.key(0))
+    train = {"x": jnp.full((8,), 1.0)}
+    val = {"x": jnp.full((4, 1), -5.0)}  # moving toward the training mean makes validation worse
+    state, m1 = epoch(state, train, val)
+    state, m2 = epoch(state, train, val)
+    assert bool(m2["stopped"])
+    frozen = state
+    for _ in range(3):
+        state, m = epoch(state, train, val)
+    for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(state)):
+        if hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(a, b)
+    assert int(state.epoch) == 2 and int(state.es.best_epoch) == 1
+
+
+def test_nonfinite_loss_is_caught(smoke_cfg):
+    from genjax.data import load_splits
+    from genjax.models import build_family
+
+    splits = load_splits(smoke_cfg.data, smoke_cfg.train.batch_size)
+    fam = build_family(smoke_cfg, splits.shape)
+    good = fam.players[0].loss
+    bad = Player("model", lambda p, b, k, s: (good(p, b, k, s)[0] * jnp.nan, {}))
+    fam = Family(fam.name, fam.init, (bad,), fam.sample, fam.log_prob, fam.log_prob_kind, fam.extras)
+    with pytest.raises(TrainingError, match="diverged in epoch 1"):
+        fit(smoke_cfg, fam, splits, progress=False)
+
+
+def test_optimizers_from_config(smoke_cfg):
+    o = smoke_cfg.optim
+    params = {"layer": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}}
+    zero = jax.tree.map(jnp.zeros_like, params)
+    o.name, o.lr, o.weight_decay = "adamw", 0.1, 0.5
+    tx = make_optimizer(o, 100)
+    upd, _ = tx.update(zero, tx.init(params), params)
+    new = optax.apply_updates(params, upd)
+    # decoupled decay shrinks kernels by lr * wd even with zero gradient; biases are not decayed
+    np.testing.assert_allclose(new["layer"]["kernel"], 1 - 0.1 * 0.5)
+    np.testing.assert_allclose(new["layer"]["bias"], 1.0)
+    o.name = "sgd"
+    o.schedule, o.warmup_steps, o.final_lr_ratio = "warmup_cosine", 10, 0.0
+    o.clip_norm, o.momentum = 1.0, 0.0
+    tx = make_optimizer(o, 100)
+    g = {"layer": {"kernel": jnp.full((2, 2), 10.0), "bias": jnp.zeros((2,))}}
+    s = tx.init(params)
+    for _ in range(10):
+        upd, s = tx.update(g, s, params)
+    assert float(optax.global_norm(upd)) <= 0.1 * 1.0 + 1e-6  # clipped to norm 1, lr <= 0.1
+    o.name = "rmsprop"
+    with pytest.raises(ValueError, match="optim.name"):
+        make_optimizer(o, 100)
+    o.name, o.warmup_steps = "adam", 500
+    with pytest.raises(ValueError, match="optim.warmup_steps"):
+        make_optimizer(o, 100)
