@@ -26,15 +26,23 @@ from absl import flags
 from ml_collections import ConfigDict, config_flags
 
 FLAGS = flags.FlagValues()
-config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).", flag_values=FLAGS, lock_config=True)
-flags.DEFINE_string("workdir", None, "Run folder (default runs/<name>-<time>).", flag_values=FLAGS)
-flags.DEFINE_string("resume", None, "Continue the run in this folder from its latest checkpoint.", flag_values=FLAGS)
-flags.DEFINE_bool("overwrite", False, "Replace an existing run folder.", flag_values=FLAGS)
-flags.DEFINE_integer("stop_after", None, "Stop after this epoch (the run can be resumed).", flag_values=FLAGS)
-flags.DEFINE_integer("n", 64, "sample: number of samples.", flag_values=FLAGS)
-flags.DEFINE_integer("seed", 0, "sample/eval: seed for the evaluation key.", flag_values=FLAGS)
-flags.DEFINE_bool("progress", True, "Show progress bars.", flag_values=FLAGS)
-flags.DEFINE_bool("plots", True, "train: write figures at the end.", flag_values=FLAGS)
+
+
+def _define_flags(argv: list[str]) -> flags.FlagValues:
+    """A fresh set of flags per invocation (config overrides register themselves on parsing)."""
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).", flag_values=fv,
+                                    lock_config=True, sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "Run folder (default runs/<name>-<time>).", flag_values=fv)
+    flags.DEFINE_string("resume", None, "Continue the run in this folder from its latest checkpoint.", flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "Replace an existing run folder.", flag_values=fv)
+    flags.DEFINE_integer("stop_after", None, "Stop after this epoch (the run can be resumed).", flag_values=fv)
+    flags.DEFINE_integer("n", 64, "sample: number of samples.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "sample/eval: seed for the evaluation key.", flag_values=fv)
+    flags.DEFINE_bool("progress", True, "Show progress bars.", flag_values=fv)
+    flags.DEFINE_bool("plots", True, "train: write figures at the end.", flag_values=fv)
+    return fv
+
 
 USAGE = __doc__.split("\n\n")[1]
 
@@ -254,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"genjax: error: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
-    FLAGS.unparse_flags()
+    global FLAGS
+    FLAGS = _define_flags([argv[0], *argv[2:]])
     try:
-        args = FLAGS([argv[0], *argv[2:]])[1:]
+        try:
+            args = FLAGS([argv[0], *argv[2:]])[1:]
+        except (KeyError, AttributeError) as e:  # an override of a field the config does not have
+            raise UsageError(f"unknown config field in the command line: {e}.") from None
         _setup_jax()
         return COMMANDS[cmd](args)
     except (flags.Error, ValueError, RuntimeError, OSError) as e:

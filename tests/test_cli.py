@@ -1,0 +1,64 @@
+"""The command line end to end, in-process (one JAX import)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from genjax.cli import main
+
+SMOKE = "experiments/vae_digits/config.py:smoke"
+
+
+@pytest.fixture(autouse=True)
+def _no_cache(monkeypatch):
+    monkeypatch.setenv("GENJAX_CACHE_DIR", "0")
+
+
+def test_train_eval_sample(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["genjax", "train", f"--config={SMOKE}", f"--workdir={run}", "--noprogress"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out test NLL" in out and str(run) in out
+    for f in ("config.json", "run.json", "metrics.jsonl", "eval.json", "samples.png", "reconstructions.png",
+              "interpolation.png", "curves.png"):
+        assert (run / f).is_file(), f
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    ev = json.loads((run / "eval.json").read_text())
+    assert np.isfinite(ev["nll"]) and ev["n"] == 359 and ev["bits_per_dim"] == pytest.approx(ev["nll"] / (64 * np.log(2)))
+    # eval recomputes the same figures from the checkpoint
+    assert main(["genjax", "eval", str(run)]) == 0
+    assert json.loads((run / "eval.json").read_text())["nll"] == pytest.approx(ev["nll"], rel=1e-6)
+    assert main(["genjax", "sample", str(run), "--n=9", "--seed=3"]) == 0
+    assert (run / "samples-seed3.png").is_file() and np.load(run / "samples-seed3.npy").shape == (9, 8, 8, 1)
+    # a run folder is never overwritten unless asked
+    before = (run / "metrics.jsonl").read_text()
+    assert main(["genjax", "train", f"--config={SMOKE}", f"--workdir={run}", "--noprogress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_cli_resume_continues_to_the_same_result(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = [f"--config={SMOKE}", "--config.train.epochs=4", "--noprogress", "--noplots"]
+    assert main(["genjax", "train", *common, f"--workdir={a}"]) == 0
+    assert main(["genjax", "train", *common, f"--workdir={b}", "--stop_after=2"]) == 0
+    assert not (b / "eval.json").exists()
+    assert main(["genjax", "train", f"--resume={b}", "--noprogress", "--noplots"]) == 0
+    ea, eb = (json.loads((d / "eval.json").read_text()) for d in (a, b))
+    assert ea["nll"] == eb["nll"]
+
+
+def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, image=np.full((50, 4, 4), np.nan))
+    run = tmp_path / "run"
+    code = main(["genjax", "train", f"--config={SMOKE}", f"--config.data.name=npz:{bad}", f"--workdir={run}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not run.exists()
+    assert err.startswith("genjax: error:") and "non-finite" in err and len(err.splitlines()) == 1
+    assert main(["genjax", "train", f"--config={SMOKE}", "--config.train.epochs=0", f"--workdir={run}"]) == 2
+    assert "train.epochs" in capsys.readouterr().err and not run.exists()
+    assert main(["genjax", "train", f"--config={SMOKE}", "--config.train.nope=1"]) == 2
+    assert main(["genjax", "eval", str(tmp_path / "missing")]) == 2
+    assert main(["genjax", "frobnicate"]) == 2
