@@ -62,3 +62,16 @@ def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys):
     assert main(["genjax", "train", f"--config={SMOKE}", "--config.train.nope=1"]) == 2
     assert main(["genjax", "eval", str(tmp_path / "missing")]) == 2
     assert main(["genjax", "frobnicate"]) == 2
+
+
+def test_vae_mnist_config_runs_on_mock_tfds(tmp_path):
+    import tensorflow_datasets as tfds
+
+    run = tmp_path / "mnist"
+    with tfds.testing.mock_data(num_examples=300):
+        code = main(["genjax", "train", "--config=experiments/vae_mnist/config.py:smoke",
+                     "--config.data.name=tfds:mnist", f"--workdir={run}", "--noprogress", "--noplots"])
+    assert code == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["hidden"] == [200, 200] and cfg["model"]["latent_dim"] == 50
+    assert json.loads((run / "eval.json").read_text())["n"] == 300
