@@ -72,7 +72,9 @@ def from_genjax(state) -> dict:
     pure = state.to_pure_dict()
 
     def layers(mlp_state):
-        return [{"kernel": mlp_state["layers"][i]["kernel"], "bias": mlp_state["layers"][i]["bias"]}
-                for i in sorted(mlp_state["layers"])]
+        return [
+            {"kernel": mlp_state["layers"][i]["kernel"], "bias": mlp_state["layers"][i]["bias"]}
+            for i in sorted(mlp_state["layers"])
+        ]
 
     return {"enc": layers(pure["encoder"]["mlp"]), "dec": layers(pure["decoder"]["mlp"])}

@@ -94,7 +94,11 @@ def bench(steps: int, reps: int, batch: int) -> dict:
         return state
 
     sec, _ = _timed(loop, lambda: (copy(state0),), reps)
-    out["genjax dispatch"] = {"compile_s": compile_s, "examples_per_s": steps * batch / sec, "ms_per_step": 1e3 * sec / steps}
+    out["genjax dispatch"] = {
+        "compile_s": compile_s,
+        "examples_per_s": steps * batch / sec,
+        "ms_per_step": 1e3 * sec / steps,
+    }
     out["ratio genjax/plain (scan)"] = out["genjax scan"]["examples_per_s"] / out["plain scan"]["examples_per_s"]
     return out
 
@@ -108,9 +112,16 @@ def main():
     a = ap.parse_args()
     res = bench(a.steps, a.reps, a.batch)
     dev = jax.devices()[0]
-    meta = {"backend": jax.default_backend(), "device": dev.device_kind, "jax": jax.__version__,
-            "machine": platform.machine(), "steps": a.steps, "reps": a.reps, "batch": a.batch,
-            "model": "MLP VAE 784-512-512-32, Bernoulli, Adam"}
+    meta = {
+        "backend": jax.default_backend(),
+        "device": dev.device_kind,
+        "jax": jax.__version__,
+        "machine": platform.machine(),
+        "steps": a.steps,
+        "reps": a.reps,
+        "batch": a.batch,
+        "model": "MLP VAE 784-512-512-32, Bernoulli, Adam",
+    }
     print(f"# train_step on {meta['backend']} ({meta['device']}), batch {a.batch}, {a.steps} steps per call")
     print(f"{'variant':<18}{'compile s':>11}{'examples/s':>14}{'ms/step':>10}")
     for k, v in res.items():

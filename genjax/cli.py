@@ -31,8 +31,9 @@ FLAGS = flags.FlagValues()
 def _define_flags(argv: list[str]) -> flags.FlagValues:
     """A fresh set of flags per invocation (config overrides register themselves on parsing)."""
     fv = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).", flag_values=fv,
-                                    lock_config=True, sys_argv=argv)
+    config_flags.DEFINE_config_file(
+        "config", None, "Experiment config file (path[:arg]).", flag_values=fv, lock_config=True, sys_argv=argv
+    )
     flags.DEFINE_string("workdir", None, "Run folder (default runs/<name>-<time>).", flag_values=fv)
     flags.DEFINE_string("resume", None, "Continue the run in this folder from its latest checkpoint.", flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "Replace an existing run folder.", flag_values=fv)
@@ -97,8 +98,13 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
     from genjax.eval import heldout_metrics
 
     m = heldout_metrics(
-        family, params, splits.test["x"], jax.random.key(seed + 10_000),
-        batch_size=cfg.eval.batch_size, num_dims=splits.num_dims, bin_width=splits.bin_width,
+        family,
+        params,
+        splits.test["x"],
+        jax.random.key(seed + 10_000),
+        batch_size=cfg.eval.batch_size,
+        num_dims=splits.num_dims,
+        bin_width=splits.bin_width,
     )
     m |= {"split": "test", "nll_samples": cfg.eval.nll_samples if family.name == "vae" else None, "data": splits.name}
     (run_dir / "eval.json").write_text(json.dumps(m, indent=2) + "\n")
@@ -129,7 +135,11 @@ def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> 
     out.append(plots.image_grid(to01(imgs), run_dir / "samples.png", title))
     if "reconstruct" in ex:
         x = test[:32]
-        out.append(plots.reconstructions(to01(x), to01(ex["reconstruct"](params, jnp.asarray(x))), run_dir / "reconstructions.png"))
+        out.append(
+            plots.reconstructions(
+                to01(x), to01(ex["reconstruct"](params, jnp.asarray(x))), run_dir / "reconstructions.png"
+            )
+        )
     if "encode" in ex and "decode_mean" in ex:
         a, b = ex["encode"](params, jnp.asarray(test[:8]))[0], ex["encode"](params, jnp.asarray(test[8:16]))[0]
         t = jnp.linspace(0.0, 1.0, 10)[None, :, None]
@@ -175,7 +185,10 @@ def cmd_train(args: list[str]) -> int:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(FLAGS.workdir or Path("runs") / f"{cfg.name}-{stamp}")
         if run_dir.exists() and any(run_dir.iterdir()) and not FLAGS.overwrite:
-            raise UsageError(f"--workdir {str(run_dir)!r} already holds a run; pass --overwrite to replace it or --resume to continue it.")
+            raise UsageError(
+                f"--workdir {str(run_dir)!r} already holds a run; "
+                "pass --overwrite to replace it or --resume to continue it."
+            )
         splits, family = _prepare(cfg)  # bad data or config fails before anything is written
         if run_dir.exists() and FLAGS.overwrite:
             shutil.rmtree(run_dir)
@@ -183,10 +196,15 @@ def cmd_train(args: list[str]) -> int:
         (run_dir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
         (run_dir / "run.json").write_text(json.dumps(_run_info(cfg), indent=2) + "\n")
     print(f"run folder: {run_dir}", flush=True)
-    res = fit(cfg, family, splits, run_dir, resume=bool(FLAGS.resume), progress=FLAGS.progress, stop_after=FLAGS.stop_after)
+    res = fit(
+        cfg, family, splits, run_dir, resume=bool(FLAGS.resume), progress=FLAGS.progress, stop_after=FLAGS.stop_after
+    )
     ep = int(res.state.epoch)
-    print(f"compile {res.compile_seconds:.1f}s, {len(res.history)} epochs in {res.train_seconds:.1f}s; "
-          f"best validation NLL {float(res.state.es.best):.3f} at epoch {int(res.state.es.best_epoch)}", flush=True)
+    print(
+        f"compile {res.compile_seconds:.1f}s, {len(res.history)} epochs in {res.train_seconds:.1f}s; "
+        f"best validation NLL {float(res.state.es.best):.3f} at epoch {int(res.state.es.best_epoch)}",
+        flush=True,
+    )
     if ep < cfg.train.epochs and not bool(res.state.es.stopped):
         print(f"stopped after epoch {ep} of {cfg.train.epochs}; continue with: genjax train --resume {run_dir}")
         return 0
@@ -201,8 +219,9 @@ def cmd_train(args: list[str]) -> int:
 
 def _print_eval(m: dict) -> None:
     extra = f", ELBO {m['elbo']:.3f}" if "elbo" in m else ""
-    print(f"held-out test NLL ({m['nll_kind']}, n={m['n']}): {m['nll']:.3f} nats, "
-          f"{m['bits_per_dim']:.4f} bits/dim{extra}")
+    print(
+        f"held-out test NLL ({m['nll_kind']}, n={m['n']}): {m['nll']:.3f} nats, {m['bits_per_dim']:.4f} bits/dim{extra}"
+    )
 
 
 def _run_dir_arg(args: list[str], cmd: str) -> Path:
@@ -243,7 +262,9 @@ def cmd_sample(args: list[str]) -> int:
     np.save(run_dir / f"samples-seed{FLAGS.seed}.npy", x)
     if len(splits.shape) == 3:
         x01 = (x + 1) / 2 if cfg.data.scale == "-11" else x
-        path = plots.image_grid(x01, run_dir / f"samples-seed{FLAGS.seed}.png", f"{FLAGS.n} samples (seed {FLAGS.seed})")
+        path = plots.image_grid(
+            x01, run_dir / f"samples-seed{FLAGS.seed}.png", f"{FLAGS.n} samples (seed {FLAGS.seed})"
+        )
     else:
         path = plots.scatter2d(splits.test["x"], x, run_dir / f"samples-seed{FLAGS.seed}.png", cfg.name)
     print(f"wrote {path} and {path.with_suffix('.npy')}")

@@ -20,12 +20,22 @@ def test_train_eval_sample(tmp_path, capsys):
     assert main(["genjax", "train", f"--config={SMOKE}", f"--workdir={run}", "--noprogress"]) == 0
     out = capsys.readouterr().out
     assert "held-out test NLL" in out and str(run) in out
-    for f in ("config.json", "run.json", "metrics.jsonl", "eval.json", "samples.png", "reconstructions.png",
-              "interpolation.png", "curves.png"):
+    for f in (
+        "config.json",
+        "run.json",
+        "metrics.jsonl",
+        "eval.json",
+        "samples.png",
+        "reconstructions.png",
+        "interpolation.png",
+        "curves.png",
+    ):
         assert (run / f).is_file(), f
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
     ev = json.loads((run / "eval.json").read_text())
-    assert np.isfinite(ev["nll"]) and ev["n"] == 359 and ev["bits_per_dim"] == pytest.approx(ev["nll"] / (64 * np.log(2)))
+    assert (
+        np.isfinite(ev["nll"]) and ev["n"] == 359 and ev["bits_per_dim"] == pytest.approx(ev["nll"] / (64 * np.log(2)))
+    )
     # eval recomputes the same figures from the checkpoint
     assert main(["genjax", "eval", str(run)]) == 0
     assert json.loads((run / "eval.json").read_text())["nll"] == pytest.approx(ev["nll"], rel=1e-6)
@@ -69,8 +79,17 @@ def test_vae_mnist_config_runs_on_mock_tfds(tmp_path):
 
     run = tmp_path / "mnist"
     with tfds.testing.mock_data(num_examples=300):
-        code = main(["genjax", "train", "--config=experiments/vae_mnist/config.py:smoke",
-                     "--config.data.name=tfds:mnist", f"--workdir={run}", "--noprogress", "--noplots"])
+        code = main(
+            [
+                "genjax",
+                "train",
+                "--config=experiments/vae_mnist/config.py:smoke",
+                "--config.data.name=tfds:mnist",
+                f"--workdir={run}",
+                "--noprogress",
+                "--noplots",
+            ]
+        )
     assert code == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["hidden"] == [200, 200] and cfg["model"]["latent_dim"] == 50

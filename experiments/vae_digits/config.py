@@ -1,7 +1,7 @@
 """The demo: an MLP VAE on scikit-learn's 8x8 digits, dynamically binarized.
 
-    genjax train --config experiments/vae_digits/config.py          # the full demo (~1 min on CPU)
-    genjax train --config experiments/vae_digits/config.py:smoke    # seconds, for tests
+genjax train --config experiments/vae_digits/config.py          # the full demo (~1 min on CPU)
+genjax train --config experiments/vae_digits/config.py:smoke    # seconds, for tests
 """
 
 from genjax.config import base_config

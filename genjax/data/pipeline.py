@@ -71,9 +71,9 @@ def load_splits(dcfg, batch_size: int) -> DataSplits:
     if int(dcfg.train_size) > 0:
         train_idx = train_idx[: int(dcfg.train_size)]
     train = _take(src.x, src.y, train_idx)
-    for split, d in (("validation", val), ("test", test)):
+    for split, d, field in (("validation", val, "val_fraction"), ("test", test, "test_fraction")):
         if len(d["x"]) == 0:
-            raise DataError(f"data: the {split} split of {src.name!r} is empty; raise data.{'val' if split == 'validation' else 'test'}_fraction.")
+            raise DataError(f"data: the {split} split of {src.name!r} is empty; raise data.{field}.")
     if len(train["x"]) < batch_size:
         raise DataError(
             f"data: the training split of {src.name!r} has {len(train['x'])} examples, fewer than one batch "

@@ -149,8 +149,13 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
         tx = _check_images(traw, where + " test")
     binary = bool(np.issubdtype(raw.dtype, np.integer) and raw.max() <= 1)
     return Source(
-        f"tfds:{name}", x, _check_labels(y, len(x), where), tx, _check_labels(ty, len(tx), where) if tx is not None else None,
-        levels=_levels(raw), binary=binary,
+        f"tfds:{name}",
+        x,
+        _check_labels(y, len(x), where),
+        tx,
+        _check_labels(ty, len(tx), where) if tx is not None else None,
+        levels=_levels(raw),
+        binary=binary,
     )
 
 
@@ -170,8 +175,13 @@ def load_source(dcfg) -> Source:
         n = int(dcfg.get("toy_n", 10000))
         if n <= 0:
             raise DataError(f"data.toy_n must be positive, got {n}.")
-        return Source(name, toy2d_sample(arg, n, int(dcfg.seed)), None,
-                      toy2d_sample(arg, max(n // 5, 1), int(dcfg.seed) + 1), None)
+        return Source(
+            name,
+            toy2d_sample(arg, n, int(dcfg.seed)),
+            None,
+            toy2d_sample(arg, max(n // 5, 1), int(dcfg.seed) + 1),
+            None,
+        )
     raise DataError(
         f"data.name {name!r} is unknown; use 'digits', 'npz:<path>', 'tfds:<name>' or 'toy2d:<{'|'.join(TOY2D)}>'."
     )

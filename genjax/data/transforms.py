@@ -4,7 +4,7 @@ functions ``(key, x) -> x`` that run inside the jitted epoch (a fresh draw every
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -45,7 +45,9 @@ def image_grid(images: np.ndarray, path: str | Path, title: str = "", cols: int 
     return Path(path)
 
 
-def reconstructions(x: np.ndarray, x_rec: np.ndarray, path: str | Path, title: str = "inputs | reconstructions") -> Path:
+def reconstructions(
+    x: np.ndarray, x_rec: np.ndarray, path: str | Path, title: str = "inputs | reconstructions"
+) -> Path:
     """Pairs side by side: each input followed by its reconstruction."""
     pairs = np.stack([x, x_rec], 1).reshape(-1, *x.shape[1:])
     return image_grid(pairs, path, title, cols=2 * int(math.ceil(math.sqrt(len(x)))))

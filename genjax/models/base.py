@@ -19,7 +19,8 @@ gives it (trainable ``nnx.Param``s and any other variables):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 
 class Player(NamedTuple):

@@ -9,9 +9,8 @@ image side must be divisible by ``2 ** len(channels)``: 8x8 and 32x32 with two o
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 

@@ -7,7 +7,7 @@ training core can ``nnx.split`` them once and ``jax.vmap`` over folds freely.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 from flax import nnx
@@ -28,9 +28,7 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
     try:
         return _ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(
-            f"model.activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}."
-        ) from None
+        raise ValueError(f"model.activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}.") from None
 
 
 def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
@@ -54,9 +52,7 @@ class MLP(nnx.Module):
     ):
         if len(sizes) < 2:
             raise ValueError(f"an MLP needs at least an input and an output width, got sizes={list(sizes)}.")
-        self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
-        )
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.act = activation(act)
         self.dropout = nnx.Dropout(dropout) if dropout > 0 else None
 

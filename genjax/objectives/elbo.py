@@ -13,7 +13,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -78,9 +78,7 @@ def iwae_bound(log_px_z: ArrayLike, log_pz: ArrayLike, log_qz_x: ArrayLike) -> j
     return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
 
 
-def log_weights(
-    z_kxbxk: jax.Array, mean: jax.Array, log_var: jax.Array, log_px_z: jax.Array
-) -> jax.Array:
+def log_weights(z_kxbxk: jax.Array, mean: jax.Array, log_var: jax.Array, log_px_z: jax.Array) -> jax.Array:
     """log w_i = log p(x|z_i) + log N(z_i|0,I) - log q(z_i|x) for samples ``[k, B, K]``."""
     log_pz = standard_normal_log_prob(z_kxbxk)
     log_qz = gaussian_log_prob(z_kxbxk, mean, log_var)

@@ -29,9 +29,7 @@ def bernoulli_log_prob(logits: ArrayLike, x: ArrayLike, event_ndims: int = 3) ->
     return _sum_event(x * logits - jax.nn.softplus(logits), event_ndims)
 
 
-def gaussian_log_prob(
-    x: ArrayLike, mean: ArrayLike, log_var: ArrayLike, event_ndims: int = 1
-) -> jax.Array:
+def gaussian_log_prob(x: ArrayLike, mean: ArrayLike, log_var: ArrayLike, event_ndims: int = 1) -> jax.Array:
     """log N(x | mean, diag(exp(log_var))) = -1/2 sum[log 2pi + log_var + (x - mean)^2 / var]."""
     x, mean, log_var = jnp.asarray(x), jnp.asarray(mean), jnp.asarray(log_var)
     terms = -0.5 * (LOG_2PI + log_var + (x - mean) ** 2 * jnp.exp(-log_var))

@@ -11,8 +11,8 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import numpy as np
@@ -141,11 +141,18 @@ def fit(
 
     start, total = int(state.epoch), int(cfg.train.epochs)
     end = total if stop_after is None else max(start, min(total, int(stop_after)))
-    bar = tqdm(range(start, end), initial=start, total=total, desc=cfg.name, disable=not progress, unit="epoch",
-                mininterval=1.0)
+    bar = tqdm(
+        range(start, end),
+        initial=start,
+        total=total,
+        desc=cfg.name,
+        disable=not progress,
+        unit="epoch",
+        mininterval=1.0,
+    )
     t_train = time.perf_counter()
     stopped = bool(state.es.stopped)
-    for _ in ([] if stopped else bar):
+    for _ in [] if stopped else bar:
         state, m = epoch_fn(state, prog.train, prog.val)
         m = _host(m)
         e = int(state.epoch)
@@ -166,8 +173,10 @@ def fit(
         if ckpt is not None and (e % cfg.train.checkpoint_every == 0 or e == end or stopped):
             ckpt.save(e, state)
         if stopped:
-            bar.write(f"early stopping at epoch {e}: best validation NLL {m['best_val_nll']:.4f} "
-                      f"at epoch {int(state.es.best_epoch)}")
+            bar.write(
+                f"early stopping at epoch {e}: best validation NLL {m['best_val_nll']:.4f} "
+                f"at epoch {int(state.es.best_epoch)}"
+            )
             break
     bar.close()
     jax.block_until_ready(state)

@@ -32,9 +32,7 @@ def make_schedule(ocfg, total_steps: int) -> optax.Schedule:
         warm = int(ocfg.warmup_steps)
         if not 0 <= warm < total_steps:
             raise ValueError(f"optim.warmup_steps must lie in [0, {total_steps}) (the run's steps), got {warm}.")
-        return optax.warmup_cosine_decay_schedule(
-            0.0, lr, warm, total_steps, end_value=lr * float(ocfg.final_lr_ratio)
-        )
+        return optax.warmup_cosine_decay_schedule(0.0, lr, warm, total_steps, end_value=lr * float(ocfg.final_lr_ratio))
     raise ValueError(f"optim.schedule must be 'constant' or 'warmup_cosine', got {ocfg.schedule!r}.")
 
 

@@ -69,8 +69,12 @@ def test_epoch_batches_shuffle_and_shape():
 def test_npz_source(tmp_path):
     p = tmp_path / "d.npz"
     rng = np.random.default_rng(0)
-    np.savez(p, image=rng.integers(0, 256, (50, 6, 4), dtype=np.uint8), label=np.arange(50) % 3,
-             test_image=rng.integers(0, 256, (7, 6, 4), dtype=np.uint8))
+    np.savez(
+        p,
+        image=rng.integers(0, 256, (50, 6, 4), dtype=np.uint8),
+        label=np.arange(50) % 3,
+        test_image=rng.integers(0, 256, (7, 6, 4), dtype=np.uint8),
+    )
     s = load_splits(_dcfg(f"npz:{p}"), 10)
     assert s.shape == (6, 4, 1) and len(s.test["x"]) == 7 and s.levels == 256
     assert len(s.train["x"]) + len(s.val["x"]) == 50 and "y" in s.train
@@ -84,19 +88,25 @@ def _npz(tmp_path, **arrays):
     return f"npz:{p}"
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda t: "npz:" + str(t / "missing.npz"), "no such file"),
-    (lambda t: _npz(t, pixels=np.zeros((5, 4, 4))), "has no 'image' array"),
-    (lambda t: _npz(t, image=np.zeros((5, 16))), r"must have shape \(N, H, W\)"),
-    (lambda t: _npz(t, image=np.full((5, 4, 4), 1.5)), r"must lie in \[0, 1\]"),
-    (lambda t: _npz(t, image=np.full((5, 4, 4), 300, np.int32)), "must lie in 0..255"),
-    (lambda t: _npz(t, image=np.full((5, 4, 4), np.nan)), "non-finite"),
-    (lambda t: _npz(t, image=np.zeros((0, 4, 4))), "empty"),
-    (lambda t: _npz(t, image=np.zeros((5, 4, 4)), label=np.zeros(4, np.int64)), "'label' must be integers of shape"),
-    (lambda t: _npz(t, image=np.zeros((20, 4, 4))), "fewer than one batch"),
-    (lambda t: "mnist", "is unknown"),
-    (lambda t: "toy2d:spiral", "is unknown"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda t: "npz:" + str(t / "missing.npz"), "no such file"),
+        (lambda t: _npz(t, pixels=np.zeros((5, 4, 4))), "has no 'image' array"),
+        (lambda t: _npz(t, image=np.zeros((5, 16))), r"must have shape \(N, H, W\)"),
+        (lambda t: _npz(t, image=np.full((5, 4, 4), 1.5)), r"must lie in \[0, 1\]"),
+        (lambda t: _npz(t, image=np.full((5, 4, 4), 300, np.int32)), "must lie in 0..255"),
+        (lambda t: _npz(t, image=np.full((5, 4, 4), np.nan)), "non-finite"),
+        (lambda t: _npz(t, image=np.zeros((0, 4, 4))), "empty"),
+        (
+            lambda t: _npz(t, image=np.zeros((5, 4, 4)), label=np.zeros(4, np.int64)),
+            "'label' must be integers of shape",
+        ),
+        (lambda t: _npz(t, image=np.zeros((20, 4, 4))), "fewer than one batch"),
+        (lambda t: "mnist", "is unknown"),
+        (lambda t: "toy2d:spiral", "is unknown"),
+    ],
+)
 def test_bad_input_gives_one_clear_sentence(tmp_path, make, match):
     with pytest.raises(DataError, match=match) as e:
         load_splits(_dcfg(make(tmp_path)), 16)

@@ -47,9 +47,14 @@ def test_one_step_matches_plain_jax(smoke_cfg):
     assert float(metrics["loss"]) == pytest.approx(float(plain_vae.loss(plain, x.reshape(10, -1), eps)), rel=1e-5)
 
 
-@pytest.mark.parametrize("arch,likelihood,objective", [
-    ("mlp", "bernoulli", "iwae"), ("conv", "gaussian", "elbo"), ("conv", "bernoulli", "elbo"),
-])
+@pytest.mark.parametrize(
+    "arch,likelihood,objective",
+    [
+        ("mlp", "bernoulli", "iwae"),
+        ("conv", "gaussian", "elbo"),
+        ("conv", "bernoulli", "elbo"),
+    ],
+)
 def test_losses_and_protocol_functions(smoke_cfg, arch, likelihood, objective):
     cfg = smoke_cfg
     cfg.model.arch, cfg.model.likelihood, cfg.objective.name = arch, likelihood, objective
@@ -87,7 +92,9 @@ def test_kl_schedule_reaches_the_loss(smoke_cfg):
     fam = _family(smoke_cfg)
     params = fam.init(jax.random.key(0))
     x = jnp.ones((4, 8, 8, 1))
-    betas = [float(fam.players[0].loss(params, {"x": x}, jax.random.key(1), jnp.array(t))[1]["beta"]) for t in (0, 5, 20)]
+    betas = [
+        float(fam.players[0].loss(params, {"x": x}, jax.random.key(1), jnp.array(t))[1]["beta"]) for t in (0, 5, 20)
+    ]
     assert betas == [0.0, 0.5, 1.0]
     smoke_cfg.objective.kl_schedule = "bogus"
     with pytest.raises(ValueError, match="objective.kl_schedule"):

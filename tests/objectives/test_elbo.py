@@ -104,8 +104,14 @@ def test_elbo_below_log_px_and_iwae_rises_with_k():
     bounds = []
     for i, k in enumerate(ks):
         draws = max(40, 20_000 // k)  # independent estimates of L_k averaged per example
-        f = jax.jit(lambda key, k=k, draws=draws: jnp.mean(jax.vmap(
-            lambda kk: jax.nn.logsumexp(_log_w(kk, x, q_mean, q_log_var, k), 0) - math.log(k))(jax.random.split(key, draws)), 0))
+        f = jax.jit(
+            lambda key, k=k, draws=draws: jnp.mean(
+                jax.vmap(lambda kk: jax.nn.logsumexp(_log_w(kk, x, q_mean, q_log_var, k), 0) - math.log(k))(
+                    jax.random.split(key, draws)
+                ),
+                0,
+            )
+        )
         bounds.append(np.asarray(f(jax.random.key(i))))
     lw = np.asarray(_log_w(jax.random.key(9), x, q_mean, q_log_var, 20_000))
     elbo_mc, se = lw.mean(0), lw.std(0) / math.sqrt(20_000)

@@ -7,7 +7,7 @@ import pytest
 from genjax.data import load_splits
 from genjax.eval import heldout_metrics
 from genjax.models import build_family
-from genjax.train import CheckpointError, Checkpointer, build_program, fit
+from genjax.train import Checkpointer, CheckpointError, build_program, fit
 
 
 def _setup(cfg):
@@ -16,8 +16,9 @@ def _setup(cfg):
 
 
 def _nll(fam, params, splits):
-    return heldout_metrics(fam, params, splits.test["x"], jax.random.key(7), batch_size=100,
-                           num_dims=splits.num_dims)["nll"]
+    return heldout_metrics(fam, params, splits.test["x"], jax.random.key(7), batch_size=100, num_dims=splits.num_dims)[
+        "nll"
+    ]
 
 
 def test_short_digits_run_lowers_heldout_nll(smoke_cfg):
@@ -52,7 +53,8 @@ def test_resume_equals_uninterrupted_run(smoke_cfg, tmp_path):
     lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 5
     assert [r["val_nll"] for r in full.history] == pytest.approx(
-        [__import__("json").loads(x)["val_nll"] for x in lines], rel=0, abs=0)
+        [__import__("json").loads(x)["val_nll"] for x in lines], rel=0, abs=0
+    )
 
 
 def test_checkpoint_roundtrip_and_mismatch(smoke_cfg, tmp_path):
