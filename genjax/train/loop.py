@@ -37,6 +37,7 @@ class Program:
 
     init: Callable[[], TrainState]
     epoch: Callable  # jitted (state, train, val) -> (state, metrics), donates state
+    pure_epoch: Callable  # the same, not jitted: for jax.vmap over models (folds, seeds, settings)
     train: dict  # device arrays [N, ...]
     val: dict  # device arrays {"x": [nb, B, ...], "mask": [nb, B]}
     steps_per_epoch: int
@@ -66,6 +67,7 @@ def build_program(cfg, family: Family, splits: DataSplits) -> Program:
     return Program(
         init=init,
         epoch=jax.jit(epoch, donate_argnums=0),
+        pure_epoch=epoch,
         train=jax.device_put(splits.train),
         val=jax.device_put({"x": xb, "mask": mask}),
         steps_per_epoch=steps,

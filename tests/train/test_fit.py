@@ -72,3 +72,23 @@ def test_checkpoint_roundtrip_and_mismatch(smoke_cfg, tmp_path):
     with pytest.raises(CheckpointError, match="does not match"):
         ck.restore(other)
     ck.close()
+
+
+def test_vmapped_epoch_equals_separate_runs(smoke_cfg):
+    """The epoch is one pure function of the state: vmap over two seeds gives each seed's run."""
+    splits, fam = _setup(smoke_cfg)
+    prog = build_program(smoke_cfg, fam, splits)
+    seeds = []
+    for s in (0, 1):
+        smoke_cfg.seed = s
+        seeds.append(build_program(smoke_cfg, fam, splits).init())
+    stacked = jax.tree.map(lambda *a: jax.numpy.stack(a), *seeds)
+    vepoch = jax.jit(jax.vmap(prog.pure_epoch, in_axes=(0, None, None)))
+    for _ in range(2):
+        stacked, vm = vepoch(stacked, prog.train, prog.val)
+    for i, st in enumerate(seeds):
+        for _ in range(2):
+            st, m = prog.epoch(st, prog.train, prog.val)
+        np.testing.assert_allclose(vm["val_nll"][i], m["val_nll"], rtol=1e-4)
+        for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(stacked.params)):
+            np.testing.assert_allclose(a, b[i], rtol=1e-4, atol=1e-5)
