@@ -46,10 +46,16 @@ class VAEModule(nnx.Module):
         self.event_ndims = len(data_shape)
 
     def log_px_z(self, x: jax.Array, out: jax.Array) -> jax.Array:
-        """log p(x|z) for decoder output ``out`` ``[..., B, *data_shape]`` -> ``[..., B]``."""
+        """log p(x|z) for decoder output ``out`` ``[..., B, *data_shape]`` -> ``[..., B]``.
+
+        Computed on flattened events ``[..., B, D]``: on CPU, XLA runs the elementwise terms and
+        the sum ~10% faster than on ``[B, H, W, 1]`` (benchmarks/train_step.py)."""
+        n = self.event_ndims
+        x = x.reshape(*x.shape[: x.ndim - n], -1)
+        out = out.reshape(*out.shape[: out.ndim - n], -1)
         if self.likelihood == "bernoulli":
-            return bernoulli_log_prob(out, x, event_ndims=self.event_ndims)
-        return gaussian_log_prob(x, out, 2.0 * self.log_std[...], event_ndims=self.event_ndims)
+            return bernoulli_log_prob(out, x, event_ndims=1)
+        return gaussian_log_prob(x, out, 2.0 * self.log_std[...].reshape(-1), event_ndims=1)
 
     def mean(self, out: jax.Array) -> jax.Array:
         """E[x|z] from the decoder output."""

@@ -16,7 +16,10 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _sum_event(x: jax.Array, event_ndims: int) -> jax.Array:
-    return jnp.sum(x, axis=tuple(range(-event_ndims, 0))) if event_ndims else x
+    # flatten the event axes and sum over one contiguous axis
+    if not event_ndims:
+        return x
+    return jnp.sum(x.reshape(*x.shape[: x.ndim - event_ndims], -1), axis=-1)
 
 
 def bernoulli_log_prob(logits: ArrayLike, x: ArrayLike, event_ndims: int = 3) -> jax.Array:
