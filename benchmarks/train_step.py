@@ -59,7 +59,7 @@ def bench(steps: int, reps: int, batch: int) -> dict:
     cfg = base_config()
     cfg.model.hidden, cfg.model.latent_dim = HIDDEN, LATENT
     fam = build_family(cfg, SHAPE)
-    state0 = init_state(fam.init(jax.random.key(1)), {"model": tx}, jax.random.key(2))
+    state0 = init_state(fam.init(jax.random.key(1)), {"model": tx}, jax.random.key(2), fam.hparams)
     step = make_step(fam.players, {"model": tx})
 
     def g_train(state, batches):

@@ -51,6 +51,8 @@ def base_config() -> ml_collections.ConfigDict:
             warmup_steps=0,  # linear: steps to reach beta
             cycle_period=1000,  # cyclical: steps per cycle
             cycle_ratio=0.5,  # cyclical: share of a cycle spent rising
+            l1=0.0,  # L1 penalty on kernels (weights), added to every player's loss
+            l2=0.0,  # L2 penalty on kernels (not decoupled: see optim.name='adamw' for that)
         )
     )
     c.optim = ml_collections.ConfigDict(
@@ -105,6 +107,8 @@ def validate(cfg) -> None:
         ("model.dropout", cfg.model.dropout, 0.0 <= cfg.model.dropout < 1.0),
         ("model.gaussian_std", cfg.model.gaussian_std, cfg.model.gaussian_std > 0),
         ("objective.beta", cfg.objective.beta, cfg.objective.beta >= 0),
+        ("objective.l1", cfg.objective.l1, cfg.objective.l1 >= 0),
+        ("objective.l2", cfg.objective.l2, cfg.objective.l2 >= 0),
         ("eval.nll_samples", cfg.eval.nll_samples, cfg.eval.nll_samples >= 1),
         ("eval.nll_chunk", cfg.eval.nll_chunk, cfg.eval.nll_chunk >= 1),
     ]

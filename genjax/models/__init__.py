@@ -1,6 +1,6 @@
 """Model families: each binds nn modules to objectives and exposes the family protocol."""
 
-from genjax.models.base import Family, Player
+from genjax.models.base import Context, Family, Player
 from genjax.models.vae import make_vae
 
 _FAMILIES = {"vae": make_vae}
@@ -15,4 +15,4 @@ def build_family(cfg, data_shape) -> Family:
     return make(cfg, data_shape)
 
 
-__all__ = ["Family", "Player", "build_family"]
+__all__ = ["Context", "Family", "Player", "build_family"]

@@ -63,13 +63,14 @@ class VAEModule(nnx.Module):
 
 
 def make_kl_schedule(ocfg):
-    """beta_t from ``objective.kl_schedule``: constant | linear | cyclical."""
+    """The shape of beta_t from ``objective.kl_schedule`` (constant | linear | cyclical), rising
+    to 1; the loss multiplies it by the hyperparameter ``beta``."""
     if ocfg.kl_schedule == "constant":
-        return elbo_lib.constant_beta(ocfg.beta)
+        return elbo_lib.constant_beta(1.0)
     if ocfg.kl_schedule == "linear":
-        return elbo_lib.linear_warmup(ocfg.warmup_steps, ocfg.beta)
+        return elbo_lib.linear_warmup(ocfg.warmup_steps, 1.0)
     if ocfg.kl_schedule == "cyclical":
-        return elbo_lib.cyclical(ocfg.cycle_period, ocfg.cycle_ratio, ocfg.beta)
+        return elbo_lib.cyclical(ocfg.cycle_period, ocfg.cycle_ratio, 1.0)
     raise ValueError(f"objective.kl_schedule must be constant, linear or cyclical, got {ocfg.kl_schedule!r}.")
 
 
@@ -90,7 +91,7 @@ def make_vae(cfg, data_shape) -> Family:
     def init(key):
         return {"model": nnx.split(VAEModule(mcfg, data_shape, rngs=nnx.Rngs(key)))[1]}
 
-    def elbo_loss(params, batch, key, step):
+    def elbo_loss(params, batch, key, ctx):
         m = module(params)
         x = batch["x"]
         k_enc, k_z, k_dec = jax.random.split(key, 3)
@@ -98,7 +99,7 @@ def make_vae(cfg, data_shape) -> Family:
         z = elbo_lib.reparameterize(k_z, mean, log_var)
         log_px_z = m.log_px_z(x, m.decoder(z, k_dec))
         kl = elbo_lib.gaussian_kl(mean, log_var)
-        beta = beta_t(step)
+        beta = ctx.hp["beta"] * beta_t(ctx.step)
         loss = -jnp.mean(elbo_lib.elbo(log_px_z, kl, beta))
         metrics = {"rec": -jnp.mean(log_px_z), "kl": jnp.mean(kl), "elbo": jnp.mean(log_px_z - kl), "beta": beta}
         return loss, metrics
@@ -111,7 +112,7 @@ def make_vae(cfg, data_shape) -> Family:
         out = m.decoder(z.reshape(-1, z.shape[-1]), k_dec).reshape(k, x.shape[0], *x.shape[1:])
         return elbo_lib.log_weights(z, mean, log_var, m.log_px_z(x, out))
 
-    def iwae_loss(params, batch, key, step):
+    def iwae_loss(params, batch, key, ctx):
         m = module(params)
         k_z, k_drop = jax.random.split(key)
         log_w = iwae_terms(m, batch["x"], k_z, ocfg.k, k_drop)
@@ -165,6 +166,7 @@ def make_vae(cfg, data_shape) -> Family:
         sample=sample,
         log_prob=log_prob,
         log_prob_kind="importance-sampled estimate",
+        hparams={"beta": float(ocfg.beta)},
         extras={
             "elbo": elbo_eval,
             "val_log_prob": lambda params, x, key: log_prob(params, x, key, k=cfg.train.val_samples),

@@ -24,7 +24,8 @@ import optax
 from flax import nnx
 
 from genjax.data.batching import epoch_batches
-from genjax.models.base import Player
+from genjax.models.base import Context, Player
+from genjax.objectives.regularizers import l1_norm, l2_norm_sq
 
 
 class EarlyStopState(NamedTuple):
@@ -42,6 +43,7 @@ class TrainState(NamedTuple):
     epoch: jax.Array  # int32, completed epochs (the data position)
     rng: jax.Array  # typed PRNG key, fixed for the run
     es: EarlyStopState
+    hparams: dict  # loss hyperparameters {name: float32 scalar}: the family's, plus l1 and l2
 
 
 def split_trainable(state: nnx.State):
@@ -49,7 +51,9 @@ def split_trainable(state: nnx.State):
     return nnx.split_state(state, nnx.Param, ...)
 
 
-def init_state(params: dict, txs: dict[str, optax.GradientTransformation], rng: jax.Array) -> TrainState:
+def init_state(
+    params: dict, txs: dict[str, optax.GradientTransformation], rng: jax.Array, hparams: dict | None = None
+) -> TrainState:
     opt = {name: tx.init(split_trainable(params[name])[0]) for name, tx in txs.items()}
     es = EarlyStopState(
         best=jnp.array(jnp.inf, jnp.float32),
@@ -58,12 +62,20 @@ def init_state(params: dict, txs: dict[str, optax.GradientTransformation], rng: 
         stopped=jnp.array(False),
         best_params=jax.tree.map(jnp.copy, params),  # own buffers: the state is donated
     )
-    return TrainState(params, opt, jnp.array(0, jnp.int32), jnp.array(0, jnp.int32), rng, es)
+    hp = {k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()}
+    return TrainState(params, opt, jnp.array(0, jnp.int32), jnp.array(0, jnp.int32), rng, es, hp)
 
 
-def make_step(players: Sequence[Player], txs: dict[str, optax.GradientTransformation]) -> Callable:
+def make_step(
+    players: Sequence[Player], txs: dict[str, optax.GradientTransformation], *, regularize: bool = False
+) -> Callable:
     """The pure training step: each player in order takes ``n_steps`` gradient steps on its own
-    loss with its own optax chain; only its ``nnx.Param`` leaves are differentiated."""
+    loss with its own optax chain; only its ``nnx.Param`` leaves are differentiated.
+
+    With ``regularize``, each player's objective is ``loss + l1 L1(w) + l2 L2(w)`` over its own
+    kernels (``genjax.objectives.regularizers``), strengths from ``state.hparams``; the penalty
+    is logged as ``reg`` apart from the data term ``loss``.
+    """
     single = len(players) == 1
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
@@ -77,9 +89,14 @@ def make_step(players: Sequence[Player], txs: dict[str, optax.GradientTransforma
                 def own(d, pl=pl, rest=rest, k=k):
                     # fresh Variable objects inside this trace, so a loss may mutate non-Param ones
                     rest = jax.tree.map(lambda v: v, rest)
-                    return pl.loss({**params, pl.name: nnx.merge_state(d, rest)}, batch, k, state.step)
+                    ctx = Context(state.step, state.hparams)
+                    loss, m = pl.loss({**params, pl.name: nnx.merge_state(d, rest)}, batch, k, ctx)
+                    if not regularize:
+                        return loss, (loss, m)
+                    reg = state.hparams["l1"] * l1_norm(d) + state.hparams["l2"] * l2_norm_sq(d)
+                    return loss + reg, (loss, m | {"reg": reg})
 
-                (loss, m), g = jax.value_and_grad(own, has_aux=True)(diff)
+                (_, (loss, m)), g = jax.value_and_grad(own, has_aux=True)(diff)
                 m = dict(m)
                 new_vars = m.pop("_vars", None)
                 updates, opt[pl.name] = txs[pl.name].update(g, opt[pl.name], diff)

@@ -43,15 +43,20 @@ class Program:
     steps_per_epoch: int
 
 
-def build_program(cfg, family: Family, splits: DataSplits) -> Program:
-    """Optimizers, state initializer and the jitted epoch for ``family`` on ``splits``."""
+def build_program(cfg, family: Family, splits: DataSplits, swept: frozenset = frozenset()) -> Program:
+    """Optimizers, state initializer and the jitted epoch for ``family`` on ``splits``.
+
+    ``swept``: config fields a sweep will vary per model (so, e.g., the L1/L2 penalty is built in
+    even where its configured strength is 0)."""
     tc = cfg.train
     steps = len(splits.train["x"]) // tc.batch_size
     txs = {p.name: make_optimizer(cfg.optim, tc.epochs * steps) for p in family.players}
     val_lp = family.extras.get("val_log_prob", family.log_prob)
     val_nll = lambda params, batches, key: -batched_mean(val_lp, params, batches, key)  # noqa: E731
+    regularize = cfg.objective.l1 > 0 or cfg.objective.l2 > 0 or bool(swept & {"objective.l1", "objective.l2"})
+    hparams = {**family.hparams, "l1": float(cfg.objective.l1), "l2": float(cfg.objective.l2)}
     epoch = make_epoch(
-        make_step(family.players, txs),
+        make_step(family.players, txs, regularize=regularize),
         val_nll,
         batch_size=tc.batch_size,
         patience=tc.patience,
@@ -61,7 +66,7 @@ def build_program(cfg, family: Family, splits: DataSplits) -> Program:
 
     def init():
         k_init, k_train = jax.random.split(jax.random.key(cfg.seed))
-        return init_state(family.init(k_init), txs, k_train)
+        return init_state(family.init(k_init), txs, k_train, hparams)
 
     xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
     return Program(

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from benchmarks import plain_vae
-from genjax.models import build_family
+from genjax.models import Context, build_family
 from genjax.train import init_state, make_step
 
 
@@ -22,16 +22,16 @@ def test_one_step_matches_plain_jax(smoke_cfg):
     fam = _family(cfg)
     params = fam.init(jax.random.key(0))
     x = (jax.random.uniform(jax.random.key(1), (10, 8, 8, 1)) > 0.5).astype(jnp.float32)
-    key, step_no = jax.random.key(2), jnp.array(0)
+    key, ctx = jax.random.key(2), Context(jnp.array(0), {"beta": jnp.float32(1.0)})
     # genjax's elbo loss draws eps from the second of three keys split from the step key
     eps = jax.random.normal(jax.random.split(key, 3)[1], (10, cfg.model.latent_dim))
     plain = plain_vae.from_genjax(params["model"])
-    loss_g, _ = jax.jit(fam.players[0].loss)(params, {"x": x}, key, step_no)
+    loss_g, _ = jax.jit(fam.players[0].loss)(params, {"x": x}, key, ctx)
     loss_p = plain_vae.loss(plain, x.reshape(10, -1), eps)
     np.testing.assert_allclose(loss_g, loss_p, rtol=1e-5)
 
     tx = optax.adam(1e-2)
-    state = init_state(params, {"model": tx}, jax.random.key(3))
+    state = init_state(params, {"model": tx}, jax.random.key(3), fam.hparams)
     step = jax.jit(make_step(fam.players, {"model": tx}))
     new, metrics = step(state, {"x": x})
     k_step = jax.random.fold_in(jax.random.fold_in(state.rng, 0), 0)
@@ -65,7 +65,7 @@ def test_losses_and_protocol_functions(smoke_cfg, arch, likelihood, objective):
     x = jax.random.uniform(jax.random.key(1), (6, 8, 8, 1))
     if likelihood == "bernoulli":
         x = jnp.round(x)
-    loss, m = jax.jit(fam.players[0].loss)(params, {"x": x}, jax.random.key(2), jnp.array(0))
+    loss, m = jax.jit(fam.players[0].loss)(params, {"x": x}, jax.random.key(2), Context(0, fam.hparams))
     assert jnp.isfinite(loss) and all(jnp.isfinite(v) for v in m.values())
     lp = jax.jit(lambda p, x, k: fam.log_prob(p, x, k, k=40, chunk=8))(params, x, jax.random.key(3))
     el = jax.jit(fam.extras["elbo"])(params, x, jax.random.key(3))
@@ -92,10 +92,12 @@ def test_kl_schedule_reaches_the_loss(smoke_cfg):
     fam = _family(smoke_cfg)
     params = fam.init(jax.random.key(0))
     x = jnp.ones((4, 8, 8, 1))
+    loss = fam.players[0].loss
     betas = [
-        float(fam.players[0].loss(params, {"x": x}, jax.random.key(1), jnp.array(t))[1]["beta"]) for t in (0, 5, 20)
+        float(loss(params, {"x": x}, jax.random.key(1), Context(jnp.array(t), {"beta": 2.0}))[1]["beta"])
+        for t in (0, 5, 20)
     ]
-    assert betas == [0.0, 0.5, 1.0]
+    assert betas == [0.0, 1.0, 2.0]  # the hyperparameter beta times the warm-up shape
     smoke_cfg.objective.kl_schedule = "bogus"
     with pytest.raises(ValueError, match="objective.kl_schedule"):
         _family(smoke_cfg)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,12 +28,12 @@ def _two_player_family(n_steps_b=3):
     def w(params, name):
         return nnx.merge(gd_a, params[name]).w[...]
 
-    def loss_b(params, batch, key, step):
+    def loss_b(params, batch, key, ctx):
         m = nnx.merge(gd_a, params["b"])
         m.calls[...] = m.calls[...] + 1
         return jnp.mean((m.w[...] - batch["x"]) ** 2), {"_vars": nnx.split_state(nnx.split(m)[1], nnx.Param, ...)[1]}
 
-    def loss_a(params, batch, key, step):
+    def loss_a(params, batch, key, ctx):
         return (w(params, "a") - 2 * jax.lax.stop_gradient(w(params, "b"))) ** 2, {}
 
     def init(key):
@@ -112,7 +114,7 @@ def test_nonfinite_loss_is_caught(smoke_cfg):
     fam = build_family(smoke_cfg, splits.shape)
     good = fam.players[0].loss
     bad = Player("model", lambda p, b, k, s: (good(p, b, k, s)[0] * jnp.nan, {}))
-    fam = Family(fam.name, fam.init, (bad,), fam.sample, fam.log_prob, fam.log_prob_kind, fam.extras)
+    fam = dataclasses.replace(fam, players=(bad,))
     with pytest.raises(TrainingError, match="diverged in epoch 1"):
         fit(smoke_cfg, fam, splits, progress=False)
 
