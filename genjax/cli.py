@@ -5,6 +5,8 @@
     genjax train --resume RUN_DIR
     genjax eval RUN_DIR
     genjax sample RUN_DIR [--n 64] [--seed 0]
+    genjax cv --config CONFIG [--config.cv.folds=5] [--config.cv.strategy=vmap|loop|shard] [--workdir DIR]
+    genjax params --config CONFIG
 
 A run folder holds config.json (the resolved config), run.json (versions, devices, command),
 metrics.jsonl (one line per epoch), checkpoints/, eval.json and PNG figures. A run folder is never
@@ -271,7 +273,68 @@ def cmd_sample(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}
+def _new_run_dir(cfg, suffix: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(FLAGS.workdir or Path("runs") / f"{cfg.name}-{suffix}-{stamp}")
+    if run_dir.exists() and any(run_dir.iterdir()) and not FLAGS.overwrite:
+        raise UsageError(f"--workdir {str(run_dir)!r} is not empty; pass --overwrite to replace it.")
+    return run_dir
+
+
+def cmd_cv(args: list[str]) -> int:
+    from genjax.config import validate
+    from genjax.sweep import run_cv, sweep_grid, sweep_table
+
+    if args or FLAGS.config is None:
+        raise UsageError("cv needs --config=path/to/config.py and no positional arguments.")
+    cfg = FLAGS.config
+    validate(cfg)
+    sweep_grid(cfg)  # a bad sweep fails before anything is written
+    run_dir = _new_run_dir(cfg, "cv")
+    from genjax.data import load_splits
+
+    load_splits(cfg.data, cfg.train.batch_size)  # bad data fails before anything is written
+    if run_dir.exists() and FLAGS.overwrite:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+    (run_dir / "run.json").write_text(json.dumps(_run_info(cfg), indent=2) + "\n")
+    print(f"run folder: {run_dir}", flush=True)
+    report = run_cv(cfg, run_dir, progress=FLAGS.progress)
+    for run in report["runs"]:
+        print(
+            f"{run['strategy']}: compile {run['compile_seconds']:.1f}s, train {run['train_seconds']:.1f}s, "
+            f"{run['examples_per_second']:,.0f} examples/s over {len(run['members'])} models"
+        )
+    print(sweep_table(report))
+    for r in report["rows"]:
+        print("per-fold held-out NLL: " + ", ".join(f"{v:.3f}" for v in r["per_fold"]))
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def cmd_params(args: list[str]) -> int:
+    import jax
+
+    from genjax.config import validate
+    from genjax.models import build_family
+    from genjax.nn.summary import format_table, param_table
+
+    if args or FLAGS.config is None:
+        raise UsageError("params needs --config=path/to/config.py and no positional arguments.")
+    cfg = FLAGS.config
+    validate(cfg)
+    from genjax.data import load_splits
+
+    shape = load_splits(cfg.data, cfg.train.batch_size).shape
+    family = build_family(cfg, shape)
+    module = family.extras["module"](family.init(jax.random.key(0)))
+    print(f"{cfg.name}: {family.name}, data shape {shape}")
+    print(format_table(param_table(module)))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "cv": cmd_cv, "params": cmd_params}
 
 
 def main(argv: list[str] | None = None) -> int:

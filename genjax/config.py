@@ -81,6 +81,19 @@ def base_config() -> ml_collections.ConfigDict:
             val_samples=10,  # importance samples for the validation NLL each epoch
             val_batch_size=500,
             checkpoint_every=10,  # epochs; a checkpoint is also written at the end
+            train_eval=False,  # also score a fixed training subset each epoch (train_nll)
+        )
+    )
+    c.cv = ml_collections.ConfigDict(
+        dict(
+            folds=5,
+            strategy="vmap",  # vmap | loop | shard
+            stratify=True,  # stratify folds by label where the data have labels
+            seed=0,  # fold assignment
+            # continuous fields -> lists of values, e.g. {"optim": {"lr": [1e-3, 3e-3]}}; they
+            # are vmapped together with the folds. Shape-changing fields (model.hidden, ...) are
+            # looped, each value compiled separately.
+            sweep=ml_collections.ConfigDict(),
         )
     )
     c.eval = ml_collections.ConfigDict(
@@ -111,6 +124,8 @@ def validate(cfg) -> None:
         ("objective.l2", cfg.objective.l2, cfg.objective.l2 >= 0),
         ("eval.nll_samples", cfg.eval.nll_samples, cfg.eval.nll_samples >= 1),
         ("eval.nll_chunk", cfg.eval.nll_chunk, cfg.eval.nll_chunk >= 1),
+        ("cv.folds", cfg.cv.folds, cfg.cv.folds >= 2),
+        ("cv.strategy", cfg.cv.strategy, cfg.cv.strategy in ("vmap", "loop", "shard")),
     ]
     for field, value, ok in checks:
         if not ok:

@@ -1,6 +1,7 @@
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+# four host devices, so the sharded cross-validation strategy is tested on a real mesh
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
 import pytest  # noqa: E402
 

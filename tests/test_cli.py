@@ -94,3 +94,27 @@ def test_vae_mnist_config_runs_on_mock_tfds(tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["hidden"] == [200, 200] and cfg["model"]["latent_dim"] == 50
     assert json.loads((run / "eval.json").read_text())["n"] == 300
+
+
+def test_cv_and_params_commands(tmp_path, capsys):
+    run = tmp_path / "cv"
+    code = main(
+        [
+            "genjax",
+            "cv",
+            f"--config={SMOKE}",
+            "--config.cv.folds=3",
+            "--config.train.epochs=2",
+            f"--workdir={run}",
+            "--noprogress",
+        ]
+    )
+    assert code == 0
+    rep = json.loads((run / "cv.json").read_text())
+    assert rep["folds"] == 3 and len(rep["runs"][0]["members"]) == 3 and (run / "cv_curves.png").is_file()
+    assert "held-out NLL" in capsys.readouterr().out
+    assert main(["genjax", "params", f"--config={SMOKE}"]) == 0
+    out = capsys.readouterr().out
+    assert "| **total** |" in out
+    assert main(["genjax", "cv", f"--config={SMOKE}", "--config.cv.folds=1", f"--workdir={tmp_path / 'x'}"]) == 2
+    assert "cv.folds" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -6,6 +6,7 @@ Imports nothing from models, train or eval.
 from genjax.data.batching import epoch_batches, eval_batches
 from genjax.data.pipeline import DataSplits, load_splits
 from genjax.data.sources import DataError, load_source
+from genjax.data.splits import fold_indices, kfold_assign
 from genjax.data.toy2d import TOY2D, toy2d_log_prob, toy2d_sample
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "DataSplits",
     "epoch_batches",
     "eval_batches",
+    "fold_indices",
+    "kfold_assign",
     "load_source",
     "load_splits",
     "TOY2D",

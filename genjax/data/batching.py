@@ -13,13 +13,22 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def epoch_batches(tree, key: jax.Array, batch_size: int):
-    """Shuffle the leading axis of every leaf of ``tree`` (same permutation) and cut it into
-    ``steps = N // batch_size`` batches: leaves ``[N, ...] -> [steps, batch_size, ...]``.
-    The remainder (N mod batch_size examples, different ones each epoch) is dropped."""
-    n = jax.tree.leaves(tree)[0].shape[0]
-    steps = n // batch_size
-    perm = jax.random.permutation(key, n)[: steps * batch_size]
+def epoch_batches(tree, key: jax.Array, batch_size: int, steps: int | None = None, idx=None, n=None):
+    """Shuffle and cut into ``steps`` batches: leaves ``[N, ...] -> [steps, batch_size, ...]``.
+
+    Without ``idx``: a random permutation of all N rows, ``steps = N // batch_size`` by default;
+    the remainder (different rows each epoch) is dropped. With ``idx [M]`` (int) and ``n`` (a
+    possibly traced count): draw from the first ``n`` entries of ``idx`` only, in random order —
+    how k folds of different sizes share one pooled array under ``jax.vmap``.
+    """
+    n_rows = jax.tree.leaves(tree)[0].shape[0]
+    if idx is None:
+        steps = n_rows // batch_size if steps is None else steps
+        perm = jax.random.permutation(key, n_rows)[: steps * batch_size]
+    else:
+        u = jax.random.uniform(key, idx.shape)
+        u = jnp.where(jnp.arange(idx.shape[0]) < n, u, jnp.inf)  # padding sorts last
+        perm = idx[jnp.argsort(u)[: steps * batch_size]]
     return jax.tree.map(lambda a: jnp.take(a, perm, axis=0).reshape(steps, batch_size, *a.shape[1:]), tree)
 
 

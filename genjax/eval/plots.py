@@ -103,3 +103,58 @@ def curves(history: list[dict], path: str | Path, title: str = "") -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def cv_curves(history: dict, fold: np.ndarray, setting: np.ndarray, labels: list[str], path, title: str = "") -> Path:
+    """Validation NLL by epoch of every member (one line per fold, one colour per setting);
+    dashed: the training-subset NLL where it was logged."""
+    val = history["val_nll"]  # [epochs, members]
+    ep = np.arange(1, val.shape[0] + 1)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for m in range(val.shape[1]):
+        c = colors[int(setting[m]) % len(colors)]
+        ax.plot(ep, val[:, m], color=c, alpha=0.8, lw=1.2, label=labels[int(setting[m])] if fold[m] == 0 else None)
+        if "train_nll" in history:
+            ax.plot(ep, history["train_nll"][:, m], color=c, alpha=0.5, lw=0.8, ls="--")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("NLL (nats / example)")
+    finite = val[np.isfinite(val)]
+    if finite.size:
+        ax.set_ylim(finite.min() - 0.5, np.percentile(finite, 97) + 0.5)
+    ax.set_title(title or "held-out fold NLL by epoch (solid), training subset (dashed)")
+    if len(labels) > 1 or labels[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def sweep_plot(rows: list[dict], fields: list[str], path, metric: str = "heldout_nll") -> Path:
+    """Held-out metric (mean +- std over folds) against each swept field."""
+    fig, axes = plt.subplots(1, len(fields), figsize=(4.5 * len(fields), 3.8), squeeze=False)
+    for ax, f in zip(axes[0], fields):
+        others = [g for g in fields if g != f]
+        groups: dict = {}
+        for r in rows:
+            groups.setdefault(tuple(str(r[g]) for g in others), []).append(r)
+        for key, rs in groups.items():
+            xs = [str(r[f]) if not isinstance(r[f], (int, float)) else r[f] for r in rs]
+            ax.errorbar(
+                range(len(xs)),
+                [r[f"{metric}_mean"] for r in rs],
+                yerr=[r[f"{metric}_std"] for r in rs],
+                marker="o",
+                capsize=3,
+                label=", ".join(f"{g}={k}" for g, k in zip(others, key)) or None,
+            )
+            ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=30)
+        ax.set_xlabel(f)
+        ax.set_ylabel(f"{metric} (mean +- std over folds)")
+        if others:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -174,5 +174,6 @@ def make_vae(cfg, data_shape) -> Family:
             "encode": encode,
             "reconstruct": reconstruct,
             "latent_dim": lambda: mcfg.latent_dim,
+            "module": module,
         },
     )

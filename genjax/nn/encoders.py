@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import nnx
 
-from genjax.nn.layers import MLP, activation, split_key
+from genjax.nn.layers import MLP, Dropout, activation, split_key
 
 
 class MLPEncoder(nnx.Module):
@@ -59,11 +59,14 @@ class ConvEncoder(nnx.Module):
         self.convs = nnx.List(
             [nnx.Conv(a, b, (4, 4), strides=2, padding="SAME", rngs=rngs) for a, b in zip(chans[:-1], chans[1:])]
         )
+        for i, conv in enumerate(self.convs):  # feature-map sizes, for the parameter table
+            conv.in_map = (in_shape[0] // 2**i, in_shape[1] // 2**i, chans[i])
+            conv.out_map = (in_shape[0] // 2 ** (i + 1), in_shape[1] // 2 ** (i + 1), chans[i + 1])
         f = 2 ** len(channels)
         flat = (in_shape[0] // f) * (in_shape[1] // f) * chans[-1]
         self.head = nnx.Linear(flat, 2 * latent_dim, rngs=rngs)
         self.act = activation(act)
-        self.dropout = nnx.Dropout(dropout) if dropout > 0 else None
+        self.dropout = Dropout(dropout) if dropout > 0 else None
 
     def __call__(self, x, key=None):
         keys = split_key(key, len(self.convs))
@@ -71,7 +74,7 @@ class ConvEncoder(nnx.Module):
         for conv, k in zip(self.convs, keys):
             h = self.act(conv(h))
             if self.dropout is not None:
-                h = self.dropout(h, deterministic=k is None, rngs=k)
+                h = self.dropout(h, k)
         mean, log_var = jnp.split(self.head(h.reshape(h.shape[0], -1)), 2, axis=-1)
         return mean, log_var
 
@@ -92,8 +95,11 @@ class ConvDecoder(nnx.Module):
                 for a, b in zip(chans[:-1], chans[1:])
             ]
         )
+        for i, deconv in enumerate(self.deconvs):
+            deconv.in_map = (self.base[0] * 2**i, self.base[1] * 2**i, chans[i])
+            deconv.out_map = (self.base[0] * 2 ** (i + 1), self.base[1] * 2 ** (i + 1), chans[i + 1])
         self.act = activation(act)
-        self.dropout = nnx.Dropout(dropout) if dropout > 0 else None
+        self.dropout = Dropout(dropout) if dropout > 0 else None
 
     def __call__(self, z, key=None):
         keys = split_key(key, len(self.deconvs))
@@ -103,7 +109,7 @@ class ConvDecoder(nnx.Module):
             if i < len(self.deconvs) - 1:
                 h = self.act(h)
                 if self.dropout is not None:
-                    h = self.dropout(h, deterministic=k is None, rngs=k)
+                    h = self.dropout(h, k)
         return h
 
 

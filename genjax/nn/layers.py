@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -36,6 +37,34 @@ def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
+class Dropout(nnx.Module):
+    """Inverted dropout: with a key, keep each unit with probability 1 - rate and scale it by
+    1 / (1 - rate); without a key, the identity (evaluation).
+
+    The rate is an ``nnx.Variable`` (state, not a trainable parameter), so a sweep can set it per
+    model and ``jax.vmap`` can train several rates at once (``set_dropout_rate``).
+    """
+
+    def __init__(self, rate: float):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"model.dropout must lie in [0, 1), got {rate}.")
+        self.dropout_rate = nnx.Variable(jnp.asarray(rate, jnp.float32))
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        if key is None:
+            return x
+        rate = self.dropout_rate[...]
+        keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+        return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def set_dropout_rate(state, rate):
+    """A copy of a module state with every dropout rate set to ``rate`` (may be traced)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda p, v: jnp.asarray(rate, v.dtype) if "dropout_rate" in jax.tree_util.keystr(p) else v, state
+    )
+
+
 class MLP(nnx.Module):
     """x -> [Linear -> act -> Dropout] * (L-1) -> Linear, widths ``sizes = (n_0, ..., n_L)``.
 
@@ -54,7 +83,7 @@ class MLP(nnx.Module):
             raise ValueError(f"an MLP needs at least an input and an output width, got sizes={list(sizes)}.")
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.act = activation(act)
-        self.dropout = nnx.Dropout(dropout) if dropout > 0 else None
+        self.dropout = Dropout(dropout) if dropout > 0 else None
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         keys = split_key(key, len(self.layers))
@@ -63,5 +92,5 @@ class MLP(nnx.Module):
             if i < len(self.layers) - 1:
                 x = self.act(x)
                 if self.dropout is not None:
-                    x = self.dropout(x, deterministic=keys[i] is None, rngs=keys[i])
+                    x = self.dropout(x, keys[i])
         return x

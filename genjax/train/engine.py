@@ -144,26 +144,33 @@ def make_epoch(
     val_nll: Callable,
     *,
     batch_size: int,
+    steps: int,
     patience: int,
     min_delta: float,
     transform: Callable | None = None,
 ) -> Callable:
-    """``epoch(state, train, val) -> (state, metrics)``, pure.
+    """``epoch(state, data) -> (state, metrics)``, pure.
+
+    ``data`` (device arrays): ``train`` ``{"x": [N, ...], ...}`` — the pool to draw batches from;
+    optionally ``idx [M]`` and ``n`` — draw only from ``train[idx[:n]]`` (a fold); ``val`` and
+    optionally ``train_eval`` — padded evaluation batches ``{"x": [nb, B, ...], "mask": [nb, B]}``
+    scored with ``val_nll`` (``train_eval`` gives ``train_nll``, for train-versus-held-out curves).
 
     Args:
         step: from ``make_step``.
-        val_nll: ``(params, val_batches, key) -> scalar`` validation NLL.
+        val_nll: ``(params, batches, key) -> scalar`` NLL.
+        steps: training steps per epoch (static).
         transform: per-epoch data transform ``(key, x) -> x`` (dynamic binarization, ...).
     """
 
-    def epoch(state: TrainState, train: dict, val: dict):
+    def epoch(state: TrainState, data: dict):
         k_data = jax.random.fold_in(jax.random.fold_in(state.rng, 1), state.epoch)
         k_val = jax.random.fold_in(jax.random.fold_in(state.rng, 2), state.epoch)
-        batches = epoch_batches(train, k_data, batch_size)
+        batches = epoch_batches(data["train"], k_data, batch_size, steps, data.get("idx"), data.get("n"))
         if transform is not None:
             batches = batches | {"x": transform(jax.random.fold_in(k_data, 1), batches["x"])}
         new, ms = jax.lax.scan(step, state, batches)
-        v = val_nll(new.params, val, k_val)
+        v = val_nll(new.params, data["val"], k_val)
         epoch_no = state.epoch + 1
         es = early_stop_update(new.es, v, new.params, epoch_no, patience, min_delta)
         new = new._replace(epoch=epoch_no, es=es)
@@ -173,6 +180,8 @@ def make_epoch(
         losses = [v_ for k, v_ in ms.items() if k.endswith("loss")]
         metrics |= {"nonfinite_steps": sum(jnp.sum(~jnp.isfinite(v_)) for v_ in losses)}
         metrics |= {"val_nll": v, "best_val_nll": new.es.best, "stopped": new.es.stopped}
+        if "train_eval" in data:
+            metrics["train_nll"] = val_nll(new.params, data["train_eval"], jax.random.fold_in(k_val, 1))
         return new, metrics
 
     return epoch

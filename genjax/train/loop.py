@@ -35,15 +35,17 @@ class TrainingError(RuntimeError):
 class Program:
     """The compiled pieces of one run: initial state, epoch function, device-resident data."""
 
-    init: Callable[[], TrainState]
-    epoch: Callable  # jitted (state, train, val) -> (state, metrics), donates state
+    init: Callable[..., TrainState]  # (key=None) -> fresh state
+    epoch: Callable  # jitted (state, data) -> (state, metrics), donates state
     pure_epoch: Callable  # the same, not jitted: for jax.vmap over models (folds, seeds, settings)
-    train: dict  # device arrays [N, ...]
-    val: dict  # device arrays {"x": [nb, B, ...], "mask": [nb, B]}
+    data: dict  # device arrays: {"train": {"x": [N, ...]}, "val": {"x": [nb, B, ...], "mask": [nb, B]}}
     steps_per_epoch: int
+    txs: dict
 
 
-def build_program(cfg, family: Family, splits: DataSplits, swept: frozenset = frozenset()) -> Program:
+def build_program(
+    cfg, family: Family, splits: DataSplits, swept: frozenset = frozenset(), steps_per_epoch: int | None = None
+) -> Program:
     """Optimizers, state initializer and the jitted epoch for ``family`` on ``splits``.
 
     ``swept``: config fields a sweep will vary per model (so, e.g., the L1/L2 penalty is built in
@@ -59,23 +61,29 @@ def build_program(cfg, family: Family, splits: DataSplits, swept: frozenset = fr
         make_step(family.players, txs, regularize=regularize),
         val_nll,
         batch_size=tc.batch_size,
+        steps=steps if steps_per_epoch is None else steps_per_epoch,
         patience=tc.patience,
         min_delta=tc.min_delta,
         transform=epoch_transform(splits.epoch_transform, splits.levels, cfg.data.scale),
     )
 
-    def init():
-        k_init, k_train = jax.random.split(jax.random.key(cfg.seed))
+    def init(key=None):
+        """A fresh state from ``key`` (default ``jax.random.key(cfg.seed)``)."""
+        k_init, k_train = jax.random.split(jax.random.key(cfg.seed) if key is None else key)
         return init_state(family.init(k_init), txs, k_train, hparams)
 
     xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
+    data = {"train": splits.train, "val": {"x": xb, "mask": mask}}
+    if tc.train_eval:  # a fixed training subset as large as the validation set, scored alike
+        xb, mask = eval_batches(splits.train["x"][: len(splits.val["x"])], tc.val_batch_size)
+        data["train_eval"] = {"x": xb, "mask": mask}
     return Program(
         init=init,
         epoch=jax.jit(epoch, donate_argnums=0),
         pure_epoch=epoch,
-        train=jax.device_put(splits.train),
-        val=jax.device_put({"x": xb, "mask": mask}),
-        steps_per_epoch=steps,
+        data=jax.device_put(data),
+        steps_per_epoch=steps if steps_per_epoch is None else steps_per_epoch,
+        txs=txs,
     )
 
 
@@ -143,7 +151,7 @@ def fit(
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
 
     t0 = time.perf_counter()
-    epoch_fn = prog.epoch.lower(state, prog.train, prog.val).compile()
+    epoch_fn = prog.epoch.lower(state, prog.data).compile()
     compile_s = time.perf_counter() - t0
 
     start, total = int(state.epoch), int(cfg.train.epochs)
@@ -160,7 +168,7 @@ def fit(
     t_train = time.perf_counter()
     stopped = bool(state.es.stopped)
     for _ in [] if stopped else bar:
-        state, m = epoch_fn(state, prog.train, prog.val)
+        state, m = epoch_fn(state, prog.data)
         m = _host(m)
         e = int(state.epoch)
         if m["nonfinite_steps"] > 0 or not math.isfinite(m["val_nll"]):

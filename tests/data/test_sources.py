@@ -157,3 +157,34 @@ def test_toy2d_exact_densities():
     assert toy2d_log_prob("moons", x) is None
     ring = toy2d_sample("ring", 1000, 0)
     np.testing.assert_allclose(np.linalg.norm(ring, axis=1), 1.0, atol=0.05)
+
+
+@pytest.mark.parametrize("stratify", [False, True])
+def test_kfold_partitions_exactly(stratify):
+    from genjax.data import fold_indices, kfold_assign
+
+    y = np.random.default_rng(0).integers(0, 10, 1000)
+    fold = kfold_assign(1000, 5, seed=3, labels=y if stratify else None)
+    assert np.array_equal(fold, kfold_assign(1000, 5, seed=3, labels=y if stratify else None))
+    idx = fold_indices(fold, 5)
+    held = np.concatenate([idx["held_idx"][f, : idx["held_n"][f]] for f in range(5)])
+    assert np.array_equal(np.sort(held), np.arange(1000))  # every index held out exactly once
+    for f in range(5):
+        tr = idx["train_idx"][f, : idx["train_n"][f]]
+        assert len(np.intersect1d(tr, idx["held_idx"][f, : idx["held_n"][f]])) == 0
+        assert len(tr) + idx["held_n"][f] == 1000
+    assert idx["held_n"].max() - idx["held_n"].min() <= (10 if stratify else 1)
+    if stratify:  # class proportions per fold within one example of the whole
+        for f in range(5):
+            counts = np.bincount(y[fold == f], minlength=10)
+            np.testing.assert_allclose(counts, np.bincount(y, minlength=10) / 5, atol=1.0)
+    with pytest.raises(DataError, match="cv.folds"):
+        kfold_assign(10, 1, 0)
+
+
+def test_epoch_batches_from_a_fold():
+    x = np.arange(20, dtype=np.float32)
+    idx = np.array([3, 5, 7, 9, 11, 13, 0, 0], np.int32)  # 6 real entries, 2 padding
+    for s in range(5):
+        b = np.asarray(epoch_batches({"x": x}, jax.random.key(s), 2, 3, jax.numpy.asarray(idx), 6)["x"])
+        assert b.shape == (3, 2) and sorted(b.ravel().tolist()) == [3, 5, 7, 9, 11, 13]

@@ -44,3 +44,39 @@ def test_conv_size_error_names_the_problem():
         ConvEncoder((28, 28, 1), (8, 16, 32), 4, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="model.activation"):
         MLP([2, 2], act="nope", rngs=nnx.Rngs(0))
+
+
+def test_dropout_rate_is_state_and_can_be_set():
+    from genjax.nn import set_dropout_rate
+
+    mlp = MLP([8, 256, 8], dropout=0.5, rngs=nnx.Rngs(0))
+    graph, state = nnx.split(mlp)
+    x = jnp.ones((2000, 8))
+    h = jax.jit(
+        lambda s, k: nnx.merge(graph, s).layers[0](x) * 0 + nnx.merge(graph, s).dropout(jnp.ones((2000, 256)), k)
+    )
+
+    for rate in (0.0, 0.2, 0.7):
+        out = h(set_dropout_rate(state, rate), jax.random.key(0))
+        assert float(jnp.mean(out == 0)) == pytest.approx(rate, abs=0.01)
+        assert float(jnp.mean(out)) == pytest.approx(1.0, abs=0.02)  # inverted scaling keeps the mean
+    assert not any(
+        "dropout_rate" in jax.tree_util.keystr(p)
+        for p, _ in jax.tree_util.tree_leaves_with_path(nnx.state(mlp, nnx.Param))
+    )
+
+
+def test_parameter_table_counts():
+    from genjax.nn.summary import format_table, mlp_param_count, param_table
+
+    enc = MLPEncoder((8, 8, 1), (32, 16), 4, rngs=nnx.Rngs(0))
+    rows = param_table(enc)
+    assert [r["params"] for r in rows] == [64 * 32 + 32, 32 * 16 + 16, 16 * 8 + 8]
+    assert sum(r["params"] for r in rows) == mlp_param_count([64, 32, 16, 8])
+    conv = ConvEncoder((8, 8, 1), (4, 8), 2, rngs=nnx.Rngs(0))
+    rows = {r["layer"]: r for r in param_table(conv)}
+    assert rows["convs/0"]["params"] == 4 * 4 * 1 * 4 + 4
+    # a dense map from the 8x8x1 input to the 4x4x4 feature map
+    assert rows["convs/0"]["dense_equivalent"] == 64 * 64 + 64
+    assert sum(r["params"] for r in rows.values()) == sum(x.size for x in jax.tree.leaves(nnx.state(conv, nnx.Param)))
+    assert "Weight sharing" in format_table(list(rows.values()))

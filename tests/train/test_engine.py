@@ -84,21 +84,23 @@ def _toy_epoch(patience):
     fam = _two_player_family(1)
     txs = {"a": optax.sgd(0.1), "b": optax.sgd(0.1)}
     val_nll = lambda params, val, key: -jnp.mean(fam.log_prob(params, val["x"], key))
-    epoch = jax.jit(make_epoch(make_step(fam.players, txs), val_nll, batch_size=4, patience=patience, min_delta=0.0))
+    epoch = jax.jit(
+        make_epoch(make_step(fam.players, txs), val_nll, batch_size=4, steps=2, patience=patience, min_delta=0.0)
+    )
     return fam, txs, epoch
 
 
 def test_a_stopped_model_stays_frozen():
     fam, txs, epoch = _toy_epoch(patience=1)
     state = init_state(fam.init(None), txs, jax.random.key(0))
-    train = {"x": jnp.full((8,), 1.0)}
-    val = {"x": jnp.full((4, 1), -5.0)}  # moving toward the training mean makes validation worse
-    state, m1 = epoch(state, train, val)
-    state, m2 = epoch(state, train, val)
+    # moving toward the training mean makes validation worse
+    data = {"train": {"x": jnp.full((8,), 1.0)}, "val": {"x": jnp.full((4, 1), -5.0)}}
+    state, m1 = epoch(state, data)
+    state, m2 = epoch(state, data)
     assert bool(m2["stopped"])
     frozen = state
     for _ in range(3):
-        state, m = epoch(state, train, val)
+        state, m = epoch(state, data)
     for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(state)):
         if hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
             a, b = jax.random.key_data(a), jax.random.key_data(b)

@@ -83,12 +83,12 @@ def test_vmapped_epoch_equals_separate_runs(smoke_cfg):
         smoke_cfg.seed = s
         seeds.append(build_program(smoke_cfg, fam, splits).init())
     stacked = jax.tree.map(lambda *a: jax.numpy.stack(a), *seeds)
-    vepoch = jax.jit(jax.vmap(prog.pure_epoch, in_axes=(0, None, None)))
+    vepoch = jax.jit(jax.vmap(prog.pure_epoch, in_axes=(0, None)))
     for _ in range(2):
-        stacked, vm = vepoch(stacked, prog.train, prog.val)
+        stacked, vm = vepoch(stacked, prog.data)
     for i, st in enumerate(seeds):
         for _ in range(2):
-            st, m = prog.epoch(st, prog.train, prog.val)
+            st, m = prog.epoch(st, prog.data)
         np.testing.assert_allclose(vm["val_nll"][i], m["val_nll"], rtol=1e-4)
         for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(stacked.params)):
             np.testing.assert_allclose(a, b[i], rtol=1e-4, atol=1e-5)
