@@ -5,8 +5,8 @@
     genjax train --resume RUN_DIR
     genjax eval RUN_DIR
     genjax sample RUN_DIR [--n 64] [--seed 0]
-    genjax cv --config CONFIG [--config.cv.folds=5] [--config.cv.strategy=vmap|loop|shard] [--workdir DIR]
-    genjax params --config CONFIG
+    genjax cv [--config] CONFIG [--config.cv.folds=5] [--config.cv.strategy=vmap|loop|shard] [--workdir DIR]
+    genjax params [--config] CONFIG
 
 A run folder holds config.json (the resolved config), run.json (versions, devices, command),
 metrics.jsonl (one line per epoch), checkpoints/, eval.json and PNG figures. A run folder is never
@@ -346,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"genjax: error: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
+    rest = argv[2:]
+    if cmd in ("cv", "params") and rest and not rest[0].startswith("-"):
+        rest = [f"--config={rest[0]}", *rest[1:]]  # `genjax params CONFIG` == `genjax params --config=CONFIG`
+    argv = [argv[0], cmd, *rest]
     global FLAGS
     FLAGS = _define_flags([argv[0], *argv[2:]])
     try:

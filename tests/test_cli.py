@@ -113,7 +113,7 @@ def test_cv_and_params_commands(tmp_path, capsys):
     rep = json.loads((run / "cv.json").read_text())
     assert rep["folds"] == 3 and len(rep["runs"][0]["members"]) == 3 and (run / "cv_curves.png").is_file()
     assert "held-out NLL" in capsys.readouterr().out
-    assert main(["genjax", "params", f"--config={SMOKE}"]) == 0
+    assert main(["genjax", "params", SMOKE]) == 0
     out = capsys.readouterr().out
     assert "| **total** |" in out
     assert main(["genjax", "cv", f"--config={SMOKE}", "--config.cv.folds=1", f"--workdir={tmp_path / 'x'}"]) == 2
