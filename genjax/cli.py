@@ -184,19 +184,9 @@ def cmd_train(args: list[str]) -> int:
         if FLAGS.config is None:
             raise UsageError("train needs --config=path/to/config.py (or --resume RUN_DIR).")
         cfg = FLAGS.config
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(FLAGS.workdir or Path("runs") / f"{cfg.name}-{stamp}")
-        if run_dir.exists() and any(run_dir.iterdir()) and not FLAGS.overwrite:
-            raise UsageError(
-                f"--workdir {str(run_dir)!r} already holds a run; "
-                "pass --overwrite to replace it or --resume to continue it."
-            )
+        run_dir = _new_run_dir(cfg, "", "pass --overwrite to replace it or --resume to continue it")
         splits, family = _prepare(cfg)  # bad data or config fails before anything is written
-        if run_dir.exists() and FLAGS.overwrite:
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
-        (run_dir / "run.json").write_text(json.dumps(_run_info(cfg), indent=2) + "\n")
+        _open_run_dir(run_dir, cfg)
     print(f"run folder: {run_dir}", flush=True)
     res = fit(
         cfg, family, splits, run_dir, resume=bool(FLAGS.resume), progress=FLAGS.progress, stop_after=FLAGS.stop_after
@@ -273,12 +263,23 @@ def cmd_sample(args: list[str]) -> int:
     return 0
 
 
-def _new_run_dir(cfg, suffix: str) -> Path:
+def _new_run_dir(cfg, suffix: str, hint: str = "pass --overwrite to replace it") -> Path:
+    """``--workdir`` or ``runs/<name>[-suffix]-<time>``; refuses a non-empty folder unless --overwrite."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(FLAGS.workdir or Path("runs") / f"{cfg.name}-{suffix}-{stamp}")
+    run_dir = Path(FLAGS.workdir or Path("runs") / "-".join(x for x in (cfg.name, suffix, stamp) if x))
     if run_dir.exists() and any(run_dir.iterdir()) and not FLAGS.overwrite:
-        raise UsageError(f"--workdir {str(run_dir)!r} is not empty; pass --overwrite to replace it.")
+        raise UsageError(f"--workdir {str(run_dir)!r} already holds a run; {hint}.")
     return run_dir
+
+
+def _open_run_dir(run_dir: Path, cfg) -> None:
+    """Create the run folder (replacing it under --overwrite) with config.json and run.json.
+    Called only once the config and data have passed their checks."""
+    if run_dir.exists() and FLAGS.overwrite:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+    (run_dir / "run.json").write_text(json.dumps(_run_info(cfg), indent=2) + "\n")
 
 
 def cmd_cv(args: list[str]) -> int:
@@ -293,14 +294,10 @@ def cmd_cv(args: list[str]) -> int:
     run_dir = _new_run_dir(cfg, "cv")
     from genjax.data import load_splits
 
-    load_splits(cfg.data, cfg.train.batch_size)  # bad data fails before anything is written
-    if run_dir.exists() and FLAGS.overwrite:
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
-    (run_dir / "run.json").write_text(json.dumps(_run_info(cfg), indent=2) + "\n")
+    splits = load_splits(cfg.data, cfg.train.batch_size)  # bad data fails before anything is written
+    _open_run_dir(run_dir, cfg)
     print(f"run folder: {run_dir}", flush=True)
-    report = run_cv(cfg, run_dir, progress=FLAGS.progress)
+    report = run_cv(cfg, run_dir, splits=splits, progress=FLAGS.progress)
     for run in report["runs"]:
         print(
             f"{run['strategy']}: compile {run['compile_seconds']:.1f}s, train {run['train_seconds']:.1f}s, "

@@ -63,11 +63,13 @@ def _label(setting: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in setting.items())
 
 
-def run_cv(cfg, run_dir: Path | None = None, *, strategy: str | None = None, progress: bool = True) -> dict:
+def run_cv(
+    cfg, run_dir: Path | None = None, *, splits=None, strategy: str | None = None, progress: bool = True
+) -> dict:
     """Cross-validate every setting of ``cv.sweep``; write ``cv.json``, ``cv_curves*.png`` and,
     with a sweep, ``sweep.md`` and ``sweep.png`` into ``run_dir``. Returns the report dict."""
     looped, vmapped = sweep_grid(cfg)
-    splits = load_splits(cfg.data, cfg.train.batch_size)
+    splits = splits if splits is not None else load_splits(cfg.data, cfg.train.batch_size)
     rows, runs = [], []
     for i, outer in enumerate(looped):
         c = _with(cfg, outer)
