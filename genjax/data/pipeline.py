@@ -32,6 +32,30 @@ class DataSplits:
     levels: int | None  # discrete levels of the source (dequantization)
     discrete: bool  # the likelihood is over discrete (binary) data
     bin_width: float | None  # dequantization bin width in the model's data space, for bits/dim
+    scale: str = "01"
+    seed: int = 0
+    raw_val: np.ndarray | None = None  # validation images before their fixed draw (when epoch_transform != none)
+
+    def eval_view(self, x: np.ndarray, seed_offset: int = 4) -> np.ndarray:
+        """Training-space images ``x`` (as in ``train["x"]``) as an evaluation set sees them: the
+        epoch transform's fixed draw (static binarization or dequantization) and the scaling,
+        as done for the validation and test splits. The identity when there is no epoch
+        transform (then ``train["x"]`` is already in evaluation form)."""
+        if self.epoch_transform == "none":
+            return x
+        if self.epoch_transform == "binarize":
+            x = T.binarize_static(x, self.seed + seed_offset)
+        else:
+            x = T.dequantize_static(x, self.levels or 256, self.seed + seed_offset)
+        return T.scale(x, self.scale)
+
+    def training_pool(self) -> dict:
+        """Train and validation examples together, in training form (for k-fold splits)."""
+        val_x = self.raw_val if self.raw_val is not None else self.val["x"]
+        pool = {"x": np.concatenate([self.train["x"], val_x])}
+        if "y" in self.train and "y" in self.val:
+            pool["y"] = np.concatenate([self.train["y"], self.val["y"]])
+        return pool
 
     @property
     def num_dims(self) -> int:
@@ -84,6 +108,7 @@ def load_splits(dcfg, batch_size: int) -> DataSplits:
         raise DataError(f"data.binarize/dequantize apply to images, not to {src.name!r}.")
 
     discrete, bin_width, ep = src.binary, None, "none"
+    raw_val = val["x"]
     if src.binary and dcfg.dequantize:
         raise DataError(f"data.dequantize is meaningless for already-binary {src.name!r}.")
     if dcfg.binarize != "none" and not src.binary:
@@ -114,4 +139,7 @@ def load_splits(dcfg, batch_size: int) -> DataSplits:
         levels=src.levels,
         discrete=discrete,
         bin_width=bin_width,
+        scale=str(dcfg.scale),
+        seed=seed,
+        raw_val=raw_val if ep != "none" else None,
     )

@@ -128,7 +128,8 @@ def cross_validate(
         raise ValueError(f"cv.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}.")
     settings = settings or [{}]
     tc = cfg.train
-    pool = {key: np.concatenate([splits.train[key], splits.val[key]]) for key in splits.train if key in splits.val}
+    pool = splits.training_pool()  # training form: the epoch transform draws afresh each epoch
+    eval_x = splits.eval_view(pool["x"])  # evaluation form: one fixed draw, like validation and test
     labels = pool.get("y") if cfg.cv.stratify else None
     fold = kfold_assign(len(pool["x"]), k, int(cfg.cv.seed), labels)
     fi = fold_indices(fold, k)
@@ -142,7 +143,7 @@ def cross_validate(
     prog = build_program(cfg, family, splits, swept=swept, steps_per_epoch=steps)
     # per-fold data: indices into the pool, padded held-out batches (and training subsets to score)
     bs = int(min(tc.val_batch_size, fi["held_n"].min()))
-    held = [eval_batches(pool["x"][fi["held_idx"][f][: fi["held_n"][f]]], bs) for f in range(k)]
+    held = [eval_batches(eval_x[fi["held_idx"][f][: fi["held_n"][f]]], bs) for f in range(k)]
     nb = max(h[0].shape[0] for h in held)
 
     def pad_to(xb, mask):
@@ -161,14 +162,14 @@ def cross_validate(
         "val": {"x": np.stack([held[f][0] for f in fold_of]), "mask": np.stack([held[f][1] for f in fold_of])},
     }
     if tc.train_eval:
-        tr = [pad_to(*eval_batches(pool["x"][fi["train_idx"][f][: fi["held_n"][f]]], bs)) for f in range(k)]
+        tr = [pad_to(*eval_batches(eval_x[fi["train_idx"][f][: fi["held_n"][f]]], bs)) for f in range(k)]
         per_member["train_eval"] = {
             "x": np.stack([tr[f][0] for f in fold_of]),
             "mask": np.stack([tr[f][1] for f in fold_of]),
         }
     root = jax.random.key(cfg.seed)
     states = [_apply_setting(prog.init(jax.random.fold_in(root, f)), settings[g]) for g, f in members]
-    train_pool = jax.device_put({key: v for key, v in pool.items() if key == "x" or key == "y"})
+    train_pool = jax.device_put(pool)
 
     axes = {"train": None, **{key: 0 for key in per_member}}
     if strategy == "loop":

@@ -75,7 +75,7 @@ def build_program(
     xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
     data = {"train": splits.train, "val": {"x": xb, "mask": mask}}
     if tc.train_eval:  # a fixed training subset as large as the validation set, scored alike
-        xb, mask = eval_batches(splits.train["x"][: len(splits.val["x"])], tc.val_batch_size)
+        xb, mask = eval_batches(splits.eval_view(splits.train["x"][: len(splits.val["x"])]), tc.val_batch_size)
         data["train_eval"] = {"x": xb, "mask": mask}
     return Program(
         init=init,

@@ -119,3 +119,14 @@ def test_l1_l2_penalties_on_kernels_only():
     g = jax.grad(lambda q: penalty(q, 0.0, 1.0))(p)
     np.testing.assert_allclose(g["layer"]["bias"], 0.0)
     np.testing.assert_allclose(g["layer"]["kernel"], [[2.0, -4.0]])
+
+
+def test_folds_are_scored_on_binarized_images(cv_cfg):
+    """With dynamic binarization the pool trains on grey levels drawn afresh each epoch, but every
+    held-out fold is scored on one fixed binary draw, like the validation and test splits."""
+    splits = load_splits(cv_cfg.data, cv_cfg.train.batch_size)
+    pool = splits.training_pool()
+    assert len(np.unique(pool["x"])) > 2 and len(pool["x"]) == len(splits.train["x"]) + len(splits.val["x"])
+    view = splits.eval_view(pool["x"])
+    assert set(np.unique(view)) == {0.0, 1.0}
+    np.testing.assert_allclose(view.mean(), pool["x"].mean(), atol=0.01)
