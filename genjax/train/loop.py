@@ -51,7 +51,8 @@ def build_program(
     ``swept``: config fields a sweep will vary per model (so, e.g., the L1/L2 penalty is built in
     even where its configured strength is 0)."""
     tc = cfg.train
-    steps = len(splits.train["x"]) // tc.batch_size
+    # steps per epoch: all training examples by default; the smallest fold's under cross-validation
+    steps = len(splits.train["x"]) // tc.batch_size if steps_per_epoch is None else steps_per_epoch
     txs = {p.name: make_optimizer(cfg.optim, tc.epochs * steps) for p in family.players}
     val_lp = family.extras.get("val_log_prob", family.log_prob)
     val_nll = lambda params, batches, key: -batched_mean(val_lp, params, batches, key)  # noqa: E731
@@ -61,7 +62,7 @@ def build_program(
         make_step(family.players, txs, regularize=regularize),
         val_nll,
         batch_size=tc.batch_size,
-        steps=steps if steps_per_epoch is None else steps_per_epoch,
+        steps=steps,
         patience=tc.patience,
         min_delta=tc.min_delta,
         transform=epoch_transform(splits.epoch_transform, splits.levels, cfg.data.scale),
@@ -82,7 +83,7 @@ def build_program(
         epoch=jax.jit(epoch, donate_argnums=0),
         pure_epoch=epoch,
         data=jax.device_put(data),
-        steps_per_epoch=steps if steps_per_epoch is None else steps_per_epoch,
+        steps_per_epoch=steps,
         txs=txs,
     )
 
