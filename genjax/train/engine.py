@@ -25,7 +25,7 @@ from flax import nnx
 
 from genjax.data.batching import epoch_batches
 from genjax.models.base import Context, Player
-from genjax.objectives.regularizers import l1_norm, l2_norm_sq
+from genjax.objectives.regularizers import penalty
 
 
 class EarlyStopState(NamedTuple):
@@ -93,7 +93,7 @@ def make_step(
                     loss, m = pl.loss({**params, pl.name: nnx.merge_state(d, rest)}, batch, k, ctx)
                     if not regularize:
                         return loss, (loss, m)
-                    reg = state.hparams["l1"] * l1_norm(d) + state.hparams["l2"] * l2_norm_sq(d)
+                    reg = penalty(d, state.hparams["l1"], state.hparams["l2"])
                     return loss + reg, (loss, m | {"reg": reg})
 
                 (_, (loss, m)), g = jax.value_and_grad(own, has_aux=True)(diff)
