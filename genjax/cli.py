@@ -305,7 +305,8 @@ def cmd_cv(args: list[str]) -> int:
         )
     print(sweep_table(report))
     for r in report["rows"]:
-        print("per-fold held-out NLL: " + ", ".join(f"{v:.3f}" for v in r["per_fold"]))
+        label = ", ".join(f"{f}={r[f]}" for f in report["swept"])
+        print(f"per-fold held-out NLL{f' ({label})' if label else ''}: " + ", ".join(f"{v:.3f}" for v in r["per_fold"]))
     print(f"run folder: {run_dir}")
     return 0
 
