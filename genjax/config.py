@@ -30,7 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
     )
     c.model = ml_collections.ConfigDict(
         dict(
-            family="vae",
+            family="vae",  # vae | flow
             arch="mlp",  # mlp | conv
             hidden=(256, 128),  # MLP widths, encoder side (the decoder mirrors them)
             channels=(32, 64),  # conv channels, encoder side
@@ -40,6 +40,16 @@ def base_config() -> ml_collections.ConfigDict:
             likelihood="bernoulli",  # bernoulli | gaussian
             gaussian_std=0.1,  # gaussian decoder: the fixed std, or the initial one if learned
             learn_std=False,
+            # flows (family='flow'); hidden and activation above are the conditioners'
+            flow="realnvp",  # realnvp | nice | spline | maf | iaf
+            n_layers=8,
+            bins=8,  # spline bins
+            bound=4.0,  # spline range [-bound, bound]; identity outside
+            actnorm=True,
+            logit_alpha=0.05,  # images: logit(a + (1 - 2a) x) before the flow
+            levels=2,  # glow / realnvp_ms: scales
+            steps=4,  # glow / realnvp_ms: flow steps per scale
+            flow_channels=64,  # glow / realnvp_ms: conv conditioner width
         )
     )
     c.objective = ml_collections.ConfigDict(

@@ -1,9 +1,10 @@
 """Model families: each binds nn modules to objectives and exposes the family protocol."""
 
 from genjax.models.base import Context, Family, Player
+from genjax.models.flow import make_flow
 from genjax.models.vae import make_vae
 
-_FAMILIES = {"vae": make_vae}
+_FAMILIES = {"vae": make_vae, "flow": make_flow}
 
 
 def build_family(cfg, data_shape) -> Family:

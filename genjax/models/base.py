@@ -4,7 +4,7 @@ A family is a handful of pure functions over a parameter pytree ``params`` — a
 ``{player_name: nnx.State}`` holding the whole state of that player's modules as ``nnx.split``
 gives it (trainable ``nnx.Param``s and any other variables):
 
-* ``init(key) -> params``
+* ``init(key, example=None) -> params`` (``example``: a batch for data-dependent init)
 * ``players`` — one ``Player`` per optimizer, updated in order each step;
   ``player.loss(params, batch, key, ctx) -> (loss, metrics)`` differentiates only the
   ``nnx.Param`` leaves of ``params[player.name]``. ``ctx`` is a ``Context``: the global step and

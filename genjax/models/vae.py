@@ -88,7 +88,7 @@ def make_vae(cfg, data_shape) -> Family:
     def module(params) -> VAEModule:
         return nnx.merge(graphdef, params["model"])
 
-    def init(key):
+    def init(key, example=None):
         return {"model": nnx.split(VAEModule(mcfg, data_shape, rngs=nnx.Rngs(key)))[1]}
 
     def elbo_loss(params, batch, key, ctx):

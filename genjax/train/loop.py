@@ -68,10 +68,13 @@ def build_program(
         transform=epoch_transform(splits.epoch_transform, splits.levels, cfg.data.scale),
     )
 
+    # an example batch in evaluation form, for data-dependent initialization (ActNorm)
+    example = jax.numpy.asarray(splits.eval_view(splits.train["x"][: tc.batch_size]))
+
     def init(key=None):
         """A fresh state from ``key`` (default ``jax.random.key(cfg.seed)``)."""
         k_init, k_train = jax.random.split(jax.random.key(cfg.seed) if key is None else key)
-        return init_state(family.init(k_init), txs, k_train, hparams)
+        return init_state(family.init(k_init, example), txs, k_train, hparams)
 
     xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
     data = {"train": splits.train, "val": {"x": xb, "mask": mask}}

@@ -36,7 +36,7 @@ def _two_player_family(n_steps_b=3):
     def loss_a(params, batch, key, ctx):
         return (w(params, "a") - 2 * jax.lax.stop_gradient(w(params, "b"))) ** 2, {}
 
-    def init(key):
+    def init(key, example=None):
         return {"a": nnx.split(Scalar(0.0))[1], "b": nnx.split(Scalar(0.0))[1]}
 
     def log_prob(params, x, key):

@@ -1,5 +1,6 @@
 """Invertible layers for normalizing flows (per example; vmapped by the caller)."""
 
+from genjax.nn.flows.image import ConvCoupling, MultiScale, squeeze, unsqueeze
 from genjax.nn.flows.layers import (
     MADE,
     MAF,
@@ -13,6 +14,10 @@ from genjax.nn.flows.layers import (
 )
 
 __all__ = [
+    "ConvCoupling",
+    "MultiScale",
+    "squeeze",
+    "unsqueeze",
     "MADE",
     "MAF",
     "ActNorm",

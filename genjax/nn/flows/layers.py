@@ -149,18 +149,15 @@ class Invertible1x1Conv(nnx.Module):
     log det = (H W) sum log|s|, O(C) instead of O(C^3)."""
 
     def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        q, _ = np.linalg.qr(np.asarray(jax.random.normal(rngs.params(), (channels, channels))))
-        import scipy.linalg
-
-        p, lower, upper = scipy.linalg.lu(q)
-        s = np.diag(upper)
-        self.p = nnx.Variable(jnp.asarray(p, jnp.float32))
-        self.lower = nnx.Param(jnp.asarray(lower, jnp.float32))
-        self.upper = nnx.Param(jnp.asarray(np.triu(upper, 1), jnp.float32))
-        self.sign = nnx.Variable(jnp.asarray(np.sign(s), jnp.float32))
-        self.log_s = nnx.Param(jnp.asarray(np.log(np.abs(s)), jnp.float32))
-        c = channels
-        self.l_mask = nnx.Variable(jnp.asarray(np.tril(np.ones((c, c)), -1), jnp.float32))
+        q, _ = jnp.linalg.qr(jax.random.normal(rngs.params(), (channels, channels)))  # a random rotation
+        p, lower, upper = jax.scipy.linalg.lu(q)
+        s = jnp.diag(upper)
+        self.p = nnx.Variable(p)
+        self.lower = nnx.Param(lower)
+        self.upper = nnx.Param(jnp.triu(upper, 1))
+        self.sign = nnx.Variable(jnp.sign(s))
+        self.log_s = nnx.Param(jnp.log(jnp.abs(s)))
+        self.l_mask = nnx.Variable(jnp.tril(jnp.ones((channels, channels)), -1))
 
     def _w(self):
         c = self.log_s[...].shape[0]
