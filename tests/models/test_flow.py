@@ -93,3 +93,28 @@ def test_flow_cli_reports_bits_per_dim(tmp_path):
         == 0
     )
     assert (tmp_path / "t" / "samples.png").is_file()
+
+
+def test_mnist_flow_config_on_mock_tfds(tmp_path):
+    import tensorflow_datasets as tfds
+
+    run = tmp_path / "mnist"
+    with tfds.testing.mock_data(num_examples=128):
+        code = main(
+            [
+                "genjax",
+                "train",
+                "--config=experiments/flow_digits/config.py:mnist",
+                "--config.model.steps=1",
+                "--config.model.flow_channels=8",
+                "--config.train.epochs=1",
+                "--config.optim.schedule=constant",
+                f"--workdir={run}",
+                "--noprogress",
+                "--noplots",
+            ]
+        )
+    assert code == 0
+    ev = json.loads((run / "eval.json").read_text())
+    # 28x28 images, 256 levels: bits/dim = (nll + 784 ln 256) / (784 ln 2)
+    assert ev["bits_per_dim"] == pytest.approx((ev["nll"] + 784 * np.log(256)) / (784 * np.log(2)), rel=1e-5)
