@@ -28,40 +28,20 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genjax.models.base import Family, Player
-from genjax.nn.flows import MAF, ActNorm, Coupling, Flow, MultiScale, Permute, alternating_mask
+from genjax.nn.flows import (
+    MAF,
+    ActNorm,
+    Coupling,
+    Flow,
+    LogitTransform,
+    MultiScale,
+    Permute,
+    Reshape,
+    alternating_mask,
+)
 from genjax.objectives.likelihood import standard_normal_log_prob
 
 FLOWS = ("realnvp", "nice", "spline", "maf", "iaf", "glow", "realnvp_ms")
-
-
-class LogitTransform(nnx.Module):
-    """[0, 1]^D -> R^D: y = logit(a + (1 - 2a) x), log det = sum log((1 - 2a) / (p (1 - p)))."""
-
-    def __init__(self, alpha: float):
-        self.alpha = float(alpha)
-
-    def forward(self, x, ctx=None):
-        p = self.alpha + (1 - 2 * self.alpha) * x
-        y = jnp.log(p) - jnp.log1p(-p)
-        return y, jnp.sum(math.log(1 - 2 * self.alpha) - jnp.log(p) - jnp.log1p(-p))
-
-    def inverse(self, y, ctx=None):
-        p = jax.nn.sigmoid(y)
-        x = (p - self.alpha) / (1 - 2 * self.alpha)
-        return x, -jnp.sum(math.log(1 - 2 * self.alpha) - jnp.log(p) - jnp.log1p(-p))
-
-
-class Reshape(nnx.Module):
-    """A volume-preserving change of shape (images to vectors for the vector flows)."""
-
-    def __init__(self, shape_in, shape_out):
-        self.shape_in, self.shape_out = tuple(shape_in), tuple(shape_out)
-
-    def forward(self, x, ctx=None):
-        return x.reshape(self.shape_out), jnp.zeros(())
-
-    def inverse(self, z, ctx=None):
-        return z.reshape(self.shape_in), jnp.zeros(())
 
 
 def data_init(layers, h) -> None:

@@ -124,3 +124,14 @@ def test_multiscale_image_flow_inverts_with_exact_logdet(style):
     np.testing.assert_allclose(cc.inverse(zz, c)[0], v, atol=1e-5)
     jac = jax.jacobian(lambda u: cc.forward(u.reshape(4, 4, 2), c)[0].ravel())(v.ravel())
     np.testing.assert_allclose(l2, jnp.linalg.slogdet(jac)[1], rtol=1e-4, atol=1e-4)
+
+
+def test_logit_transform_logdet():
+    from genjax.nn.flows import LogitTransform
+
+    lt = LogitTransform(0.05)
+    x = jax.random.uniform(jax.random.key(0), (D,))
+    y, ld = lt.forward(x)
+    np.testing.assert_allclose(lt.inverse(y)[0], x, atol=1e-5)
+    np.testing.assert_allclose(ld, jnp.linalg.slogdet(jax.jacobian(lambda v: lt.forward(v)[0])(x))[1], rtol=1e-5)
+    np.testing.assert_allclose(lt.inverse(y)[1], -ld, rtol=1e-6)

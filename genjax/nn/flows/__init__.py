@@ -8,7 +8,9 @@ from genjax.nn.flows.layers import (
     Coupling,
     Flow,
     Invertible1x1Conv,
+    LogitTransform,
     Permute,
+    Reshape,
     alternating_mask,
     half_mask,
 )
@@ -24,7 +26,9 @@ __all__ = [
     "Coupling",
     "Flow",
     "Invertible1x1Conv",
+    "LogitTransform",
     "Permute",
+    "Reshape",
     "alternating_mask",
     "half_mask",
 ]
