@@ -80,3 +80,23 @@ def test_parameter_table_counts():
     assert rows["convs/0"]["dense_equivalent"] == 64 * 64 + 64
     assert sum(r["params"] for r in rows.values()) == sum(x.size for x in jax.tree.leaves(nnx.state(conv, nnx.Param)))
     assert "Weight sharing" in format_table(list(rows.values()))
+
+
+def test_spectral_normalization_brings_the_top_singular_value_to_one():
+    from genjax.nn.spectral import SNLinear
+
+    layer = SNLinear(20, 12, rngs=nnx.Rngs(0))
+    layer.kernel[...] = 3.0 * layer.kernel[...]
+    assert float(jnp.linalg.svd(layer.kernel[...], compute_uv=False)[0]) > 1.5
+    u0 = layer.u[...]
+    for _ in range(30):  # one power-iteration step per training call
+        layer(jnp.ones((2, 20)), update=True)
+    assert not jnp.allclose(u0, layer.u[...])
+    s = jnp.linalg.svd(layer.normalized_kernel(), compute_uv=False)
+    assert float(s[0]) == pytest.approx(1.0, abs=1e-3)
+    before = layer.u[...]
+    layer(jnp.ones((2, 20)))  # evaluation: the state is left alone
+    assert jnp.array_equal(before, layer.u[...])
+    # gradients reach the kernel but not the power-iteration state
+    g = nnx.grad(lambda m: jnp.sum(m(jnp.ones((2, 20)))))(layer)
+    assert float(jnp.abs(g.kernel[...]).sum()) > 0
