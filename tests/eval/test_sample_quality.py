@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from genjax.data.toy2d import mixture_modes
+from genjax.eval.sample_quality import (
+    fid_from_features,
+    frechet_distance,
+    inception_score,
+    kernel_distance,
+    mode_coverage,
+)
+
+
+def test_fid_is_zero_for_a_set_with_itself_and_grows_with_a_mean_shift():
+    f = np.random.default_rng(0).normal(size=(2000, 8))
+    assert fid_from_features(f, f) == pytest.approx(0.0, abs=1e-6)
+    shift = np.array([1.0, -2.0] + [0.0] * 6)
+    # same covariance, shifted mean: FID = ||shift||^2 exactly
+    assert fid_from_features(f, f + shift) == pytest.approx(5.0, rel=1e-6)
+    # closed form for two diagonal Gaussians: sum (s1 - s2)^2 on the standard deviations
+    c1, c2 = np.diag([1.0, 4.0]), np.diag([4.0, 1.0])
+    assert frechet_distance(np.zeros(2), c1, np.zeros(2), c2) == pytest.approx(2.0, rel=1e-6)
+
+
+def test_kid_and_inception_score():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(500, 4)), rng.normal(size=(500, 4))
+    assert abs(kernel_distance(a, b)) < 0.05
+    assert kernel_distance(a, b + 1.0) > 0.5
+    assert inception_score(np.full((100, 10), 0.1)) == pytest.approx(1.0)
+    assert inception_score(np.eye(10)[np.arange(100) % 10]) == pytest.approx(10.0, rel=1e-6)
+
+
+def test_mode_coverage_counts_hand_made_samples():
+    means, std = mixture_modes("ring")
+    rng = np.random.default_rng(0)
+    # 5 of 8 modes hit, 100 high-quality samples each, plus 100 far-off samples
+    good = np.concatenate([means[k] + std * rng.normal(size=(100, 2)).clip(-2, 2) for k in range(5)])
+    far = np.full((100, 2), 5.0)
+    m = mode_coverage(np.concatenate([good, far]), means, std)
+    assert m["modes"] == 5
+    assert m["high_quality"] == pytest.approx(500 / 600)
+    assert m["reverse_kl"] == pytest.approx(np.log(8 / 5), rel=1e-6)  # uniform over 5 of 8 modes
+    full = mode_coverage(
+        np.concatenate([means[k] + 0.5 * std * rng.normal(size=(50, 2)) for k in range(8)]), means, std
+    )
+    assert full["modes"] == 8 and full["reverse_kl"] == pytest.approx(0.0, abs=1e-9)
+    grid_means, grid_std = mixture_modes("grid")
+    assert len(grid_means) == 25 and grid_std == 0.05
