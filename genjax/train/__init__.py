@@ -3,7 +3,7 @@ checkpoints and the epoch loop. Knows models only through the family protocol.""
 
 from genjax.train.checkpoint import Checkpointer, CheckpointError
 from genjax.train.engine import EarlyStopState, TrainState, batched_mean, init_state, make_epoch, make_step
-from genjax.train.loop import FitResult, TrainingError, build_program, fit, select_params
+from genjax.train.loop import FitResult, TrainingError, build_program, fit, select_params, split_data
 from genjax.train.optim import make_optimizer
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "build_program",
     "fit",
     "select_params",
+    "split_data",
     "make_optimizer",
 ]

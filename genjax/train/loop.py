@@ -33,14 +33,12 @@ class TrainingError(RuntimeError):
 
 @dataclasses.dataclass
 class Program:
-    """The compiled pieces of one run: initial state, epoch function, device-resident data."""
+    """The pieces of one run: the initial state and the epoch function (its data come from
+    ``split_data`` for a single split, or from ``genjax.train.cv`` for folds)."""
 
     init: Callable[..., TrainState]  # (key=None) -> fresh state
     epoch: Callable  # jitted (state, data) -> (state, metrics), donates state
     pure_epoch: Callable  # the same, not jitted: for jax.vmap over models (folds, seeds, settings)
-    data: dict  # device arrays: {"train": {"x": [N, ...]}, "val": {"x": [nb, B, ...], "mask": [nb, B]}}
-    steps_per_epoch: int
-    txs: dict
 
 
 def build_program(
@@ -76,19 +74,19 @@ def build_program(
         k_init, k_train = jax.random.split(jax.random.key(cfg.seed) if key is None else key)
         return init_state(family.init(k_init, example), txs, k_train, hparams)
 
+    return Program(init=init, epoch=jax.jit(epoch, donate_argnums=0), pure_epoch=epoch)
+
+
+def split_data(cfg, splits: DataSplits) -> dict:
+    """The epoch's device-resident data for one train/validation split:
+    ``{"train": {"x": [N, ...]}, "val": {"x": [nb, B, ...], "mask": [nb, B]}}`` (+ ``train_eval``)."""
+    tc = cfg.train
     xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
     data = {"train": splits.train, "val": {"x": xb, "mask": mask}}
     if tc.train_eval:  # a fixed training subset as large as the validation set, scored alike
         xb, mask = eval_batches(splits.eval_view(splits.train["x"][: len(splits.val["x"])]), tc.val_batch_size)
         data["train_eval"] = {"x": xb, "mask": mask}
-    return Program(
-        init=init,
-        epoch=jax.jit(epoch, donate_argnums=0),
-        pure_epoch=epoch,
-        data=jax.device_put(data),
-        steps_per_epoch=steps,
-        txs=txs,
-    )
+    return jax.device_put(data)
 
 
 @dataclasses.dataclass
@@ -143,6 +141,7 @@ def fit(
     ends this call after epoch ``e`` (with a checkpoint), as a preempted job would.
     """
     prog = build_program(cfg, family, splits)
+    data = split_data(cfg, splits)
     state = prog.init()
     ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir is not None else None
     metrics_path = Path(workdir) / "metrics.jsonl" if workdir is not None else None
@@ -155,7 +154,7 @@ def fit(
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
 
     t0 = time.perf_counter()
-    epoch_fn = prog.epoch.lower(state, prog.data).compile()
+    epoch_fn = prog.epoch.lower(state, data).compile()
     compile_s = time.perf_counter() - t0
 
     start, total = int(state.epoch), int(cfg.train.epochs)
@@ -172,7 +171,7 @@ def fit(
     t_train = time.perf_counter()
     stopped = bool(state.es.stopped)
     for _ in [] if stopped else bar:
-        state, m = epoch_fn(state, prog.data)
+        state, m = epoch_fn(state, data)
         m = _host(m)
         e = int(state.epoch)
         if m["nonfinite_steps"] > 0 or not math.isfinite(m["val_nll"]):

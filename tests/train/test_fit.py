@@ -7,7 +7,7 @@ import pytest
 from genjax.data import load_splits
 from genjax.eval import heldout_metrics
 from genjax.models import build_family
-from genjax.train import Checkpointer, CheckpointError, build_program, fit
+from genjax.train import Checkpointer, CheckpointError, build_program, fit, split_data
 
 
 def _setup(cfg):
@@ -78,6 +78,7 @@ def test_vmapped_epoch_equals_separate_runs(smoke_cfg):
     """The epoch is one pure function of the state: vmap over two seeds gives each seed's run."""
     splits, fam = _setup(smoke_cfg)
     prog = build_program(smoke_cfg, fam, splits)
+    data = split_data(smoke_cfg, splits)
     seeds = []
     for s in (0, 1):
         smoke_cfg.seed = s
@@ -85,10 +86,10 @@ def test_vmapped_epoch_equals_separate_runs(smoke_cfg):
     stacked = jax.tree.map(lambda *a: jax.numpy.stack(a), *seeds)
     vepoch = jax.jit(jax.vmap(prog.pure_epoch, in_axes=(0, None)))
     for _ in range(2):
-        stacked, vm = vepoch(stacked, prog.data)
+        stacked, vm = vepoch(stacked, data)
     for i, st in enumerate(seeds):
         for _ in range(2):
-            st, m = prog.epoch(st, prog.data)
+            st, m = prog.epoch(st, data)
         np.testing.assert_allclose(vm["val_nll"][i], m["val_nll"], rtol=1e-4)
         for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(stacked.params)):
             np.testing.assert_allclose(a, b[i], rtol=1e-4, atol=1e-5)
