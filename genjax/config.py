@@ -30,7 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
     )
     c.model = ml_collections.ConfigDict(
         dict(
-            family="vae",  # vae | flow
+            family="vae",  # vae | flow | gan
             arch="mlp",  # mlp | conv
             hidden=(256, 128),  # MLP widths, encoder side (the decoder mirrors them)
             channels=(32, 64),  # conv channels, encoder side
@@ -50,11 +50,20 @@ def base_config() -> ml_collections.ConfigDict:
             levels=2,  # glow / realnvp_ms: scales
             steps=4,  # glow / realnvp_ms: flow steps per scale
             flow_channels=64,  # glow / realnvp_ms: conv conditioner width
+            # GANs (family='gan'): hidden = generator widths; channels = discriminator side (the
+            # generator mirrors them); latent_dim = z size; dropout applies to the discriminator
+            disc_hidden=(256, 256),  # MLP discriminator widths
+            disc_activation="leaky_relu",
+            spectral_norm=False,  # every discriminator layer spectrally normalized
+            conditional=False,  # class-conditional G and (projection) D
+            n_classes=10,
+            ema=0.0,  # >0: decay of the generator-weight moving average used for sampling
+            output="auto",  # generator output: auto | linear | tanh | sigmoid
         )
     )
     c.objective = ml_collections.ConfigDict(
         dict(
-            name="elbo",  # elbo | iwae
+            name="elbo",  # vae: elbo | iwae; gan: gan | nsgan | wgan | hinge
             beta=1.0,  # beta-VAE weight on the KL (its final value under a schedule)
             k=5,  # iwae: importance samples
             kl_schedule="constant",  # constant | linear | cyclical
@@ -63,6 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
             cycle_ratio=0.5,  # cyclical: share of a cycle spent rising
             l1=0.0,  # L1 penalty on kernels (weights), added to every player's loss
             l2=0.0,  # L2 penalty on kernels (not decoupled: see optim.name='adamw' for that)
+            n_critic=1,  # gan: discriminator updates per generator update
+            gp=0.0,  # gan: gradient-penalty weight (WGAN-GP: 10)
+            r1=0.0,  # gan: R1 weight gamma (penalty gamma/2 ||grad D(x)||^2)
         )
     )
     c.optim = ml_collections.ConfigDict(
@@ -79,6 +91,7 @@ def base_config() -> ml_collections.ConfigDict:
             schedule="constant",  # constant | warmup_cosine
             warmup_steps=0,
             final_lr_ratio=0.0,
+            disc_lr=0.0,  # gan: the discriminator's own learning rate (0 = lr)
         )
     )
     c.train = ml_collections.ConfigDict(

@@ -34,6 +34,13 @@ def _show(ax, canvas, title):
     ax.axis("off")
 
 
+def save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG and close it."""
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def image_grid(images: np.ndarray, path: str | Path, title: str = "", cols: int | None = None) -> Path:
     """A grid of images ``[n, H, W, C]`` in [0, 1]."""
     cols = cols or int(math.ceil(math.sqrt(len(images))))
@@ -74,8 +81,17 @@ def scatter2d(data: np.ndarray, samples: np.ndarray, path: str | Path, title: st
 
 
 def curves(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Training loss and validation NLL by epoch (and the ELBO's terms where logged)."""
+    """Training loss and validation NLL by epoch (and the ELBO's terms where logged); for a
+    family without a likelihood (a GAN), each player's loss."""
     ep = [h["epoch"] for h in history]
+    if history and "val_nll" not in history[0]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in sorted(k for k in history[0] if k.endswith("loss")):
+            ax.plot(ep, [h[k] for h in history], label=k)
+        ax.set(xlabel="epoch", ylabel="loss (epoch mean)", title=title)
+        ax.legend()
+        fig.tight_layout()
+        return save(fig, path)
     extra = [k for k in ("rec", "kl") if history and k in history[0]]
     fig, axes = plt.subplots(1, 1 + bool(extra), figsize=(6 + 5 * bool(extra), 4), squeeze=False)
     ax = axes[0, 0]

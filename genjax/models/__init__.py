@@ -2,9 +2,10 @@
 
 from genjax.models.base import Context, Family, Player
 from genjax.models.flow import make_flow
+from genjax.models.gan import make_gan
 from genjax.models.vae import make_vae
 
-_FAMILIES = {"vae": make_vae, "flow": make_flow}
+_FAMILIES = {"vae": make_vae, "flow": make_flow, "gan": make_gan}
 
 
 def build_family(cfg, data_shape) -> Family:

@@ -43,3 +43,32 @@ class SNLinear(nnx.Module):
 
     def __call__(self, x: jax.Array, update: bool = False) -> jax.Array:
         return x @ self.normalized_kernel(update) + self.bias[...]
+
+
+class SNConv(nnx.Module):
+    """A 2-D convolution (NHWC, 'SAME' padding) whose kernel ``[kh, kw, in, out]`` is divided by
+    the top singular value of its ``[out, kh kw in]`` reshape (Miyato et al. 2018, Sec. 2.1)."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size=(4, 4), strides: int = 2, *, rngs):
+        shape = (*kernel_size, in_features, out_features)
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape))
+        self.bias = nnx.Param(jnp.zeros(out_features))
+        self.u = nnx.Variable(_normalize(jax.random.normal(rngs.params(), (out_features,))))
+        self.strides = strides
+
+    def normalized_kernel(self, update: bool = False) -> jax.Array:
+        k = self.kernel[...]
+        sigma, u = power_iteration(k.reshape(-1, k.shape[-1]).T, self.u[...])
+        if update:
+            self.u[...] = u
+        return k / sigma
+
+    def __call__(self, x: jax.Array, update: bool = False) -> jax.Array:
+        y = jax.lax.conv_general_dilated(
+            x,
+            self.normalized_kernel(update),
+            (self.strides, self.strides),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        return y + self.bias[...]

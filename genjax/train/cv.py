@@ -36,7 +36,7 @@ from genjax.data.splits import fold_indices, kfold_assign
 from genjax.models.base import Family
 from genjax.nn.layers import set_dropout_rate
 from genjax.train.engine import TrainState, batched_mean
-from genjax.train.loop import TrainingError, build_program
+from genjax.train.loop import TrainingError, build_program, split_data
 from genjax.train.optim import set_hyperparams
 
 CONTINUOUS = ("optim.lr", "optim.weight_decay", "objective.beta", "objective.l1", "objective.l2", "model.dropout")
@@ -123,6 +123,11 @@ def cross_validate(
     ``callback(epoch, state, metrics)`` is called after every epoch of the vmap/shard strategies
     with the stacked state (for tests and live plots).
     """
+    if family.log_prob is None:
+        raise ValueError(
+            f"cv scores folds by held-out NLL, which the {family.name} family has not; "
+            "train several seeds at once with genjax.train.cv.train_seeds instead."
+        )
     k, strategy = int(cfg.cv.folds), strategy or cfg.cv.strategy
     if strategy not in STRATEGIES:
         raise ValueError(f"cv.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}.")
@@ -171,11 +176,10 @@ def cross_validate(
     states = [_apply_setting(prog.init(jax.random.fold_in(root, f)), settings[g]) for g, f in members]
     train_pool = jax.device_put(pool)
 
-    axes = {"train": None, **{key: 0 for key in per_member}}
     if strategy == "loop":
         out = _run_loop(cfg, prog, states, train_pool, per_member, progress)
     else:
-        out = _run_vmapped(cfg, prog, states, train_pool, per_member, axes, strategy, progress, callback)
+        out = _run_vmapped(cfg, prog, states, {"train": train_pool}, per_member, strategy, progress, callback)
     state, hist, compile_s, train_s, epochs_run = out
     examples = float(np.sum(epochs_run)) * steps * tc.batch_size
 
@@ -223,9 +227,12 @@ def _check(m, epoch):
         )
 
 
-def _run_vmapped(cfg, prog, states, train_pool, per_member, axes, strategy, progress, callback):
+def _run_vmapped(cfg, prog, states, shared, per_member, strategy, progress, callback, desc="cv"):
+    """Train stacked ``states`` with the vmapped epoch; ``shared`` data are the same for every
+    member (device arrays), ``per_member`` ones have a leading member axis."""
     state = _stack(states)
-    data = {"train": train_pool, **jax.device_put(per_member)}
+    data = {**shared, **jax.device_put(per_member)}
+    axes = {**{key: None for key in shared}, **{key: 0 for key in per_member}}
     vepoch = jax.vmap(prog.pure_epoch, in_axes=(0, axes))
     if strategy == "shard":
         n_members = len(states)
@@ -235,10 +242,7 @@ def _run_vmapped(cfg, prog, states, train_pool, per_member, axes, strategy, prog
         shard = NamedSharding(mesh, PartitionSpec("members"))
         repl = NamedSharding(mesh, PartitionSpec())
         state = jax.device_put(state, shard)
-        data = {
-            "train": jax.device_put(data["train"], repl),
-            **{key: jax.device_put(v, shard) for key, v in data.items() if key != "train"},
-        }
+        data = {key: jax.device_put(v, shard if key in per_member else repl) for key, v in data.items()}
     fn = jax.jit(vepoch, donate_argnums=0)
     t = time.perf_counter()
     fn = fn.lower(state, data).compile()
@@ -248,7 +252,7 @@ def _run_vmapped(cfg, prog, states, train_pool, per_member, axes, strategy, prog
     epochs_run = np.zeros(n, np.int64)
     bar = tqdm(
         range(cfg.train.epochs),
-        desc=f"{cfg.name} cv ({strategy}, {n} models)",
+        desc=f"{cfg.name} {desc} ({strategy}, {n} models)",
         disable=not progress,
         unit="epoch",
         mininterval=1.0,
@@ -264,13 +268,9 @@ def _run_vmapped(cfg, prog, states, train_pool, per_member, axes, strategy, prog
             hist.setdefault(key, []).append(np.where(was_stopped, np.nan, v) if v.dtype != bool else v)
         if callback is not None:
             callback(e + 1, state, m)
-        bar.set_postfix(
-            {
-                "val_nll": f"{np.nanmean(np.where(was_stopped, np.nan, m['val_nll'])):.3f}",
-                "stopped": f"{int(m['stopped'].sum())}/{n}",
-            },
-            refresh=False,
-        )
+        shown = [key for key in ("val_nll", "loss", "disc/loss", "gen/loss") if key in m][:2]
+        post = {key: f"{np.nanmean(np.where(was_stopped, np.nan, m[key])):.3f}" for key in shown}
+        bar.set_postfix(post | {"stopped": f"{int(m['stopped'].sum())}/{n}"}, refresh=False)
         if m["stopped"].all():
             break
     bar.close()
@@ -305,3 +305,46 @@ def _run_loop(cfg, prog, states, train_pool, per_member, progress):
         cols = [np.array(h[key] + [np.nan] * (longest - len(h[key])), dtype=float) for h in hists]
         hist[key] = np.stack(cols, 1)
     return _stack(finals), hist, compile_s, train_s, np.array(epochs_run)
+
+
+@dataclasses.dataclass
+class SeedsResult:
+    seeds: list[int]
+    state: TrainState  # stacked final states, leading axis = seed
+    history: dict[str, np.ndarray]  # metric -> [epochs, seeds]
+    compile_seconds: float
+    train_seconds: float
+    examples_per_second: float
+
+    def params(self, keep_best: bool = True):
+        """Stacked parameters (leading axis = seed) to evaluate."""
+        return self.state.es.best_params if keep_best else self.state.params
+
+
+def train_seeds(
+    cfg,
+    family: Family,
+    splits: DataSplits,
+    seeds,
+    *,
+    strategy: str = "vmap",
+    progress: bool = True,
+    callback: Callable | None = None,
+) -> SeedsResult:
+    """Train one model per seed on the same split, all at once (``vmap``, or ``shard`` over a
+    device mesh): seed ``s`` is initialized and trained from ``jax.random.key(s)``, so member
+    ``s`` equals ``fit`` with ``cfg.seed = s``."""
+    if strategy not in ("vmap", "shard"):
+        raise ValueError(f"train_seeds: strategy must be 'vmap' or 'shard', got {strategy!r}.")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("train_seeds: no seeds given.")
+    prog = build_program(cfg, family, splits)
+    shared = split_data(cfg, splits)
+    states = [prog.init(jax.random.key(s)) for s in seeds]
+    state, hist, compile_s, train_s, epochs_run = _run_vmapped(
+        cfg, prog, states, shared, {}, strategy, progress, callback, desc="seeds"
+    )
+    per_step = cfg.train.batch_size * family.batch_multiple
+    examples = float(np.sum(epochs_run)) * (len(splits.train["x"]) // per_step) * per_step
+    return SeedsResult(seeds, state, hist, compile_s, train_s, examples / max(train_s, 1e-9))

@@ -77,6 +77,13 @@ def make_step(
     is logged as ``reg`` apart from the data term ``loss``.
     """
     single = len(players) == 1
+    mult = max([p.n_steps for p in players if p.split_batch] or [1])
+
+    def slice_of(batch, j: int):
+        """Slice ``j`` of ``mult`` equal parts of the step's batch."""
+        if mult == 1:
+            return batch
+        return jax.tree.map(lambda a: a.reshape(mult, a.shape[0] // mult, *a.shape[1:])[j], batch)
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.fold_in(state.rng, 0), state.step)
@@ -85,12 +92,13 @@ def make_step(
             for j in range(pl.n_steps):
                 k = jax.random.fold_in(key, 1000 * i + j)
                 diff, rest = split_trainable(params[pl.name])
+                b = slice_of(batch, j if pl.split_batch else 0)
 
-                def own(d, pl=pl, rest=rest, k=k):
+                def own(d, pl=pl, rest=rest, k=k, b=b):
                     # fresh Variable objects inside this trace, so a loss may mutate non-Param ones
                     rest = jax.tree.map(lambda v: v, rest)
                     ctx = Context(state.step, state.hparams)
-                    loss, m = pl.loss({**params, pl.name: nnx.merge_state(d, rest)}, batch, k, ctx)
+                    loss, m = pl.loss({**params, pl.name: nnx.merge_state(d, rest)}, b, k, ctx)
                     if not regularize:
                         return loss, (loss, m)
                     reg = penalty(d, state.hparams["l1"], state.hparams["l2"])
@@ -102,6 +110,8 @@ def make_step(
                 updates, opt[pl.name] = txs[pl.name].update(g, opt[pl.name], diff)
                 diff = optax.apply_updates(diff, updates)
                 params[pl.name] = nnx.merge_state(diff, rest if new_vars is None else new_vars)
+            if pl.post_update is not None:
+                params = pl.post_update(params, Context(state.step, state.hparams))
             prefix = "" if single else f"{pl.name}/"
             metrics |= {prefix + "loss": loss, prefix + "grad_norm": optax.global_norm(g)}
             metrics |= {prefix + n: v for n, v in m.items()}
@@ -158,7 +168,8 @@ def make_epoch(
 
     Args:
         step: from ``make_step``.
-        val_nll: ``(params, batches, key) -> scalar`` NLL.
+        val_nll: ``(params, batches, key) -> scalar`` NLL; ``None`` for a family without a
+            likelihood: no validation, no early stopping, and the "best" parameters are the last.
         steps: training steps per epoch (static).
         transform: per-epoch data transform ``(key, x) -> x`` (dynamic binarization, ...).
     """
@@ -170,17 +181,23 @@ def make_epoch(
         if transform is not None:
             batches = batches | {"x": transform(jax.random.fold_in(k_data, 1), batches["x"])}
         new, ms = jax.lax.scan(step, state, batches)
-        v = val_nll(new.params, data["val"], k_val)
         epoch_no = state.epoch + 1
-        es = early_stop_update(new.es, v, new.params, epoch_no, patience, min_delta)
+        if val_nll is None:
+            v = None
+            es = new.es._replace(best_epoch=epoch_no, best_params=new.params)
+        else:
+            v = val_nll(new.params, data["val"], k_val)
+            es = early_stop_update(new.es, v, new.params, epoch_no, patience, min_delta)
         new = new._replace(epoch=epoch_no, es=es)
         # A model that had stopped before this epoch keeps its whole state frozen.
         new = jax.tree.map(lambda old, nw: jnp.where(state.es.stopped, old, nw), state, new)
         metrics = {k: jnp.mean(v_) for k, v_ in ms.items()}
         losses = [v_ for k, v_ in ms.items() if k.endswith("loss")]
         metrics |= {"nonfinite_steps": sum(jnp.sum(~jnp.isfinite(v_)) for v_ in losses)}
-        metrics |= {"val_nll": v, "best_val_nll": new.es.best, "stopped": new.es.stopped}
-        if "train_eval" in data:
+        metrics |= {"stopped": new.es.stopped}
+        if v is not None:
+            metrics |= {"val_nll": v, "best_val_nll": new.es.best}
+        if "train_eval" in data and val_nll is not None:
             metrics["train_nll"] = val_nll(new.params, data["train_eval"], jax.random.fold_in(k_val, 1))
         return new, metrics
 

@@ -50,16 +50,32 @@ def build_program(
     even where its configured strength is 0)."""
     tc = cfg.train
     # steps per epoch: all training examples by default; the smallest fold's under cross-validation
-    steps = len(splits.train["x"]) // tc.batch_size if steps_per_epoch is None else steps_per_epoch
-    txs = {p.name: make_optimizer(cfg.optim, tc.epochs * steps) for p in family.players}
+    # (a split-batch critic draws batch_multiple batches per step)
+    per_step = tc.batch_size * family.batch_multiple
+    steps = len(splits.train["x"]) // per_step if steps_per_epoch is None else steps_per_epoch
+    if steps < 1:
+        raise ValueError(
+            f"train.batch_size={tc.batch_size} x {family.batch_multiple} batches per step exceeds the "
+            f"{len(splits.train['x'])} training examples."
+        )
+    lrs = family.extras.get("player_lr", lambda name: None)
+    txs = {p.name: make_optimizer(cfg.optim, tc.epochs * steps, lr=lrs(p.name)) for p in family.players}
     val_lp = family.extras.get("val_log_prob", family.log_prob)
-    val_nll = lambda params, batches, key: -batched_mean(val_lp, params, batches, key)  # noqa: E731
+    if val_lp is None:
+        if tc.patience > 0:
+            raise ValueError(
+                f"train.patience={tc.patience} needs a validation likelihood, which the "
+                f"{family.name} family has not; set train.patience=0."
+            )
+        val_nll = None
+    else:
+        val_nll = lambda params, batches, key: -batched_mean(val_lp, params, batches, key)  # noqa: E731
     regularize = cfg.objective.l1 > 0 or cfg.objective.l2 > 0 or bool(swept & {"objective.l1", "objective.l2"})
     hparams = {**family.hparams, "l1": float(cfg.objective.l1), "l2": float(cfg.objective.l2)}
     epoch = make_epoch(
         make_step(family.players, txs, regularize=regularize),
         val_nll,
-        batch_size=tc.batch_size,
+        batch_size=per_step,
         steps=steps,
         patience=tc.patience,
         min_delta=tc.min_delta,
@@ -174,10 +190,10 @@ def fit(
         state, m = epoch_fn(state, data)
         m = _host(m)
         e = int(state.epoch)
-        if m["nonfinite_steps"] > 0 or not math.isfinite(m["val_nll"]):
+        if m["nonfinite_steps"] > 0 or not math.isfinite(m.get("val_nll", 0.0)):
             raise TrainingError(
                 f"training diverged in epoch {e}: {m['nonfinite_steps']} steps gave a non-finite loss "
-                f"(validation NLL {m['val_nll']}); lower optim.lr or set optim.clip_norm. "
+                f"(validation NLL {m.get('val_nll', 'not computed')}); lower optim.lr or set optim.clip_norm. "
                 f"The last good checkpoint is kept."
             )
         row = {"epoch": e, "step": int(state.step), **m, "time": round(time.perf_counter() - t_train, 3)}
@@ -185,7 +201,7 @@ def fit(
         if metrics_path is not None:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-        shown = {k: m[k] for k in m if k in ("loss", "rec", "kl", "val_nll")}
+        shown = {k: m[k] for k in m if k in ("loss", "rec", "kl", "val_nll", "disc/loss", "gen/loss")}
         bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
         stopped = m["stopped"]
         if ckpt is not None and (e % cfg.train.checkpoint_every == 0 or e == end or stopped):

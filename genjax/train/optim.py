@@ -29,12 +29,13 @@ def make_schedule(ocfg, total_steps: int) -> optax.Schedule:
     raise ValueError(f"optim.schedule must be 'constant' or 'warmup_cosine', got {ocfg.schedule!r}.")
 
 
-def make_optimizer(ocfg, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(ocfg, total_steps: int, lr: float | None = None) -> optax.GradientTransformation:
     """The optax chain described in the module docstring.
 
     Wrapped in ``optax.inject_hyperparams``: ``learning_rate`` (the peak value) and
     ``weight_decay`` live in the optimizer state (``opt_state.hyperparams``), so a sweep sets them
-    per model and ``jax.vmap`` trains several values at once (``set_hyperparams``).
+    per model and ``jax.vmap`` trains several values at once (``set_hyperparams``). ``lr``
+    overrides ``optim.lr`` (a player's own rate: two time-scale GAN updates).
     """
     shape = make_schedule(ocfg, total_steps)
     if ocfg.name not in ("adam", "adamw", "sgd"):
@@ -53,7 +54,10 @@ def make_optimizer(ocfg, total_steps: int) -> optax.GradientTransformation:
         return optax.chain(*parts)
 
     wd = float(ocfg.weight_decay) if ocfg.name == "adamw" else 0.0
-    return optax.inject_hyperparams(build)(learning_rate=float(ocfg.lr), weight_decay=wd)
+    lr = float(ocfg.lr if lr is None else lr)
+    if not lr > 0:
+        raise ValueError(f"a player's learning rate must be positive, got {lr}.")
+    return optax.inject_hyperparams(build)(learning_rate=lr, weight_decay=wd)
 
 
 def set_hyperparams(opt_state, **values):

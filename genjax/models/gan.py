@@ -1,0 +1,174 @@
+"""The GAN family: a generator G(z, y) and a discriminator/critic D(x, y) as two players.
+
+Each training step updates the discriminator ``objective.n_critic`` times — each update on its
+own slice of real data (the epoch draws ``n_critic x batch_size`` examples per step) — and then
+the generator once, each with its own optax chain (``optim.disc_lr`` > 0 gives the
+discriminator its own rate: two time-scale updates, Heusel et al. 2017). With D's logit / critic
+value f and per-example terms from ``genjax.objectives.adversarial``:
+
+    ``objective.name``   discriminator loss                      generator loss
+    ``gan``              -log D(x) - log(1 - D(G(z)))            log(1 - D(G(z)))  (saturating)
+    ``nsgan``            same                                    -log D(G(z))
+    ``wgan``             f(G(z)) - f(x)                          -f(G(z))
+    ``hinge``            relu(1 - f(x)) + relu(1 + f(G(z)))      -f(G(z))
+
+plus ``gp`` (x) the gradient penalty (||grad f(x_hat)|| - 1)^2 on interpolates (WGAN-GP with
+``wgan``, ``gp = 10``, ``n_critic = 5``) and ``r1 / 2`` (x) ||grad f(x)||^2 on real data.
+``model.spectral_norm`` normalizes every discriminator layer (SN-GAN; its power-iteration
+vectors are state, advanced once per discriminator update). ``gp`` and ``r1`` are loss
+hyperparameters in the training state, so seeds or settings vmap.
+
+``model.ema > 0`` keeps an exponential moving average of the generator's weights in
+``params["gen_ema"]`` (updated after every generator step: ema <- d ema + (1 - d) theta);
+``sample`` then draws from the average (``extras["sample_online"]`` from the raw weights).
+
+A GAN has no likelihood: ``log_prob`` is ``None`` (training runs without validation NLL or
+early stopping; ``genjax eval`` scores samples).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from genjax.models.base import Family, Player
+from genjax.nn.gan import build_discriminator, build_generator
+from genjax.objectives import adversarial as adv
+
+LOSSES = {
+    "gan": (adv.d_minimax, adv.g_saturating),
+    "nsgan": (adv.d_minimax, adv.g_nonsaturating),
+    "wgan": (adv.d_wasserstein, adv.g_wasserstein),
+    "hinge": (adv.d_hinge, adv.g_hinge),
+}
+
+
+def output_activation(cfg) -> str | None:
+    """``model.output``: ``auto`` is linear for 2-D toy data, tanh for images scaled to [-1, 1],
+    sigmoid for images in [0, 1]."""
+    out = cfg.model.output
+    if out == "auto":
+        if str(cfg.data.name).startswith("toy2d:"):
+            return None
+        return "tanh" if cfg.data.scale == "-11" else "sigmoid"
+    if out == "linear":
+        return None
+    if out not in ("tanh", "sigmoid"):
+        raise ValueError(f"model.output must be auto, linear, tanh or sigmoid, got {out!r}.")
+    return out
+
+
+def make_gan(cfg, data_shape) -> Family:
+    mcfg, ocfg = cfg.model, cfg.objective
+    data_shape = tuple(int(s) for s in data_shape)
+    if ocfg.name not in LOSSES:
+        raise ValueError(f"objective.name must be one of {', '.join(LOSSES)} for a GAN, got {ocfg.name!r}.")
+    if int(ocfg.n_critic) < 1:
+        raise ValueError(f"objective.n_critic must be >= 1, got {ocfg.n_critic}.")
+    if not 0.0 <= float(mcfg.ema) < 1.0:
+        raise ValueError(f"model.ema must lie in [0, 1), got {mcfg.ema}.")
+    for field in ("gp", "r1"):
+        if float(ocfg[field]) < 0:
+            raise ValueError(f"objective.{field} must be >= 0, got {ocfg[field]}.")
+    d_term, g_term = LOSSES[ocfg.name]
+    n_classes = int(mcfg.n_classes) if mcfg.conditional else 0
+    latent, ema = int(mcfg.latent_dim), float(mcfg.ema)
+    use_gp, use_r1 = float(ocfg.gp) > 0, float(ocfg.r1) > 0
+    out_act = output_activation(cfg)
+
+    def new_gen(rngs):
+        return build_generator(
+            mcfg.arch, latent, data_shape, hidden=tuple(mcfg.hidden), channels=tuple(reversed(mcfg.channels)),
+            act=mcfg.activation, out_act=out_act, n_classes=n_classes, rngs=rngs,
+        )  # fmt: skip
+
+    def new_disc(rngs):
+        return build_discriminator(
+            mcfg.arch, data_shape, hidden=tuple(mcfg.disc_hidden), channels=tuple(mcfg.channels),
+            act=mcfg.disc_activation, dropout=float(mcfg.dropout), n_classes=n_classes,
+            sn=bool(mcfg.spectral_norm), rngs=rngs,
+        )  # fmt: skip
+
+    gen_def, _ = nnx.split(nnx.eval_shape(lambda: new_gen(nnx.Rngs(0))))
+    disc_def, _ = nnx.split(nnx.eval_shape(lambda: new_disc(nnx.Rngs(0))))
+
+    def init(key, example=None):
+        kg, kd = jax.random.split(key)
+        params = {"disc": nnx.split(new_disc(nnx.Rngs(kd)))[1], "gen": nnx.split(new_gen(nnx.Rngs(kg)))[1]}
+        if ema > 0:
+            params["gen_ema"] = jax.tree.map(jnp.copy, params["gen"])
+        return params
+
+    def labels(batch):
+        if not n_classes:
+            return None
+        if "y" not in batch:
+            raise ValueError("model.conditional=True needs class labels, and this dataset has none.")
+        return batch["y"]
+
+    def generate(gen_state, key, n, y=None):
+        z = jax.random.normal(key, (n, latent))
+        return nnx.merge(gen_def, gen_state)(z, y)
+
+    def disc_loss(params, batch, key, ctx):
+        d = nnx.merge(disc_def, params["disc"])
+        x, y = batch["x"], labels(batch)
+        k_z, k_d1, k_d2, k_gp = jax.random.split(key, 4)
+        fake = jax.lax.stop_gradient(generate(params["gen"], k_z, x.shape[0], y))
+        real_logit = d(x, y, k_d1, update=True)
+        fake_logit = d(fake, y, k_d2)
+        loss = jnp.mean(d_term(real_logit, fake_logit))
+        m = {"d_real": jnp.mean(real_logit), "d_fake": jnp.mean(fake_logit)}
+        critic = lambda v: d(v, y)  # evaluation mode: no dropout, no power-iteration step
+        if use_gp:
+            gp = jnp.mean(adv.gradient_penalty(critic, x, fake, k_gp))
+            loss, m = loss + ctx.hp["gp"] * gp, m | {"gp": gp}
+        if use_r1:
+            r1 = jnp.mean(adv.r1_penalty(critic, x))
+            loss, m = loss + 0.5 * ctx.hp["r1"] * r1, m | {"r1": r1}
+        if mcfg.spectral_norm:
+            m["_vars"] = nnx.split_state(nnx.split(d)[1], nnx.Param, ...)[1]
+        return loss, m
+
+    def gen_loss(params, batch, key, ctx):
+        d = nnx.merge(disc_def, params["disc"])
+        y = labels(batch)
+        k_z, k_d = jax.random.split(key)
+        fake_logit = d(generate(params["gen"], k_z, batch["x"].shape[0], y), y, k_d)
+        return jnp.mean(g_term(fake_logit)), {}
+
+    def ema_update(params, ctx):
+        new = jax.tree.map(lambda e, p: ema * e + (1.0 - ema) * p, params["gen_ema"], params["gen"])
+        return params | {"gen_ema": new}
+
+    def sampler(which):
+        def sample(params, key, n, cond=None):
+            k_y, k_z = jax.random.split(key)
+            y = None
+            if n_classes:
+                y = jax.random.randint(k_y, (n,), 0, n_classes) if cond is None else jnp.asarray(cond)
+            return generate(params[which], k_z, n, y)
+
+        return sample
+
+    players = (
+        Player("disc", disc_loss, n_steps=int(ocfg.n_critic), split_batch=True),
+        Player("gen", gen_loss, post_update=ema_update if ema > 0 else None),
+    )
+    disc_lr = float(cfg.optim.disc_lr)
+    return Family(
+        name="gan",
+        init=init,
+        players=players,
+        sample=sampler("gen_ema" if ema > 0 else "gen"),
+        log_prob=None,
+        log_prob_kind="none",
+        hparams={"gp": float(ocfg.gp), "r1": float(ocfg.r1)},
+        extras={
+            "sample_online": sampler("gen"),
+            "player_lr": lambda name: disc_lr if (name == "disc" and disc_lr > 0) else None,
+            "discriminator": lambda params: nnx.merge(disc_def, params["disc"]),
+            "n_classes": lambda: n_classes,
+        },
+    )
