@@ -2,8 +2,11 @@
 
 ``ring``: 8 Gaussians on the unit circle, std 0.01; ``grid``: 25 Gaussians on a 5x5 grid with
 spacing 2, std 0.05. Networks follow the PacGAN setup in size (generator 4 x 400 ReLU,
-discriminator 3 x 200; 2-D latent noise is too little, so z has 2 dims as in VEEGAN's code? no:
-we use 8) — see ``main.py`` for the variants trained.
+discriminator 3 x 200, both without PacGAN's batch norm and maxout; z has 2 dims), Adam with
+(b1, b2) = (0.5, 0.9), batch 100, 90,000 training points. Variants (``VARIANTS``): the minimax
+GAN (saturating generator loss), NS-GAN, WGAN-GP (5 critic steps, gradient-penalty weight 0.1 as
+in Gulrajani et al.'s toy experiments: 10 trains far slower here) and SN-GAN (spectrally
+normalized discriminator; non-saturating loss with 1 step, or hinge with 5).
 
     genjax train --config experiments/gan_mixtures/config.py:wgan_gp,ring
     python experiments/gan_mixtures/main.py        # all variants x both datasets x 10 seeds
@@ -15,8 +18,9 @@ VARIANTS = {
     # name: (objective.name, n_critic, gp, spectral_norm, lr, disc_lr)
     "gan": ("gan", 1, 0.0, False, 1e-4, 0.0),
     "nsgan": ("nsgan", 1, 0.0, False, 1e-4, 0.0),
-    "wgan_gp": ("wgan", 5, 10.0, False, 1e-4, 0.0),
+    "wgan_gp": ("wgan", 5, 0.1, False, 1e-4, 0.0),
     "sngan": ("nsgan", 1, 0.0, True, 2e-4, 0.0),
+    "sngan_hinge": ("hinge", 5, 0.0, True, 2e-4, 0.0),
 }
 
 
@@ -45,7 +49,7 @@ def get_config(arg: str = "wgan_gp,ring"):
     c.optim.disc_lr = disc_lr
     c.optim.b1, c.optim.b2 = 0.5, 0.9
     c.train.batch_size = 100
-    c.train.epochs = 20
+    c.train.epochs = 100
     c.train.checkpoint_every = 10
     c.eval.n_samples = 2500
     return c

@@ -19,7 +19,8 @@ vectors are state, advanced once per discriminator update). ``gp`` and ``r1`` ar
 hyperparameters in the training state, so seeds or settings vmap.
 
 ``model.ema > 0`` keeps an exponential moving average of the generator's weights in
-``params["gen_ema"]`` (updated after every generator step: ema <- d ema + (1 - d) theta);
+``params["gen_ema"]`` (updated after every generator step: ema <- d ema + (1 - d) theta with
+d = min(ema, (1 + t) / (10 + t)) at step t, so the initial weights fade quickly);
 ``sample`` then draws from the average (``extras["sample_online"]`` from the raw weights).
 
 A GAN has no likelihood: ``log_prob`` is ``None`` (training runs without validation NLL or
@@ -139,7 +140,10 @@ def make_gan(cfg, data_shape) -> Family:
         return jnp.mean(g_term(fake_logit)), {}
 
     def ema_update(params, ctx):
-        new = jax.tree.map(lambda e, p: ema * e + (1.0 - ema) * p, params["gen_ema"], params["gen"])
+        # warm-up: the decay is min(ema, (1 + t) / (10 + t)), so early weights fade fast
+        t = ctx.step.astype(jnp.float32)
+        d = jnp.minimum(ema, (1.0 + t) / (10.0 + t))
+        new = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, params["gen_ema"], params["gen"])
         return params | {"gen_ema": new}
 
     def sampler(which):
