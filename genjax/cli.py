@@ -95,20 +95,27 @@ def _restore(cfg, run_dir: Path, splits, family):
 
 
 def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
+    """Held-out likelihood metrics where the family has a likelihood, and (``eval.sample_metrics``)
+    every sample-based metric that fits the data; written to ``eval.json``."""
     import jax
 
     from genjax.eval import heldout_metrics
+    from genjax.eval.suite import sample_metrics
 
-    m = heldout_metrics(
-        family,
-        params,
-        splits.test["x"],
-        jax.random.key(seed + 10_000),
-        batch_size=cfg.eval.batch_size,
-        num_dims=splits.num_dims,
-        bin_width=splits.bin_width,
-    )
-    m |= {"split": "test", "nll_samples": cfg.eval.nll_samples if family.name == "vae" else None, "data": splits.name}
+    m = {"split": "test", "data": splits.name, "family": family.name}
+    if family.log_prob is not None:
+        m |= heldout_metrics(
+            family,
+            params,
+            splits.test["x"],
+            jax.random.key(seed + 10_000),
+            batch_size=cfg.eval.batch_size,
+            num_dims=splits.num_dims,
+            bin_width=splits.bin_width,
+        )
+        m["nll_samples"] = cfg.eval.nll_samples if family.name == "vae" else None
+    if cfg.eval.sample_metrics:
+        m["samples"] = sample_metrics(cfg, splits, family, params, jax.random.key(seed + 30_000), run_dir)
     (run_dir / "eval.json").write_text(json.dumps(m, indent=2) + "\n")
     return m
 
@@ -192,10 +199,13 @@ def cmd_train(args: list[str]) -> int:
         cfg, family, splits, run_dir, resume=bool(FLAGS.resume), progress=FLAGS.progress, stop_after=FLAGS.stop_after
     )
     ep = int(res.state.epoch)
+    best = (
+        f"; best validation NLL {float(res.state.es.best):.3f} at epoch {int(res.state.es.best_epoch)}"
+        if family.log_prob is not None
+        else ""
+    )
     print(
-        f"compile {res.compile_seconds:.1f}s, {len(res.history)} epochs in {res.train_seconds:.1f}s; "
-        f"best validation NLL {float(res.state.es.best):.3f} at epoch {int(res.state.es.best_epoch)}",
-        flush=True,
+        f"compile {res.compile_seconds:.1f}s, {len(res.history)} epochs in {res.train_seconds:.1f}s{best}", flush=True
     )
     if ep < cfg.train.epochs and not bool(res.state.es.stopped):
         print(f"stopped after epoch {ep} of {cfg.train.epochs}; continue with: genjax train --resume {run_dir}")
@@ -210,10 +220,32 @@ def cmd_train(args: list[str]) -> int:
 
 
 def _print_eval(m: dict) -> None:
-    extra = f", ELBO {m['elbo']:.3f}" if "elbo" in m else ""
-    print(
-        f"held-out test NLL ({m['nll_kind']}, n={m['n']}): {m['nll']:.3f} nats, {m['bits_per_dim']:.4f} bits/dim{extra}"
-    )
+    if "nll" in m:
+        extra = f", ELBO {m['elbo']:.3f}" if "elbo" in m else ""
+        print(
+            f"held-out test NLL ({m['nll_kind']}, n={m['n']}): {m['nll']:.3f} nats, "
+            f"{m['bits_per_dim']:.4f} bits/dim{extra}"
+        )
+    s = m.get("samples") or {}
+    if "model" in s:
+        if "classifier" in s:
+            print(f"domain classifier {s['classifier']}: test accuracy {s['classifier_test_accuracy']:.4f}")
+        print(f"sample metrics on n={s['n']} (model | real train vs test):")
+        for k, v in s["model"].items():
+            if isinstance(v, float | int) and k != "bins":
+                print(f"  {k:28s} {v:10.4f} | {s['real_vs_real'][k]:10.4f}")
+        if "modes" in s["model"]:
+            mm, rr = s["model"]["modes"], s["real_vs_real"]["modes"]
+            print(
+                f"  modes {mm['modes']} (real {rr['modes']}), high quality {mm['high_quality']:.3f} "
+                f"(real {rr['high_quality']:.3f}), reverse KL {mm['reverse_kl']:.4f}"
+            )
+        if "duplicates" in s:
+            d = s["duplicates"]
+            print(
+                f"  duplicates: {d['duplicates']} generated pairs closer than the closest real pair "
+                f"({d['threshold']:.3f}) among {d['batch']}"
+            )
 
 
 def _run_dir_arg(args: list[str], cmd: str) -> Path:

@@ -120,7 +120,7 @@ def scatter(data: str, samples: dict[str, np.ndarray], path: Path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--variants", default="gan,nsgan,wgan_gp,sngan")
+    ap.add_argument("--variants", default="gan,nsgan,wgan_gp,sngan,sngan_hinge")
     ap.add_argument("--data", default="ring,grid")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--n_eval", type=int, default=2500)

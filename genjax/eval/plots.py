@@ -174,3 +174,34 @@ def sweep_plot(rows: list[dict], fields: list[str], path, metric: str = "heldout
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def duplicate_pairs(images: np.ndarray, pairs, distances, path: str | Path, title: str = "") -> Path:
+    """A montage of the closest pairs: each row one pair (left, right) with its distance."""
+    n = len(pairs)
+    fig, axes = plt.subplots(n, 2, figsize=(3, 1.5 * n), squeeze=False)
+    for r, ((i, j), d) in enumerate(zip(pairs, distances)):
+        for c, k in enumerate((i, j)):
+            axes[r, c].imshow(np.squeeze(images[k]), cmap="gray", vmin=0, vmax=1)
+            axes[r, c].axis("off")
+        axes[r, 0].set_title(f"d = {d:.3f}", fontsize=7, loc="left")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def pca_plot(pca: dict, path: str | Path, title: str = "") -> Path:
+    """Explained-variance spectra and the 2-D projection on the real set's principal axes."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    k = np.arange(1, len(pca["real_spectrum"]) + 1)
+    axes[0].plot(k, pca["real_spectrum"], "o-", label="real")
+    axes[0].plot(k, pca["fake_spectrum"], "s-", label="generated")
+    axes[0].set(xlabel="component", ylabel="explained variance ratio", yscale="log", title="PCA spectra")
+    axes[0].legend()
+    axes[1].scatter(*pca["real_2d"].T, s=3, alpha=0.5, label="real")
+    axes[1].scatter(*pca["fake_2d"].T, s=3, alpha=0.5, label="generated")
+    axes[1].set(xlabel="PC 1 (real)", ylabel="PC 2 (real)", title="projection on the real PCs")
+    axes[1].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path)

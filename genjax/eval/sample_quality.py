@@ -15,6 +15,8 @@ from a domain classifier trained by genjax, not Inception; name results accordin
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -23,7 +25,9 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 sqrt(C1 C2))."""
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
-    covmean = scipy.linalg.sqrtm(cov1 @ cov2)
+    with warnings.catch_warnings():  # a singular product is handled below
+        warnings.simplefilter("ignore")
+        covmean = scipy.linalg.sqrtm(cov1 @ cov2)
     if not np.all(np.isfinite(covmean)):  # singular product: regularize
         eps = 1e-6 * np.eye(cov1.shape[0])
         covmean = scipy.linalg.sqrtm((cov1 + eps) @ (cov2 + eps))

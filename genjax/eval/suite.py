@@ -1,0 +1,125 @@
+"""Every sample-based metric that fits a run's data, for any family that can sample.
+
+``sample_metrics`` draws generated samples and compares them with the test split, and puts the
+same comparison for real data (a training subset of the same size versus the test split) beside
+every model value, so each number has its real-versus-real floor:
+
+* images (``[H, W, C]``, labelled): FID, KID and the Inception-style score computed with the
+  dataset's domain classifier (``genjax.eval.classifier``; names carry it:
+  ``fid_digits_classifier``), its test accuracy, precision/recall in its feature space, the
+  birthday-paradox duplicate test in pixel space (with a montage of the closest pairs) and a
+  PCA comparison (with a figure);
+* 2-D data: precision/recall on the coordinates, histogram KL/JS, exact (assignment) and sliced
+  Wasserstein distances, and the PacGAN mode statistics where the data are a Gaussian mixture
+  (``toy2d:ring|grid|8gaussians``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from genjax.data.toy2d import mixture_modes
+from genjax.eval import divergences as dv
+from genjax.eval import plots
+from genjax.eval import sample_quality as sq
+from genjax.eval.classifier import get_classifier
+
+
+def _to01(x, scale: str):
+    x = np.asarray(x, np.float32)
+    return np.clip((x + 1) / 2 if scale == "-11" else x, 0.0, 1.0)
+
+
+def draw(family, params, key, n: int, batch: int = 1000) -> np.ndarray:
+    """``n`` samples, drawn ``batch`` at a time."""
+    sample = jax.jit(family.sample, static_argnums=2)
+    out = [np.asarray(sample(params, jax.random.fold_in(key, i), min(batch, n - i))) for i in range(0, n, batch)]
+    return np.concatenate(out)[:n]
+
+
+def image_metrics(real_train, real_test, fake, labels, dataset: str, classifier_dir, out_dir=None, log=print) -> dict:
+    """Classifier-based and pixel-space metrics for images in [0, 1] (module docstring)."""
+    n = len(real_test)
+    clf = get_classifier(dataset, (real_train, labels[0]), (real_test, labels[1]), classifier_dir, log=log)
+    tag = clf.name
+    f_test, f_train, f_fake = clf.features(real_test), clf.features(real_train[:n]), clf.features(fake)
+
+    def scores(f_other, p_other):
+        pr = sq.precision_recall(f_test, f_other)
+        return {
+            f"fid_{tag}": sq.fid_from_features(f_test, f_other),
+            f"kid_{tag}": sq.kernel_distance(f_test, f_other),
+            f"is_{tag}": sq.inception_score(p_other),
+            "precision": pr["precision"],
+            "recall": pr["recall"],
+        }
+
+    out = {
+        "classifier": tag,
+        "classifier_test_accuracy": clf.test_accuracy,
+        "n": n,
+        "model": scores(f_fake, clf.probs(fake)),
+        "real_vs_real": scores(f_train, clf.probs(real_train[:n])),
+    }
+    dup = sq.birthday_duplicates(fake, real_train[:n], n_pairs=8)
+    real_dup = sq.birthday_duplicates(real_train[:n], real_test, n_pairs=1)
+    out["duplicates"] = {k: dup[k] for k in ("batch", "threshold", "duplicates", "support_estimate")}
+    out["duplicates"]["closest_distances"] = dup["distances"]
+    out["duplicates"]["real_closest_distance"] = real_dup["distances"][0]
+    pca = sq.pca_comparison(real_test, fake)
+    out["pca_spectrum_l1"] = pca["spectrum_l1"]
+    out["pca_spectrum_l1_real_vs_real"] = sq.pca_comparison(real_test, real_train[:n])["spectrum_l1"]
+    if out_dir is not None:
+        plots.duplicate_pairs(fake, dup["pairs"], dup["distances"], Path(out_dir) / "duplicates.png",
+                              f"closest generated pairs of {n} (real threshold {dup['threshold']:.3f})")  # fmt: skip
+        plots.pca_plot(pca, Path(out_dir) / "pca.png", f"PCA: test images vs {n} samples")
+    return out
+
+
+def points_metrics(real_train, real_test, fake, toy: str | None = None) -> dict:
+    """Metrics for 2-D (low-dimensional) data (module docstring)."""
+    n = len(real_test)
+    ex_n = min(n, 2000)  # the assignment problem is O(n^3)
+
+    def scores(other):
+        pr = sq.precision_recall(real_test, other)
+        return {
+            "precision": pr["precision"],
+            "recall": pr["recall"],
+            **dv.histogram_divergences(real_test, other),
+            "wasserstein_exact": dv.wasserstein_exact(real_test[:ex_n], other[:ex_n]),
+            "sliced_wasserstein": dv.sliced_wasserstein(real_test, other),
+        }
+
+    out = {"n": n, "model": scores(fake), "real_vs_real": scores(real_train[:n])}
+    if toy is not None:
+        try:
+            means, std = mixture_modes(toy)
+        except ValueError:
+            return out
+        out["model"]["modes"] = sq.mode_coverage(fake, means, std)
+        out["real_vs_real"]["modes"] = sq.mode_coverage(real_train[:n], means, std)
+    return out
+
+
+def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) -> dict:
+    """Apply the metrics that fit ``splits`` to samples of ``family`` (see the module docstring)."""
+    test, train = np.asarray(splits.test["x"]), np.asarray(splits.train["x"])
+    n = min(len(test), len(train), int(cfg.eval.max_samples))
+    test = test[:n]
+    fake = draw(family, params, key, n)
+    if not np.all(np.isfinite(fake)):
+        raise ValueError(f"the {family.name} model produced non-finite samples; it cannot be evaluated.")
+    if len(splits.shape) == 3:
+        if "y" not in splits.train or "y" not in splits.test:
+            log(f"no labels in {splits.name!r}: the classifier-based metrics (FID/IS/KID) are skipped")
+            return {}
+        train01 = _to01(splits.eval_view(train), splits.scale)
+        labels = (np.asarray(splits.train["y"]), np.asarray(splits.test["y"])[:n])
+        return image_metrics(train01, _to01(test, splits.scale), _to01(fake, splits.scale), labels,
+                             splits.name, cfg.eval.classifier_dir, out_dir, log)  # fmt: skip
+    toy = str(cfg.data.name).split(":", 1)[1] if str(cfg.data.name).startswith("toy2d:") else None
+    return points_metrics(train.reshape(len(train), -1), test.reshape(n, -1), fake.reshape(n, -1), toy)
