@@ -24,3 +24,9 @@ def smoke_cfg():
     c.eval.nll_chunk = 10
     c.eval.n_samples = 16
     return c
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory):
+    """One folder of domain classifiers per test worker, so each is trained once."""
+    return tmp_path_factory.mktemp("classifiers")

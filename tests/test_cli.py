@@ -118,3 +118,39 @@ def test_cv_and_params_commands(tmp_path, capsys):
     assert "| **total** |" in out
     assert main(["genjax", "cv", f"--config={SMOKE}", "--config.cv.folds=1", f"--workdir={tmp_path / 'x'}"]) == 2
     assert "cv.folds" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_gan_train_and_eval_report_sample_metrics(tmp_path, capsys, classifier_dir):
+    """A GAN trains and evaluates through the CLI with classifier-based metrics next to their
+    real-versus-real values; a VAE run gets the same sample metrics."""
+    run = tmp_path / "gan"
+    cfg = "experiments/gan_digits/config.py:smoke"
+    args = [f"--workdir={run}", "--noprogress", f"--config.eval.classifier_dir={classifier_dir}"]
+    assert main(["genjax", "train", f"--config={cfg}", *args]) == 0
+    out = capsys.readouterr().out
+    assert "fid_digits_classifier" in out and "held-out test NLL" not in out
+    ev = json.loads((run / "eval.json").read_text())["samples"]
+    fid = "fid_digits_classifier"
+    assert ev["real_vs_real"][fid] < ev["model"][fid]  # two epochs of a tiny GAN are far from real
+    assert ev["classifier_test_accuracy"] > 0.9 and ev["duplicates"]["batch"] == 359
+    for f in ("duplicates.png", "pca.png", "samples.png", "curves.png"):
+        assert (run / f).is_file(), f
+    assert main(["genjax", "eval", str(run)]) == 0
+    assert json.loads((run / "eval.json").read_text())["samples"]["model"][fid] == pytest.approx(ev["model"][fid])
+    vae = tmp_path / "vae"
+    more = ["--config.eval.sample_metrics=True", f"--config.eval.classifier_dir={classifier_dir}"]
+    assert main(["genjax", "train", f"--config={SMOKE}", f"--workdir={vae}", "--noprogress", *more]) == 0
+    ev = json.loads((vae / "eval.json").read_text())
+    assert np.isfinite(ev["nll"]) and fid in ev["samples"]["model"]
+
+
+def test_gan_on_toy_data_reports_divergences_and_modes(tmp_path, capsys):
+    run = tmp_path / "ring"
+    over = ["--config.train.epochs=1", "--config.data.toy_n=3000", "--config.model.hidden=32,32"]
+    cfg = "experiments/gan_mixtures/config.py:wgan_gp,ring"
+    assert main(["genjax", "train", f"--config={cfg}", f"--workdir={run}", "--noprogress", *over]) == 0
+    s = json.loads((run / "eval.json").read_text())["samples"]
+    assert s["real_vs_real"]["modes"]["modes"] == 8 and s["real_vs_real"]["modes"]["high_quality"] > 0.98
+    assert s["real_vs_real"]["js"] < s["model"]["js"]
+    assert s["real_vs_real"]["wasserstein_exact"] < s["model"]["wasserstein_exact"]
+    assert "modes" in capsys.readouterr().out

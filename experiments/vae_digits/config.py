@@ -37,6 +37,7 @@ def get_config(arg: str | None = None):
         c.eval.nll_samples = 20
         c.eval.nll_chunk = 10
         c.eval.n_samples = 16
+        c.eval.sample_metrics = False  # no domain classifier to train in quick runs
     elif arg == "sweep":
         # widths are looped (shapes change); learning rate and beta are vmapped with the 5 folds
         c.name = "vae_digits_sweep"

@@ -47,3 +47,41 @@ def test_mode_coverage_counts_hand_made_samples():
     assert full["modes"] == 8 and full["reverse_kl"] == pytest.approx(0.0, abs=1e-9)
     grid_means, grid_std = mixture_modes("grid")
     assert len(grid_means) == 25 and grid_std == 0.05
+
+
+def test_precision_recall_on_constructed_sets():
+    from genjax.eval.sample_quality import precision_recall
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(600, 2))
+    assert precision_recall(real, real) == {"precision": 1.0, "recall": 1.0, "k": 3}
+    far = precision_recall(real, rng.normal(size=(600, 2)) + 50.0)
+    assert far["precision"] == 0.0 and far["recall"] == 0.0
+    # samples from one half of the data: precise, but they cover only about half of it
+    half = real[real[:, 0] > 0][:200]
+    pr = precision_recall(real, half)
+    assert pr["precision"] == 1.0 and 0.3 < pr["recall"] < 0.7
+
+
+def test_birthday_duplicates_counts_planted_pairs():
+    from genjax.eval.sample_quality import birthday_duplicates
+
+    rng = np.random.default_rng(0)
+    real = rng.uniform(size=(100, 16))
+    fake = rng.uniform(size=(100, 16))
+    fake[10], fake[20], fake[30] = fake[1], fake[2] + 1e-6, fake[3]
+    out = birthday_duplicates(fake, real, n_pairs=3)
+    assert out["duplicates"] >= 3 and out["support_estimate"] == 100**2
+    assert sorted(map(tuple, out["pairs"])) == [(1, 10), (2, 20), (3, 30)]
+    assert max(out["distances"]) < 1e-5 < out["threshold"]
+
+
+def test_pca_comparison_spectra():
+    from genjax.eval.sample_quality import pca_comparison
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(500, 5)) * np.array([5, 3, 1, 0.5, 0.1])
+    same = pca_comparison(real, real)
+    assert same["spectrum_l1"] == pytest.approx(0.0, abs=1e-9)
+    iso = pca_comparison(real, rng.normal(size=(500, 5)))
+    assert iso["spectrum_l1"] > 0.5 and iso["fake_2d"].shape == (500, 2)
