@@ -11,7 +11,8 @@ Generator: z (32) -> Dense -> 2x2x128 -> ConvTranspose(4, 2) 64 -> ConvTranspose
 WGAN-GP (5 critic steps, penalty 10, Adam(1e-4, 0.5, 0.9)), EMA 0.999 of the generator for
 sampling. The plain DCGAN recipe (non-saturating loss, Adam(2e-4, b1 = 0.5), ``:nsgan``)
 collapses on these 1,294 images: the discriminator wins by epoch 30 (results_nsgan/).
-``genjax train`` ends with ``genjax eval``'s sample metrics: FID / KID / IS with the digits domain classifier next to real-versus-real values, precision/recall,
+``genjax train`` ends with ``genjax eval``'s sample metrics: FID / KID / IS with the digits
+domain classifier next to real-versus-real values, precision/recall,
 the duplicate test with its montage, and the PCA comparison.
 """
 
