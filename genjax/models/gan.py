@@ -37,6 +37,14 @@ from genjax.models.base import Family, Player
 from genjax.nn.gan import build_discriminator, build_generator
 from genjax.objectives import adversarial as adv
 
+
+class GANModules(nnx.Module):
+    """Both networks in one module (for the parameter table)."""
+
+    def __init__(self, generator, discriminator):
+        self.generator, self.discriminator = generator, discriminator
+
+
 LOSSES = {
     "gan": (adv.d_minimax, adv.g_saturating),
     "nsgan": (adv.d_minimax, adv.g_nonsaturating),
@@ -174,5 +182,6 @@ def make_gan(cfg, data_shape) -> Family:
             "player_lr": lambda name: disc_lr if (name == "disc" and disc_lr > 0) else None,
             "discriminator": lambda params: nnx.merge(disc_def, params["disc"]),
             "n_classes": lambda: n_classes,
+            "module": lambda params: GANModules(nnx.merge(gen_def, params["gen"]), nnx.merge(disc_def, params["disc"])),
         },
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from genjax.nn.spectral import SNConv, SNLinear
+
 
 def _count(module) -> int:
     return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
@@ -22,13 +24,15 @@ def param_table(module: nnx.Module) -> list[dict]:
     feature-map sizes ``dense_equivalent``."""
     rows, counted = [], 0
     for path, node in nnx.iter_graph(module):
-        if not isinstance(node, (nnx.Linear, nnx.Conv, nnx.ConvTranspose)):
+        kinds = {nnx.Linear: "dense", nnx.Conv: "conv", nnx.ConvTranspose: "conv_transpose"}
+        kinds |= {SNLinear: "dense (SN)", SNConv: "conv (SN)"}
+        if type(node) not in kinds:
             continue
-        kind = {nnx.Linear: "dense", nnx.Conv: "conv", nnx.ConvTranspose: "conv_transpose"}[type(node)]
+        kind = kinds[type(node)]
         n = _count(node)
         counted += n
         row = {"layer": "/".join(str(p) for p in path), "kind": kind, "shape": list(node.kernel.shape), "params": n}
-        if kind != "dense" and getattr(node, "in_map", None):
+        if not kind.startswith("dense") and getattr(node, "in_map", None):
             (hi, wi, ci), (ho, wo, co) = node.in_map, node.out_map
             row["dense_equivalent"] = hi * wi * ci * ho * wo * co + ho * wo * co
         rows.append(row)
