@@ -4,8 +4,9 @@
 * ``ConvGenerator`` / ``ConvDiscriminator`` (DCGAN-style, Radford et al. 2016): the generator maps
   z through a dense layer to a ``[H/2^n, W/2^n, c_0]`` map, ``ConvTranspose`` (kernel 4,
   stride 2) stages up to the image size and a 3x3 conv to its channels; the discriminator goes
-  down with strided ``Conv`` (kernel 4, stride 2, leaky ReLU 0.2). No batch normalization: the discriminator must stay a per-example
-  function for the gradient penalty, and the generator trains without it at these sizes.
+  down with strided ``Conv`` (kernel 4, stride 2, leaky ReLU 0.2). No batch normalization: the
+  discriminator must stay a per-example function for the gradient penalty, and the generator
+  starts He-initialized instead.
 
 Conditioning on a class ``y`` (``n_classes > 0``): the generator reads ``[z, onehot(y)]``; the
 discriminator is a projection discriminator (Miyato & Koyama 2018):
