@@ -6,8 +6,10 @@
     genjax train --config experiments/gan_digits/config.py:mnist      # data.name=npz:... or tfds:mnist
     genjax train --config experiments/gan_digits/config.py:smoke      # seconds, for tests
 
-Generator: z (32) -> Dense -> 2x2x128 -> ConvTranspose(4, 2) 64 -> ConvTranspose(4, 2) 1, tanh
-(images scaled to [-1, 1]); critic: Conv(4, 2) 64 -> Conv(4, 2) 128 -> Dense, leaky ReLU.
+Generator: z (32) -> Dense -> 2x2x64 -> ConvTranspose(4, 2) 32 -> ConvTranspose(4, 2) 32 ->
+Conv3x3 1, tanh (images scaled to [-1, 1]); critic: Conv(4, 2) 32 -> Conv(4, 2) 64 -> Dense,
+leaky ReLU. (With (64, 128) channels the critic memorizes the 1,294 images sooner: FID 312 against
+178 here, both on the H100.)
 WGAN-GP (5 critic steps, penalty 10, Adam(1e-4, 0.5, 0.9)), EMA 0.999 of the generator for
 sampling. The plain DCGAN recipe (non-saturating loss, Adam(2e-4, b1 = 0.5), ``:nsgan``)
 collapses on these 1,294 images: the discriminator wins by epoch 30 (results_nsgan/).
@@ -26,7 +28,7 @@ def get_config(arg: str | None = None):
     c.data.scale = "-11"
     c.model.family = "gan"
     c.model.arch = "conv"
-    c.model.channels = (64, 128)  # discriminator, from the image down; the generator mirrors it
+    c.model.channels = (32, 64)  # critic, from the image down; the generator mirrors it
     c.model.latent_dim = 32
     c.model.activation = "relu"
     c.model.disc_activation = "leaky_relu"

@@ -119,7 +119,11 @@ def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) ->
             return {}
         train01 = _to01(splits.eval_view(train), splits.scale)
         labels = (np.asarray(splits.train["y"]), np.asarray(splits.test["y"])[:n])
+        # a classifier per data *view*: binarized or dequantized digits get their own
+        view = {"binarize": "_binarized", "dequantize": "_dequantized"}.get(splits.epoch_transform, "")
+        if cfg.data.binarize == "static":
+            view = "_binarized"
         return image_metrics(train01, _to01(test, splits.scale), _to01(fake, splits.scale), labels,
-                             splits.name, cfg.eval.classifier_dir, out_dir, log)  # fmt: skip
+                             splits.name + view, cfg.eval.classifier_dir, out_dir, log)  # fmt: skip
     toy = str(cfg.data.name).split(":", 1)[1] if str(cfg.data.name).startswith("toy2d:") else None
     return points_metrics(train.reshape(len(train), -1), test.reshape(n, -1), fake.reshape(n, -1), toy)
