@@ -125,7 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
             nll_chunk=100,  # samples per chunk (bounds memory)
             batch_size=100,
             n_samples=64,  # images in the sample grid
-            max_samples=10000,  # sample metrics: at most this many test examples and samples
+            max_samples=2500,  # sample metrics: at most this many test examples and samples (O(n^2) metrics)
             classifier_dir="runs/classifiers",  # domain classifiers for FID/IS/KID, trained once per dataset
             sample_metrics=True,  # genjax eval/train: FID/KID/IS, precision/recall, ... from samples
         )

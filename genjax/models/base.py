@@ -64,4 +64,9 @@ class Family:
     def batch_multiple(self) -> int:
         """Examples drawn per step, in units of ``train.batch_size`` (a split-batch critic's
         ``n_steps``; 1 otherwise)."""
-        return max([p.n_steps for p in self.players if p.split_batch] or [1])
+        return batch_multiple(self.players)
+
+
+def batch_multiple(players) -> int:
+    """Batches drawn per training step: the largest ``n_steps`` of a split-batch player, else 1."""
+    return max([p.n_steps for p in players if p.split_batch] or [1])

@@ -16,6 +16,9 @@ Continuous hyperparameters a setting may change (no shapes change, so they vmap)
 Strategies (``cv.strategy``): ``vmap`` (default); ``loop`` — a Python loop over members, each
 trained to the end by the same jitted epoch (the reference and the fallback); ``shard`` — the
 vmapped run with the member axis spread over a device mesh.
+
+``train_seeds`` uses the same vmapped runner to train one model per seed on one split (any
+family, a GAN included: no held-out likelihood needed).
 """
 
 from __future__ import annotations

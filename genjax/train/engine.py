@@ -24,7 +24,7 @@ import optax
 from flax import nnx
 
 from genjax.data.batching import epoch_batches
-from genjax.models.base import Context, Player
+from genjax.models.base import Context, Player, batch_multiple
 from genjax.objectives.regularizers import penalty
 
 
@@ -77,7 +77,7 @@ def make_step(
     is logged as ``reg`` apart from the data term ``loss``.
     """
     single = len(players) == 1
-    mult = max([p.n_steps for p in players if p.split_batch] or [1])
+    mult = batch_multiple(players)
 
     def slice_of(batch, j: int):
         """Slice ``j`` of ``mult`` equal parts of the step's batch."""
