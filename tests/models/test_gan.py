@@ -125,6 +125,12 @@ def test_conditional_networks_use_the_label():
     assert x.shape == (5, 8, 8, 1) and float(jnp.abs(x).max()) <= 1.0
     assert not np.allclose(g(z, y1), x)
     assert d(x, y0).shape == (5,) and not np.allclose(d(x, y0), d(x, y1))
+    # DCGAN geometry for 28x28 (two stages, 7x7 base) and 32x32x3 (three stages, 4x4 base)
+    for shape, chans in (((28, 28, 1), (16, 8)), ((32, 32, 3), (16, 8, 8))):
+        gen = ConvGenerator(4, chans, shape, out_act="tanh", rngs=nnx.Rngs(0))
+        disc = ConvDiscriminator(shape, tuple(reversed(chans)), rngs=nnx.Rngs(0))
+        img = gen(z)
+        assert img.shape == (5, *shape) and disc(img).shape == (5,)
     m = MLPDiscriminator((2,), (8,), dropout=0.5, rngs=nnx.Rngs(0))
     v = jnp.ones((4, 2))
     assert np.allclose(m(v), m(v)) and not np.allclose(m(v, key=jax.random.key(0)), m(v))
