@@ -69,9 +69,21 @@ def _load_config(run_dir: Path) -> ConfigDict:
     if not path.is_file():
         raise UsageError(f"run folder {str(run_dir)!r} has no config.json; is it a genjax run folder?")
     try:
-        return ConfigDict(json.loads(path.read_text()))
+        saved = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UsageError(f"{path} is not valid JSON ({e}).") from None
+    from genjax.config import base_config
+
+    def fill(into: dict, defaults: dict) -> dict:
+        """Fields added to genjax after the run was saved take their defaults."""
+        for k, v in defaults.items():
+            if k not in into:
+                into[k] = v
+            elif isinstance(v, dict) and isinstance(into[k], dict):
+                fill(into[k], v)
+        return into
+
+    return ConfigDict(fill(saved, base_config().to_dict()))
 
 
 def _prepare(cfg):

@@ -36,6 +36,10 @@ def test_train_eval_sample(tmp_path, capsys):
     assert (
         np.isfinite(ev["nll"]) and ev["n"] == 359 and ev["bits_per_dim"] == pytest.approx(ev["nll"] / (64 * np.log(2)))
     )
+    # a run saved before a config field existed still evaluates (the field takes its default)
+    saved = json.loads((run / "config.json").read_text())
+    saved["model"].pop("ema"), saved["eval"].pop("max_samples")
+    (run / "config.json").write_text(json.dumps(saved))
     # eval recomputes the same figures from the checkpoint
     assert main(["genjax", "eval", str(run)]) == 0
     assert json.loads((run / "eval.json").read_text())["nll"] == pytest.approx(ev["nll"], rel=1e-6)
