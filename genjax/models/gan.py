@@ -180,8 +180,6 @@ def make_gan(cfg, data_shape) -> Family:
         extras={
             "sample_online": sampler("gen"),
             "player_lr": lambda name: disc_lr if (name == "disc" and disc_lr > 0) else None,
-            "discriminator": lambda params: nnx.merge(disc_def, params["disc"]),
-            "n_classes": lambda: n_classes,
             "module": lambda params: GANModules(nnx.merge(gen_def, params["gen"]), nnx.merge(disc_def, params["disc"])),
         },
     )
