@@ -14,22 +14,23 @@ plot per dataset to ``--out``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from genjax.data.pipeline import load_splits
-from genjax.data.toy2d import mixture_modes
-from genjax.eval.plots import save
-from genjax.eval.sample_quality import mode_coverage
-from genjax.models import build_family
-from genjax.train.cv import train_seeds
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from experiments.gan_mixtures.config import get_config  # noqa: E402
+from genjax.data.pipeline import load_splits  # noqa: E402
+from genjax.data.toy2d import mixture_modes  # noqa: E402
+from genjax.eval.plots import save  # noqa: E402
+from genjax.eval.sample_quality import mode_coverage  # noqa: E402
+from genjax.models import build_family  # noqa: E402
+from genjax.train.cv import train_seeds  # noqa: E402
 
-HERE = Path(__file__).parent
 # Lin et al. 2018 (PacGAN), Table 1: (modes, high-quality %, reverse KL)
 PACGAN = {
     ("GAN", "ring"): (6.3, 98.2, 0.45),
@@ -39,16 +40,9 @@ PACGAN = {
 }
 
 
-def load_config_module():
-    spec = importlib.util.spec_from_file_location("gan_mixtures_config", HERE / "config.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def run_one(variant: str, data: str, seeds: list[int], epochs: int | None, n_eval: int, progress=True):
     """Train ``seeds`` of one variant on one dataset; per-seed mode statistics and samples."""
-    cfg = load_config_module().get_config(f"{variant},{data}")
+    cfg = get_config(f"{variant},{data}")
     if epochs is not None:
         cfg.train.epochs = epochs
     splits = load_splits(cfg.data, cfg.train.batch_size)

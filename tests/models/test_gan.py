@@ -1,9 +1,6 @@
 """The GAN family: split-batch critic updates, EMA, spectral-norm state, seeds vmapped, and the
 mixture experiment's WGAN-GP capturing every mode of the ring."""
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
+from experiments.gan_digits.config import get_config as gan_digits_config
+from experiments.gan_mixtures.config import get_config as gan_mixtures_config
 from genjax.config import base_config
 from genjax.data.pipeline import load_splits
 from genjax.data.toy2d import mixture_modes
@@ -22,8 +21,6 @@ from genjax.nn.spectral import SNConv
 from genjax.train import fit
 from genjax.train.cv import train_seeds
 from genjax.train.engine import init_state, make_step
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def small_gan_cfg(**over):
@@ -149,10 +146,7 @@ def test_gan_config_errors_are_one_sentence():
 def test_mixture_experiment_wgan_gp_captures_all_ring_modes():
     """experiments/gan_mixtures' WGAN-GP on ring, one seed, 25 of its 100 epochs (4,500 generator
     steps, about a minute on 2 CPU cores): every one of the 8 modes gets high-quality samples."""
-    spec = importlib.util.spec_from_file_location("gm_cfg", ROOT / "experiments/gan_mixtures/config.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config("wgan_gp,ring")
+    cfg = gan_mixtures_config("wgan_gp,ring")
     cfg.train.epochs = 25
     splits = load_splits(cfg.data, cfg.train.batch_size)
     fam = build_family(cfg, splits.shape)
@@ -164,10 +158,7 @@ def test_mixture_experiment_wgan_gp_captures_all_ring_modes():
 
 
 def test_conditional_gan_trains_on_labelled_digits_and_samples_by_class():
-    spec = importlib.util.spec_from_file_location("gd_cfg", ROOT / "experiments/gan_digits/config.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config("smoke")
+    cfg = gan_digits_config("smoke")
     cfg.model.conditional = True
     cfg.train.epochs = 1
     splits = load_splits(cfg.data, cfg.train.batch_size)
