@@ -27,6 +27,16 @@ def power_iteration(w_2d: jax.Array, u: jax.Array, steps: int = 1):
     return u @ w_2d @ v, u
 
 
+def _normalized_kernel(layer, update: bool) -> jax.Array:
+    """``layer.kernel / sigma``, sigma from one power-iteration step on the kernel as an
+    ``[out, everything else]`` matrix; with ``update`` the new ``u`` is written back."""
+    k = layer.kernel[...]
+    sigma, u = power_iteration(k.reshape(-1, k.shape[-1]).T, layer.u[...])
+    if update:
+        layer.u[...] = u
+    return k / sigma
+
+
 class SNLinear(nnx.Module):
     """A dense layer whose kernel is spectrally normalized."""
 
@@ -36,10 +46,7 @@ class SNLinear(nnx.Module):
         self.u = nnx.Variable(_normalize(jax.random.normal(rngs.params(), (out_features,))))
 
     def normalized_kernel(self, update: bool = False) -> jax.Array:
-        sigma, u = power_iteration(self.kernel[...].T, self.u[...])
-        if update:
-            self.u[...] = u
-        return self.kernel[...] / sigma
+        return _normalized_kernel(self, update)
 
     def __call__(self, x: jax.Array, update: bool = False) -> jax.Array:
         return x @ self.normalized_kernel(update) + self.bias[...]
@@ -57,11 +64,7 @@ class SNConv(nnx.Module):
         self.strides = strides
 
     def normalized_kernel(self, update: bool = False) -> jax.Array:
-        k = self.kernel[...]
-        sigma, u = power_iteration(k.reshape(-1, k.shape[-1]).T, self.u[...])
-        if update:
-            self.u[...] = u
-        return k / sigma
+        return _normalized_kernel(self, update)
 
     def __call__(self, x: jax.Array, update: bool = False) -> jax.Array:
         y = jax.lax.conv_general_dilated(
