@@ -33,7 +33,7 @@ import jax  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genjax.config import base_config  # noqa: E402
 from genjax.data import load_splits  # noqa: E402
-from genjax.models import build_family  # noqa: E402
+from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.train.cv import cross_validate  # noqa: E402
 
 
@@ -49,16 +49,16 @@ def main():
     cfg = base_config()
     cfg.name = "kfold_bench"
     cfg.data.binarize = "dynamic"
-    cfg.model.hidden = tuple(int(h) for h in a.hidden.split(","))
-    cfg.model.latent_dim = 16
+    cfg.model.vae.hidden = tuple(int(h) for h in a.hidden.split(","))
+    cfg.model.vae.latent_dim = 16
     cfg.train.batch_size = 64
     cfg.train.epochs = a.epochs
     cfg.train.patience = 0
-    cfg.eval.nll_samples = 10
-    cfg.eval.nll_chunk = 10
+    cfg.model.vae.nll_samples = 10
+    cfg.model.vae.nll_chunk = 10
     cfg.cv.folds = a.folds
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    family = build_family(cfg, splits.shape)
+    family = build_family(cfg, DataInfo.of(splits))
 
     def measure(strategy):
         r = cross_validate(cfg, family, splits, strategy=strategy, progress=False)

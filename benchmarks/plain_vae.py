@@ -1,7 +1,7 @@
 """A plain-JAX MLP VAE training step (no Flax, no genjax), the baseline for
 ``benchmarks/train_step.py`` and an independent oracle for the genjax VAE in the tests.
 
-Same math as ``genjax.models.vae`` with ``objective.name = 'elbo'``, a Bernoulli decoder and
+Same math as ``genjax.models.vae`` with ``model.vae.objective = 'elbo'``, a Bernoulli decoder and
 ReLU MLPs: loss = -mean_b [log p(x_b | z_b) - KL(q(z|x_b) || N(0, I))], z = mu + sigma * eps.
 """
 

@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/train_step.p
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plain_vae  # noqa: E402
 from genjax.config import base_config  # noqa: E402
-from genjax.models import build_family  # noqa: E402
+from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.train import init_state, make_step  # noqa: E402
 
 HIDDEN, LATENT, SHAPE = (512, 512), 32, (28, 28, 1)
@@ -57,8 +57,8 @@ def bench(steps: int, reps: int, batch: int) -> dict:
     tx = optax.adam(1e-3)
 
     cfg = base_config()
-    cfg.model.hidden, cfg.model.latent_dim = HIDDEN, LATENT
-    fam = build_family(cfg, SHAPE)
+    cfg.model.vae.hidden, cfg.model.vae.latent_dim = HIDDEN, LATENT
+    fam = build_family(cfg, DataInfo(SHAPE))
     state0 = init_state(fam.init(jax.random.key(1)), {"model": tx}, jax.random.key(2), fam.hparams)
     step = make_step(fam.players, {"model": tx})
 

@@ -5,13 +5,17 @@
     genjax train --resume RUN_DIR
     genjax eval RUN_DIR
     genjax sample RUN_DIR [--n 64] [--seed 0]
-    genjax cv [--config] CONFIG [--config.cv.folds=5] [--config.cv.strategy=vmap|loop|shard] [--workdir DIR]
+    genjax cv [--config] CONFIG [--config.cv.folds=5] [--config.cv.strategy=vmap|loop|shard]
+              [--sweep='{"optim": {"lr": [1e-3, 3e-3]}}'] [--workdir DIR]
     genjax params [--config] CONFIG
 
 A run folder holds config.json (the resolved config), run.json (versions, devices, command),
 metrics.jsonl (one line per epoch), checkpoints/, eval.json and PNG figures. A run folder is never
 overwritten unless --overwrite is given. Bad input ends with one sentence on stderr and exit
 status 2; set GENJAX_DEBUG=1 for the traceback.
+
+Several hosts: start the same command on every host with GENJAX_COORDINATOR=host:port,
+GENJAX_NUM_PROCESSES and GENJAX_PROCESS_ID set (genjax.train.sharding); process 0 alone writes.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def _define_flags(argv: list[str]) -> flags.FlagValues:
     flags.DEFINE_integer("seed", 0, "sample/eval: seed for the evaluation key.", flag_values=fv)
     flags.DEFINE_bool("progress", True, "Show progress bars.", flag_values=fv)
     flags.DEFINE_bool("plots", True, "train: write figures at the end.", flag_values=fv)
+    flags.DEFINE_string("sweep", None, "cv: the sweep as JSON, replacing config.cv.sweep.", flag_values=fv)
     return fv
 
 
@@ -55,13 +60,24 @@ class UsageError(ValueError):
 
 
 def _setup_jax() -> None:
-    """Persistent XLA compilation cache (GENJAX_CACHE_DIR, default ~/.cache/genjax/xla)."""
-    import jax
+    """The persistent compilation cache, and ``jax.distributed`` where the environment asks."""
+    from genjax.api import enable_compilation_cache
+    from genjax.train.sharding import initialize_distributed
 
-    cache = os.environ.get("GENJAX_CACHE_DIR", str(Path.home() / ".cache" / "genjax" / "xla"))
-    if cache and cache != "0":
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    enable_compilation_cache()
+    initialize_distributed()
+
+
+def _main() -> bool:
+    from genjax.train.sharding import is_main_process
+
+    return is_main_process()
+
+
+def say(*a, **kw) -> None:
+    """print, on process 0 only."""
+    if _main():
+        print(*a, **kw)
 
 
 def _load_config(run_dir: Path) -> ConfigDict:
@@ -73,6 +89,9 @@ def _load_config(run_dir: Path) -> ConfigDict:
     except json.JSONDecodeError as e:
         raise UsageError(f"{path} is not valid JSON ({e}).") from None
     from genjax.config import base_config
+    from genjax.models import upgrade_legacy
+
+    saved = upgrade_legacy(saved)
 
     def fill(into: dict, defaults: dict) -> dict:
         """Fields added to genjax after the run was saved take their defaults."""
@@ -87,13 +106,15 @@ def _load_config(run_dir: Path) -> ConfigDict:
 
 
 def _prepare(cfg):
+    """Validate the config, load the data and build the family (and the run's mesh): everything
+    that can fail on bad input, before anything is written."""
     from genjax.config import validate
     from genjax.data import load_splits
-    from genjax.models import build_family
+    from genjax.models import DataInfo, build_family
 
     validate(cfg)
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    return splits, build_family(cfg, splits.shape)
+    return splits, build_family(cfg, DataInfo.of(splits))
 
 
 def _restore(cfg, run_dir: Path, splits, family):
@@ -109,8 +130,7 @@ def _restore(cfg, run_dir: Path, splits, family):
 def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
     """Held-out likelihood metrics where the family has a likelihood, and (``eval.sample_metrics``)
     every sample-based metric that fits the data; written to ``eval.json``."""
-    import jax
-
+    from genjax import keys
     from genjax.eval import heldout_metrics
     from genjax.eval.suite import sample_metrics
 
@@ -120,52 +140,51 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
             family,
             params,
             splits.test["x"],
-            jax.random.key(seed + 10_000),
+            keys.key(seed, "eval"),
             batch_size=cfg.eval.batch_size,
             num_dims=splits.num_dims,
             bin_width=splits.bin_width,
         )
-        m["nll_samples"] = cfg.eval.nll_samples if family.name == "vae" else None
     if cfg.eval.sample_metrics:
-        m["samples"] = sample_metrics(cfg, splits, family, params, jax.random.key(seed + 30_000), run_dir)
-    (run_dir / "eval.json").write_text(json.dumps(m, indent=2) + "\n")
+        out = run_dir if _main() else None
+        m["samples"] = sample_metrics(cfg, splits, family, params, keys.key(seed, "sample_metrics"), out)
+    if _main():
+        (run_dir / "eval.json").write_text(json.dumps(m, indent=2) + "\n")
     return m
 
 
 def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> list[Path]:
+    """The figures the family can draw: curves, samples (decoder means for a latent-variable
+    model), reconstructions and latent interpolations where it has an encoder."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
+    from genjax import keys
     from genjax.eval import plots
 
-    key = jax.random.key(seed + 20_000)
-    out = [plots.curves(history, run_dir / "curves.png", cfg.name)] if history else []
+    key = keys.key(seed, "figures")
+    out = [plots.curves(history, run_dir / "curves.png", cfg.name, family.curves)] if history else []
     test = splits.test["x"]
     if len(splits.shape) != 3:  # 2-D toy data
         s = np.asarray(family.sample(params, key, min(len(test), 2000)))
         return out + [plots.scatter2d(test[:2000], s, run_dir / "samples.png", cfg.name)]
-    ex = family.extras
+    lat = family.latent
     n = int(cfg.eval.n_samples)
-    if "decode_mean" in ex:
-        z = jax.random.normal(key, (n, ex["latent_dim"]()))
-        imgs, title = ex["decode_mean"](params, z), "decoder means E[x|z], z ~ N(0, I)"
+    if lat is not None:
+        imgs, title = lat.decode_mean(params, jax.random.normal(key, (n, lat.dim))), "decoder means E[x|z], z ~ N(0, I)"
     else:
         imgs, title = family.sample(params, key, n), "samples"
     to01 = (lambda a: (np.asarray(a) + 1) / 2) if cfg.data.scale == "-11" else np.asarray
     out.append(plots.image_grid(to01(imgs), run_dir / "samples.png", title))
-    if "reconstruct" in ex:
+    if lat is not None:
         x = test[:32]
-        out.append(
-            plots.reconstructions(
-                to01(x), to01(ex["reconstruct"](params, jnp.asarray(x))), run_dir / "reconstructions.png"
-            )
-        )
-    if "encode" in ex and "decode_mean" in ex:
-        a, b = ex["encode"](params, jnp.asarray(test[:8]))[0], ex["encode"](params, jnp.asarray(test[8:16]))[0]
+        rec = lat.reconstruct(params, jnp.asarray(x))
+        out.append(plots.reconstructions(to01(x), to01(rec), run_dir / "reconstructions.png"))
+        a, b = lat.encode(params, jnp.asarray(test[:8]))[0], lat.encode(params, jnp.asarray(test[8:16]))[0]
         t = jnp.linspace(0.0, 1.0, 10)[None, :, None]
         zs = (1 - t) * a[:, None] + t * b[:, None]  # [8, 10, K]
-        rows = ex["decode_mean"](params, zs.reshape(-1, zs.shape[-1])).reshape(8, 10, *splits.shape)
+        rows = lat.decode_mean(params, zs.reshape(-1, zs.shape[-1])).reshape(8, 10, *splits.shape)
         out.append(plots.interpolation(to01(rows), run_dir / "interpolation.png"))
     return out
 
@@ -180,6 +199,7 @@ def _run_info(cfg) -> dict:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "processes": jax.process_count(),
         "python": platform.python_version(),
         "argv": sys.argv,
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -205,8 +225,9 @@ def cmd_train(args: list[str]) -> int:
         cfg = FLAGS.config
         run_dir = _new_run_dir(cfg, "", "pass --overwrite to replace it or --resume to continue it")
         splits, family = _prepare(cfg)  # bad data or config fails before anything is written
+        _check_mesh(cfg, family)
         _open_run_dir(run_dir, cfg)
-    print(f"run folder: {run_dir}", flush=True)
+    say(f"run folder: {run_dir}", flush=True)
     res = fit(
         cfg, family, splits, run_dir, resume=bool(FLAGS.resume), progress=FLAGS.progress, stop_after=FLAGS.stop_after
     )
@@ -216,22 +237,29 @@ def cmd_train(args: list[str]) -> int:
         if family.log_prob is not None
         else ""
     )
-    print(
-        f"compile {res.compile_seconds:.1f}s, {len(res.history)} epochs in {res.train_seconds:.1f}s{best}", flush=True
-    )
+    say(f"compile {res.compile_seconds:.1f}s, {len(res.history)} epochs in {res.train_seconds:.1f}s{best}", flush=True)
     if ep < cfg.train.epochs and not bool(res.state.es.stopped):
-        print(f"stopped after epoch {ep} of {cfg.train.epochs}; continue with: genjax train --resume {run_dir}")
+        say(f"stopped after epoch {ep} of {cfg.train.epochs}; continue with: genjax train --resume {run_dir}")
         return 0
     m = _evaluate(cfg, splits, family, res.params, run_dir, FLAGS.seed)
-    if FLAGS.plots:
+    if FLAGS.plots and _main():
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         _figures(cfg, splits, family, res.params, history, run_dir, FLAGS.seed)
     _print_eval(m)
-    print(f"run folder: {run_dir}")
+    say(f"run folder: {run_dir}")
     return 0
 
 
+def _check_mesh(cfg, family) -> None:
+    """A mesh that cannot hold the run fails here, before the run folder is written."""
+    from genjax.train.sharding import plan
+
+    plan(cfg.train.mesh, None, int(cfg.train.batch_size) * family.batch_multiple)
+
+
 def _print_eval(m: dict) -> None:
+    if not _main():
+        return
     if "nll" in m:
         extra = f", ELBO {m['elbo']:.3f}" if "elbo" in m else ""
         print(
@@ -318,7 +346,9 @@ def _new_run_dir(cfg, suffix: str, hint: str = "pass --overwrite to replace it")
 
 def _open_run_dir(run_dir: Path, cfg) -> None:
     """Create the run folder (replacing it under --overwrite) with config.json and run.json.
-    Called only once the config and data have passed their checks."""
+    Called only once the config and data have passed their checks; process 0 only."""
+    if not _main():
+        return
     if run_dir.exists() and FLAGS.overwrite:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -327,21 +357,31 @@ def _open_run_dir(run_dir: Path, cfg) -> None:
 
 
 def cmd_cv(args: list[str]) -> int:
-    from genjax.config import validate
     from genjax.sweep import run_cv, sweep_grid, sweep_table
 
     if args or FLAGS.config is None:
         raise UsageError("cv needs --config=path/to/config.py and no positional arguments.")
     cfg = FLAGS.config
-    validate(cfg)
-    sweep_grid(cfg)  # a bad sweep fails before anything is written
+    if FLAGS.sweep is not None:
+        try:
+            sweep = json.loads(FLAGS.sweep)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--sweep={FLAGS.sweep!r} is not valid JSON ({e.msg}).") from None
+        if not isinstance(sweep, dict):
+            raise UsageError(f"--sweep must be a JSON object of fields to lists of values, got {FLAGS.sweep!r}.")
+        cfg.unlock()
+        cfg.cv.sweep = ConfigDict(sweep)
+        cfg.lock()
     run_dir = _new_run_dir(cfg, "cv")
-    from genjax.data import load_splits
+    splits, _ = _prepare(cfg)  # bad data or config fails before anything is written
+    from genjax.models import DataInfo
 
-    splits = load_splits(cfg.data, cfg.train.batch_size)  # bad data fails before anything is written
+    sweep_grid(cfg, DataInfo.of(splits))  # a bad sweep fails before anything is written
     _open_run_dir(run_dir, cfg)
-    print(f"run folder: {run_dir}", flush=True)
+    say(f"run folder: {run_dir}", flush=True)
     report = run_cv(cfg, run_dir, splits=splits, progress=FLAGS.progress)
+    if not _main():
+        return 0
     for run in report["runs"]:
         print(
             f"{run['strategy']}: compile {run['compile_seconds']:.1f}s, train {run['train_seconds']:.1f}s, "
@@ -358,20 +398,16 @@ def cmd_cv(args: list[str]) -> int:
 def cmd_params(args: list[str]) -> int:
     import jax
 
-    from genjax.config import validate
-    from genjax.models import build_family
     from genjax.nn.summary import format_table, param_table
 
     if args or FLAGS.config is None:
         raise UsageError("params needs --config=path/to/config.py and no positional arguments.")
     cfg = FLAGS.config
-    validate(cfg)
-    from genjax.data import load_splits
-
-    shape = load_splits(cfg.data, cfg.train.batch_size).shape
-    family = build_family(cfg, shape)
-    module = family.extras["module"](family.init(jax.random.key(0)))
-    print(f"{cfg.name}: {family.name}, data shape {shape}")
+    splits, family = _prepare(cfg)
+    if family.modules is None:
+        raise UsageError(f"the {family.name} family exposes no modules to count.")
+    module = family.modules(family.init(jax.random.key(0)))
+    print(f"{cfg.name}: {family.name}, data shape {splits.shape}")
     print(format_table(param_table(module)))
     return 0
 

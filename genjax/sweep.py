@@ -1,9 +1,11 @@
 """Cross-validation with sweeps, composed from data, models, train and eval (like the CLI).
 
 ``config.cv.sweep`` maps config fields to lists of values, e.g.
-``{"optim": {"lr": [1e-3, 3e-3]}, "model": {"hidden": [(64,), (256,)]}}``. Continuous fields
-(``genjax.train.cv.CONTINUOUS``) become one vmapped axis with the folds; shape-changing fields
-are looped, one compiled run per combination.
+``{"optim": {"lr": [1e-3, 3e-3]}, "model": {"vae": {"hidden": [(64,), (256,)]}}}`` (on the
+command line: ``genjax cv CONFIG --sweep='{"optim": {"lr": [1e-3, 3e-3]}}'``). Continuous fields
+(``genjax.train.cv.sweepable``: the optimizer's and the family's declared hyperparameters)
+become one vmapped axis with the folds; shape-changing fields are looped, one compiled run per
+combination.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import jax
 
 from genjax.data import load_splits
 from genjax.eval import plots
-from genjax.models import build_family
+from genjax.models import DataInfo, build_family, family_config
 from genjax.nn.summary import param_table
-from genjax.train.cv import CONTINUOUS, CVResult, cross_validate
+from genjax.train.cv import CVResult, cross_validate, sweepable
 
 
 def _flatten(d, prefix="") -> dict:
@@ -33,17 +35,32 @@ def _flatten(d, prefix="") -> dict:
     return out
 
 
-def sweep_grid(cfg) -> tuple[list[dict], list[dict]]:
-    """(looped settings, vmapped settings): the cartesian products of ``cv.sweep``'s values."""
+def _lookup(cfg, field: str):
+    node = cfg
+    for part in field.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def sweep_grid(cfg, data: DataInfo) -> tuple[list[dict], list[dict]]:
+    """(looped settings, vmapped settings): the cartesian products of ``cv.sweep``'s values.
+    ``data``: what the family is built for (its declared hyperparameters decide what vmaps)."""
     fields = _flatten(cfg.cv.sweep)
     for f, vals in fields.items():
-        section, _, name = f.partition(".")
-        if section not in ("model", "objective", "optim", "train") or name not in cfg[section]:
+        section = f.partition(".")[0]
+        if (
+            section not in ("model", "objective", "optim", "train")
+            or _lookup(cfg, f) is None
+            or hasattr(_lookup(cfg, f), "keys")
+        ):
             raise ValueError(f"cv.sweep field {f!r} is not a model/objective/optim/train field of the config.")
         if not vals:
             raise ValueError(f"cv.sweep field {f!r} has no values.")
-    cont = {f: v for f, v in fields.items() if f in CONTINUOUS}
-    shape = {f: v for f, v in fields.items() if f not in CONTINUOUS}
+    cont_fields = sweepable(cfg, build_family(cfg, data))
+    cont = {f: v for f, v in fields.items() if f in cont_fields}
+    shape = {f: v for f, v in fields.items() if f not in cont_fields}
 
     def product(d):
         return [dict(zip(d, combo)) for combo in itertools.product(*d.values())] or [{}]
@@ -54,9 +71,19 @@ def sweep_grid(cfg) -> tuple[list[dict], list[dict]]:
 def _with(cfg, setting: dict):
     c = copy.deepcopy(cfg)
     for f, v in setting.items():
-        section, name = f.split(".", 1)
-        c[section][name] = tuple(v) if isinstance(v, list) else v
+        *path, name = f.split(".")
+        node = c
+        for part in path:
+            node = node[part]
+        node[name] = tuple(v) if isinstance(v, list) else v
     return c
+
+
+def param_count(family, key=None) -> int | None:
+    """Trainable parameters of a fresh model (``None`` where the family exposes no modules)."""
+    if family.modules is None:
+        return None
+    return sum(r["params"] for r in param_table(family.modules(family.init(key or jax.random.key(0)))))
 
 
 def _label(setting: dict) -> str:
@@ -68,20 +95,18 @@ def run_cv(
 ) -> dict:
     """Cross-validate every setting of ``cv.sweep``; write ``cv.json``, ``cv_curves*.png`` and,
     with a sweep, ``sweep.md`` and ``sweep.png`` into ``run_dir``. Returns the report dict."""
-    looped, vmapped = sweep_grid(cfg)
     splits = splits if splits is not None else load_splits(cfg.data, cfg.train.batch_size)
+    data = DataInfo.of(splits)
+    looped, vmapped = sweep_grid(cfg, data)
+    drop_field = f"model.{cfg.model.family}.dropout"
     rows, runs = [], []
     for i, outer in enumerate(looped):
         c = _with(cfg, outer)
-        drop = [s["model.dropout"] for s in vmapped if "model.dropout" in s]
+        drop = [s[drop_field] for s in vmapped if drop_field in s]
         if drop and max(drop) > 0:
-            c.model.dropout = max(drop)  # build dropout layers; each member sets its own rate
-        family = build_family(c, splits.shape)
-        n_params = (
-            sum(r["params"] for r in param_table(family.extras["module"](family.init(jax.random.key(0)))))
-            if "module" in family.extras
-            else None
-        )
+            family_config(c).dropout = max(drop)  # build dropout layers; each member sets its own rate
+        family = build_family(c, data)
+        n_params = param_count(family)
         res: CVResult = cross_validate(c, family, splits, vmapped, strategy=strategy, progress=progress)
         for r in res.summary():
             rows.append({**outer, **r, "params": n_params})
@@ -162,4 +187,4 @@ def sweep_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_cv", "sweep_grid", "sweep_table"]
+__all__ = ["param_count", "run_cv", "sweep_grid", "sweep_table"]

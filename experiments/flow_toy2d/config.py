@@ -21,11 +21,11 @@ def get_config(arg: str | None = None):
     c.data.name = f"toy2d:{data}"
     c.data.toy_n = 20000  # 14,400 train, 1,600 validation; 4,000 test from another seed
     c.model.family = "flow"
-    c.model.flow = flow
-    c.model.hidden = (64, 64)
-    c.model.n_layers = 8
-    c.model.bins = 8
-    c.model.bound = 5.0
+    c.model.flow.kind = flow
+    c.model.flow.hidden = (64, 64)
+    c.model.flow.n_layers = 8
+    c.model.flow.bins = 8
+    c.model.flow.bound = 5.0
     c.optim.lr = 1e-3
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 200
@@ -36,7 +36,7 @@ def get_config(arg: str | None = None):
     c.eval.n_samples = 2000
     if smoke:
         c.data.toy_n = 2000
-        c.model.n_layers = 2
+        c.model.flow.n_layers = 2
         c.train.epochs = 2
         c.optim.warmup_steps = 2
     return c

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from experiments.flow_toy2d.config import get_config  # noqa: E402
 from genjax.data import load_splits, toy2d_log_prob  # noqa: E402
 from genjax.eval import heldout_metrics  # noqa: E402
-from genjax.models import build_family  # noqa: E402
+from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.train import fit  # noqa: E402
 
 ENTROPY = {"8gaussians": 2.8315, "checkerboard": math.log(32.0), "moons": None}
@@ -53,7 +53,7 @@ def main():
             if a.epochs:
                 cfg.train.epochs = a.epochs
             splits = load_splits(cfg.data, cfg.train.batch_size)
-            fam = build_family(cfg, splits.shape)
+            fam = build_family(cfg, DataInfo.of(splits))
             res = fit(cfg, fam, splits, progress=False)
             m = heldout_metrics(fam, res.params, splits.test["x"], jax.random.key(0), batch_size=1000, num_dims=2)
             logp = np.asarray(jax.jit(fam.log_prob)(res.params, jnp.asarray(grid)))

@@ -24,11 +24,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from experiments.gan_mixtures.config import get_config  # noqa: E402
+from genjax import keys as genjax_keys  # noqa: E402
 from genjax.data.pipeline import load_splits  # noqa: E402
 from genjax.data.toy2d import mixture_modes  # noqa: E402
 from genjax.eval.plots import save  # noqa: E402
 from genjax.eval.sample_quality import mode_coverage  # noqa: E402
-from genjax.models import build_family  # noqa: E402
+from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.train.cv import train_seeds  # noqa: E402
 
 # Lin et al. 2018 (PacGAN), Table 1: (modes, high-quality %, reverse KL)
@@ -46,11 +47,11 @@ def run_one(variant: str, data: str, seeds: list[int], epochs: int | None, n_eva
     if epochs is not None:
         cfg.train.epochs = epochs
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    family = build_family(cfg, splits.shape)
+    family = build_family(cfg, DataInfo.of(splits))
     res = train_seeds(cfg, family, splits, seeds, progress=progress)
     means, std = mixture_modes(data)
-    keys = jax.vmap(lambda s: jax.random.key(10_000 + s))(np.array(seeds))
-    online = family.extras["sample_online"]
+    keys = jax.vmap(lambda s: genjax_keys.key(s, "eval"))(np.array(seeds))
+    online = family.samplers.get("online", family.sample)  # the raw generator (EMA runs)
     xs = np.asarray(jax.jit(jax.vmap(lambda p, k: family.sample(p, k, n_eval)))(res.params(), keys))
     xo = np.asarray(jax.jit(jax.vmap(lambda p, k: online(p, k, n_eval)))(res.params(), keys))
     stats = [mode_coverage(x, means, std) for x in xs]
@@ -66,7 +67,7 @@ def run_one(variant: str, data: str, seeds: list[int], epochs: int | None, n_eva
         "modes": [s["modes"] for s in stats],
         "high_quality": [s["high_quality"] for s in stats],
         "reverse_kl": [s["reverse_kl"] for s in stats],
-        "ema": float(cfg.model.ema),
+        "ema": float(cfg.model.gan.ema),
         "online": {k: [s[k] for s in stats_online] for k in ("modes", "high_quality", "reverse_kl")},
     }, xs
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from experiments.overfitting.config import get_config  # noqa: E402
 from genjax.data import load_splits  # noqa: E402
 from genjax.eval import heldout_metrics  # noqa: E402
-from genjax.models import build_family  # noqa: E402
-from genjax.nn.summary import param_table  # noqa: E402
+from genjax.models import DataInfo, build_family  # noqa: E402
+from genjax.sweep import param_count  # noqa: E402
 from genjax.train import fit  # noqa: E402
 from genjax.train.cv import cross_validate  # noqa: E402
 
@@ -107,11 +107,11 @@ def main():
         f"# Overfitting study: {len(splits.train['x'])} training digits",
         "",
         f"Data: `digits`, statically binarized; {len(splits.train['x'])} train, {len(splits.val['x'])} validation, "
-        f"{len(splits.test['x'])} test images. Base model: MLP VAE 64-{'-'.join(map(str, cfg.model.hidden))}-"
-        f"{cfg.model.latent_dim}, Adam {cfg.optim.lr}, batch {cfg.train.batch_size}, {cfg.train.epochs} epochs. "
+        f"{len(splits.test['x'])} test images. Base model: MLP VAE 64-{'-'.join(map(str, cfg.model.vae.hidden))}-"
+        f"{cfg.model.vae.latent_dim}, Adam {cfg.optim.lr}, batch {cfg.train.batch_size}, {cfg.train.epochs} epochs. "
         f"Cross-validated studies use {cfg.cv.folds} folds of the {len(splits.train['x']) + len(splits.val['x'])} "
         f"train+validation images, all folds and settings trained at once (vmap). Held-out and test NLL: "
-        f"importance-sampled with k = {cfg.eval.nll_samples}, at each model's best validation epoch; "
+        f"importance-sampled with k = {cfg.model.vae.nll_samples}, at each model's best validation epoch; "
         "curves: 10-sample estimates on the held-out fold (solid) and on a fixed training subset of the same size "
         "(dashed).",
         "",
@@ -124,9 +124,9 @@ def main():
     runs = []
     for h in sizes:
         c = copy.deepcopy(cfg)
-        c.model.hidden = h
-        fam = build_family(c, splits.shape)
-        n = sum(r["params"] for r in param_table(fam.extras["module"](fam.init(jax.random.key(0)))))
+        c.model.vae.hidden = h
+        fam = build_family(c, DataInfo.of(splits))
+        n = param_count(fam)
         runs.append((h, n, cross_validate(c, fam, splits, progress=False)))
     labels = [f"{'-'.join(map(str, h))} ({n:,} params)" for h, n, _ in runs]
     merged = runs[0][2]
@@ -148,17 +148,17 @@ def main():
     summary["model_size"] = best
 
     # 2 + 3. dropout rates and L2 strengths: continuous, vmapped with the folds in one run each
-    fam = build_family(cfg, splits.shape)
+    fam = build_family(cfg, DataInfo.of(splits))
     for i, (field, values, title) in enumerate(
         (
-            ("model.dropout", [0.0, 0.1, 0.3, 0.5], "dropout rate"),
+            ("model.vae.dropout", [0.0, 0.1, 0.3, 0.5], "dropout rate"),
             ("objective.l2", [0.0, 1e-4, 1e-3, 1e-2], "L2 strength"),
         )
     ):
         c = copy.deepcopy(cfg)
-        if field == "model.dropout":
-            c.model.dropout = max(values)
-        f = build_family(c, splits.shape)
+        if field == "model.vae.dropout":
+            c.model.vae.dropout = max(values)
+        f = build_family(c, DataInfo.of(splits))
         res = cross_validate(c, f, splits, [{field: v} for v in values], progress=False)
         labels = [f"{v:g}" for v in values]
         _curves(axes[i + 1], res, labels, title)

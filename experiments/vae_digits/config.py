@@ -15,13 +15,13 @@ def get_config(arg: str | None = None):
     c.name = "vae_digits"
     c.data.name = "digits"
     c.data.binarize = "dynamic"  # fresh Bernoulli draw per epoch; fixed draw for val/test
-    c.model.arch = "mlp"
-    c.model.hidden = (256, 128)
-    c.model.latent_dim = 8
-    c.model.activation = "relu"
-    c.objective.name = "elbo"
-    c.objective.kl_schedule = "linear"
-    c.objective.warmup_steps = 1000
+    c.model.vae.arch = "mlp"
+    c.model.vae.hidden = (256, 128)
+    c.model.vae.latent_dim = 8
+    c.model.vae.activation = "relu"
+    c.model.vae.objective = "elbo"
+    c.model.vae.kl_schedule = "linear"
+    c.model.vae.warmup_steps = 1000
     c.optim.name = "adam"
     c.optim.lr = 1e-3
     c.train.epochs = 400
@@ -31,11 +31,11 @@ def get_config(arg: str | None = None):
     c.train.checkpoint_every = 50
     if arg == "smoke":
         c.name = "vae_digits_smoke"
-        c.model.hidden = (32,)
+        c.model.vae.hidden = (32,)
         c.train.epochs = 3
         c.train.checkpoint_every = 1
-        c.eval.nll_samples = 20
-        c.eval.nll_chunk = 10
+        c.model.vae.nll_samples = 20
+        c.model.vae.nll_chunk = 10
         c.eval.n_samples = 16
         c.eval.sample_metrics = False  # no domain classifier to train in quick runs
     elif arg == "sweep":
@@ -43,7 +43,7 @@ def get_config(arg: str | None = None):
         c.name = "vae_digits_sweep"
         c.train.epochs = 150
         c.train.patience = 20
-        c.eval.nll_samples = 200
+        c.model.vae.nll_samples = 200
         c.cv.sweep = ml_collections.ConfigDict(
             {"model": {"hidden": [(64,), (256, 128)]}, "optim": {"lr": [1e-3, 3e-3]}, "objective": {"beta": [0.5, 1.0]}}
         )

@@ -1,7 +1,7 @@
 """VAE on MNIST in the setting of Burda et al. (2016): dynamically binarized MNIST, two
 deterministic layers of 200 tanh units (encoder and decoder), 50 latents, Bernoulli decoder,
 Adam 1e-3, batch 100; held-out NLL by importance sampling with k = 5000 in the paper
-(1000 here by default: ``--config.eval.nll_samples=5000`` for theirs).
+(1000 here by default: ``--config.model.vae.nll_samples=5000`` for theirs).
 
 Bring the data; nothing is downloaded:
 
@@ -26,16 +26,16 @@ def get_config(arg: str | None = None):
         c.data.name = "tfds:mnist"
     c.data.binarize = "dynamic"
     c.data.val_fraction = 1 / 6  # 10k of the 60k training images
-    c.model.arch = "mlp"
-    c.model.hidden = (200, 200)
-    c.model.activation = "tanh"
-    c.model.latent_dim = 50
-    c.model.likelihood = "bernoulli"
-    c.objective.name = "elbo"
+    c.model.vae.arch = "mlp"
+    c.model.vae.hidden = (200, 200)
+    c.model.vae.activation = "tanh"
+    c.model.vae.latent_dim = 50
+    c.model.vae.likelihood = "bernoulli"
+    c.model.vae.objective = "elbo"
     if variant == "iwae":
         c.name = "iwae_mnist"
-        c.objective.name = "iwae"
-        c.objective.k = 50
+        c.model.vae.objective = "iwae"
+        c.model.vae.k = 50
     c.optim.name = "adam"
     c.optim.lr = 1e-3
     c.optim.eps = 1e-4  # Burda et al. use epsilon = 1e-4
@@ -43,13 +43,13 @@ def get_config(arg: str | None = None):
     c.train.epochs = 1000
     c.train.patience = 50
     c.train.checkpoint_every = 10
-    c.train.val_samples = 10
-    c.eval.nll_samples = 1000
+    c.model.vae.val_samples = 10
+    c.model.vae.nll_samples = 1000
     if variant == "smoke":
         c.name = "vae_mnist_smoke"
         c.train.epochs = 1
-        c.eval.nll_samples = 10
-        c.eval.nll_chunk = 10
+        c.model.vae.nll_samples = 10
+        c.model.vae.nll_chunk = 10
     elif variant not in ("npz", "tfds", "iwae"):
         raise ValueError(f"unknown config variant {variant!r}; use npz, tfds, iwae or smoke.")
     return c

@@ -5,7 +5,7 @@ Imports nothing from models, train or eval.
 
 from genjax.data.batching import epoch_batches, eval_batches
 from genjax.data.pipeline import DataSplits, load_splits
-from genjax.data.sources import DataError, load_source
+from genjax.data.sources import DataError, from_arrays, load_source
 from genjax.data.splits import fold_indices, kfold_assign
 from genjax.data.toy2d import TOY2D, toy2d_log_prob, toy2d_sample
 
@@ -15,6 +15,7 @@ __all__ = [
     "epoch_batches",
     "eval_batches",
     "fold_indices",
+    "from_arrays",
     "kfold_assign",
     "load_source",
     "load_splits",

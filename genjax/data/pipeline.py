@@ -18,7 +18,8 @@ import math
 import numpy as np
 
 from genjax.data import transforms as T
-from genjax.data.sources import DataError, load_source
+from genjax.data.sources import DataError, Source, load_source
+from genjax.keys import data_seed
 
 
 @dataclasses.dataclass
@@ -36,7 +37,7 @@ class DataSplits:
     seed: int = 0
     raw_val: np.ndarray | None = None  # validation images before their fixed draw (when epoch_transform != none)
 
-    def eval_view(self, x: np.ndarray, seed_offset: int = 4) -> np.ndarray:
+    def eval_view(self, x: np.ndarray) -> np.ndarray:
         """Training-space images ``x`` (as in ``train["x"]``) as an evaluation set sees them: the
         epoch transform's fixed draw (static binarization or dequantization) and the scaling,
         as done for the validation and test splits. The identity when there is no epoch
@@ -44,9 +45,9 @@ class DataSplits:
         if self.epoch_transform == "none":
             return x
         if self.epoch_transform == "binarize":
-            x = T.binarize_static(x, self.seed + seed_offset)
+            x = T.binarize_static(x, data_seed(self.seed, "eval_view"))
         else:
-            x = T.dequantize_static(x, self.levels or 256, self.seed + seed_offset)
+            x = T.dequantize_static(x, self.levels or 256, data_seed(self.seed, "eval_view"))
         return T.scale(x, self.scale)
 
     def training_pool(self) -> dict:
@@ -66,8 +67,9 @@ def _take(x, y, idx):
     return {"x": x[idx]} | ({"y": y[idx]} if y is not None else {})
 
 
-def load_splits(dcfg, batch_size: int) -> DataSplits:
-    """Load ``dcfg.name`` and build the splits described in the module docstring."""
+def load_splits(dcfg, batch_size: int, source: Source | None = None) -> DataSplits:
+    """Load ``dcfg.name`` (or take ``source``, e.g. ``sources.from_arrays``) and build the splits
+    described in the module docstring."""
     for field in ("val_fraction", "test_fraction"):
         v = float(dcfg[field])
         if not 0.0 <= v < 1.0:
@@ -78,7 +80,7 @@ def load_splits(dcfg, batch_size: int) -> DataSplits:
         raise DataError("data.binarize and data.dequantize cannot both be on.")
     if dcfg.scale not in ("01", "-11"):
         raise DataError(f"data.scale must be '01' or '-11', got {dcfg.scale!r}.")
-    src = load_source(dcfg)
+    src = load_source(dcfg) if source is None else source
     seed = int(dcfg.seed)
     rng = np.random.default_rng(seed)
     n = len(src.x)
@@ -113,16 +115,16 @@ def load_splits(dcfg, batch_size: int) -> DataSplits:
         raise DataError(f"data.dequantize is meaningless for already-binary {src.name!r}.")
     if dcfg.binarize != "none" and not src.binary:
         discrete = True
-        val["x"] = T.binarize_static(val["x"], seed + 1)
-        test["x"] = T.binarize_static(test["x"], seed + 2)
+        val["x"] = T.binarize_static(val["x"], data_seed(seed, "val"))
+        test["x"] = T.binarize_static(test["x"], data_seed(seed, "test"))
         if dcfg.binarize == "static":
-            train["x"] = T.binarize_static(train["x"], seed + 3)
+            train["x"] = T.binarize_static(train["x"], data_seed(seed, "train_static"))
         else:
             ep = "binarize"
     elif dcfg.dequantize:
         levels = src.levels or 256
-        val["x"] = T.dequantize_static(val["x"], levels, seed + 1)
-        test["x"] = T.dequantize_static(test["x"], levels, seed + 2)
+        val["x"] = T.dequantize_static(val["x"], levels, data_seed(seed, "val"))
+        test["x"] = T.dequantize_static(test["x"], levels, data_seed(seed, "test"))
         ep = "dequantize"
         bin_width = (1.0 / levels) * (2.0 if dcfg.scale == "-11" else 1.0)
     if dcfg.scale == "-11":

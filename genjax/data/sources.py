@@ -159,6 +159,33 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
     )
 
 
+def from_arrays(x, y=None, test_x=None, test_y=None, name: str = "arrays") -> Source:
+    """A source from arrays in memory: images ``(N, H, W[, C])`` (uint8 0..255 or float in
+    [0, 1]) or vectors ``(N, D)`` (finite floats); optional integer labels and a test split."""
+
+    def check(a, where):
+        a = np.asarray(a)
+        if a.ndim == 2 and np.issubdtype(a.dtype, np.floating):
+            if a.shape[0] == 0:
+                raise DataError(f"{where}: empty (0 examples).")
+            if not np.all(np.isfinite(a)):
+                raise DataError(f"{where}: contains {int(np.sum(~np.isfinite(a)))} non-finite values (NaN or Inf).")
+            return a.astype(np.float32)
+        return _check_images(a, where)
+
+    raw = np.asarray(x)
+    x = check(raw, f"{name} x")
+    y = _check_labels(y, len(x), f"{name} y")
+    tx = ty = None
+    if test_x is not None:
+        tx = check(test_x, f"{name} test_x")
+        if tx.shape[1:] != x.shape[1:]:
+            raise DataError(f"{name}: test_x shape {tx.shape[1:]} differs from x shape {x.shape[1:]}.")
+        ty = _check_labels(test_y, len(tx), f"{name} test_y")
+    binary = bool(np.issubdtype(raw.dtype, np.integer) and raw.max() <= 1)
+    return Source(name, x, y, tx, ty, levels=_levels(raw) if x.ndim == 4 else None, binary=binary)
+
+
 def load_source(dcfg) -> Source:
     """Load the source named by ``dcfg.name`` (see the module docstring)."""
     name = str(dcfg.name)

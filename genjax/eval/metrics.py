@@ -3,7 +3,8 @@
 * ``nll``: -mean log p(x) over the split, from ``family.log_prob`` (exact for flows and
   autoregressive models; for a VAE the importance-sampled estimate with ``eval.nll_samples``
   samples, an upper bound on the true NLL in expectation that tightens as k grows).
-* ``elbo``: the mean ELBO where the family has one (a VAE).
+* the family's bound (``family.bound``, named ``family.bound_name``: a VAE's ``elbo``), where
+  it has one.
 * ``bits_per_dim``: nll / (D ln 2), with the dequantization correction where the data were
   dequantized (see ``genjax.objectives.likelihood.bits_per_dim``).
 """
@@ -36,6 +37,7 @@ def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, b
         "nll_kind": family.log_prob_kind,
         "bits_per_dim": float(bits_per_dim(nll, num_dims, bin_width)),
     }
-    if "elbo" in family.extras:
-        out["elbo"] = float(_mean(family.extras["elbo"], params, batches, k_elbo))
+    if family.bound is not None:
+        out[family.bound_name] = float(_mean(family.bound, params, batches, k_elbo))
+    out |= dict(family.info)
     return out

@@ -80,45 +80,42 @@ def scatter2d(data: np.ndarray, samples: np.ndarray, path: str | Path, title: st
     return Path(path)
 
 
-def curves(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Training loss and validation NLL by epoch (and the ELBO's terms where logged); for a
-    family without a likelihood (a GAN), each player's loss."""
+def curves(history: list[dict], path: str | Path, title: str = "", spec=None) -> Path:
+    """The training curve and, where the run has one, the validation NLL by epoch; the terms the
+    family names (``spec``: a ``genjax.models.Curves``) in a side panel."""
+    from genjax.models.base import Curves
+
+    spec = spec or Curves()
     ep = [h["epoch"] for h in history]
-    if history and "val_nll" not in history[0]:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for k in sorted(k for k in history[0] if k.endswith("loss")):
-            ax.plot(ep, [h[k] for h in history], label=k)
-        ax.set(xlabel="epoch", ylabel="loss (epoch mean)", title=title)
-        ax.legend()
-        fig.tight_layout()
-        return save(fig, path)
-    extra = [k for k in ("rec", "kl") if history and k in history[0]]
-    fig, axes = plt.subplots(1, 1 + bool(extra), figsize=(6 + 5 * bool(extra), 4), squeeze=False)
+    h0 = history[0] if history else {}
+    terms = [k for k in spec.terms if k in h0]
+    fig, axes = plt.subplots(1, 1 + bool(terms), figsize=(6 + 5 * bool(terms), 4), squeeze=False)
     ax = axes[0, 0]
-    # -ELBO (beta = 1) where logged: the training loss itself changes meaning under KL annealing.
-    tkey = "elbo" if "elbo" in history[0] else "loss"
-    train = [-h["elbo"] if tkey == "elbo" else h["loss"] for h in history]
-    ax.plot(ep, train, label="train -ELBO" if tkey == "elbo" else "train loss")
-    ax.plot(ep, [h["val_nll"] for h in history], label="validation NLL")
-    best = min(history, key=lambda h: h["val_nll"])
-    ax.axvline(best["epoch"], color="gray", ls=":", label=f"best val (epoch {best['epoch']})")
+    key = spec.metric if spec.metric in h0 else "loss"
+    train = [spec.sign * h[key] if key == spec.metric else h[key] for h in history]
+    ax.plot(ep, train, label=spec.label if key == spec.metric else "train loss")
+    vals = list(train)
+    if "val_nll" in h0:
+        ax.plot(ep, [h["val_nll"] for h in history], label="validation NLL")
+        best = min(history, key=lambda h: h["val_nll"])
+        ax.axvline(best["epoch"], color="gray", ls=":", label=f"best val (epoch {best['epoch']})")
+        ax.set_ylabel("nats / example")
+        vals += [h["val_nll"] for h in history]
+        lo, hi = min(vals), np.percentile(vals, 95)
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi)
+    else:
+        ax.set_ylabel("epoch mean")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("nats / example")
-    vals = train + [h["val_nll"] for h in history]
-    lo, hi = min(vals), np.percentile(vals, 95)
-    ax.set_ylim(lo - 0.05 * (hi - lo), hi)
     ax.legend()
     ax.set_title(title)
-    if extra:
-        for k in extra:
+    if terms:
+        for k in terms:
             axes[0, 1].plot(ep, [h[k] for h in history], label=k)
         axes[0, 1].set_xlabel("epoch")
-        axes[0, 1].set_title("ELBO terms (train)")
+        axes[0, 1].set_title(spec.terms_title)
         axes[0, 1].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def cv_curves(history: dict, fold: np.ndarray, setting: np.ndarray, labels: list[str], path, title: str = "") -> Path:

@@ -1,4 +1,6 @@
-"""The family protocol: what the trainer and the CLI know about any model family.
+"""The family protocol: everything the trainer, the CLI, the evaluation suite and the plots know
+about a model family. They branch on the typed, optional capabilities below — never on a
+family's name, never on string keys of a side dict.
 
 A family is a handful of pure functions over a parameter pytree ``params`` — a dict
 ``{player_name: nnx.State}`` holding the whole state of that player's modules as ``nnx.split``
@@ -6,29 +8,33 @@ gives it (trainable ``nnx.Param``s and any other variables):
 
 * ``init(key, example=None) -> params`` (``example``: a batch for data-dependent init)
 * ``players`` — one ``Player`` per optimizer, updated in order each step;
-  ``player.loss(params, batch, key, ctx) -> (loss, metrics)`` differentiates only the
-  ``nnx.Param`` leaves of ``params[player.name]``. ``ctx`` is a ``Context``: the global step and
-  the loss hyperparameters ``ctx.hp`` (scalars in the training state, so ``jax.vmap`` can train
-  several values at once). A loss that changes non-trainable variables (spectral-norm vectors,
-  ActNorm init) returns them in ``metrics["_vars"]``. A player with ``split_batch`` (a critic taking
-  ``n_steps`` updates) gets a fresh slice of the step's batch for each update: the epoch then
-  draws ``n_steps x batch_size`` examples per step and every other player sees the first slice.
-  ``post_update(params, ctx) -> params`` runs after the player's updates (e.g. an EMA copy of the
-  generator's weights kept in ``params["gen_ema"]``, a params entry that is no player's).
-* ``hparams`` — the loss hyperparameters and their configured values (a VAE's ``beta``).
+  ``player.loss(params, batch, key, ctx) ->
+  (loss, metrics)`` differentiates only the ``nnx.Param`` leaves of ``params[player.name]``.
+  ``ctx`` is a ``Context``: the global step and the loss hyperparameters ``ctx.hp`` (scalars in
+  the training state, so ``jax.vmap`` can train several values at once). A loss that changes
+  non-trainable variables (spectral-norm vectors, ActNorm init) returns them in
+  ``metrics["_vars"]``. A player with ``split_batch`` (a critic taking ``n_steps`` updates) gets a
+  fresh slice of the step's batch for each update: the epoch then draws ``n_steps x batch_size``
+  examples per step and every other player sees the first slice. ``post_update(params, ctx) ->
+  params`` runs after the player's updates (e.g. an EMA copy of the generator's weights kept in
+  ``params["gen_ema"]``, a params entry that is no player's). ``lr`` overrides ``optim.lr`` for
+  this player (two time-scale GAN updates).
+* ``hparams`` — the loss hyperparameters and their configured values (a VAE's ``beta``); each is
+  sweepable, vmapped with the folds, as ``model.<family>.<name>``.
 * ``sample(params, key, n, cond=None) -> x``
 * ``log_prob(params, x, key) -> [B]``: exact, or an estimate/bound, as ``log_prob_kind`` says;
   ``None`` for an implicit model (a GAN): then training has no validation NLL and no early
   stopping, and evaluation uses sample-based metrics only.
 
-``extras`` holds family-specific functions the CLI may use when present (``reconstruct``,
-``encode``, ``decode_mean``, ...).
+Families are built by ``make(fcfg, data: DataInfo)`` from their own config block
+(``model.<family>``) and what the data say; they never read the data, optim or train sections.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 
@@ -47,6 +53,58 @@ class Player(NamedTuple):
     n_steps: int = 1  # updates per training step (a critic's n_critic)
     split_batch: bool = False  # each of the n_steps updates gets its own slice of the batch
     post_update: Callable[..., Any] | None = None  # (params, ctx) -> params, after the updates
+    lr: float | None = None  # this player's learning rate (None: optim.lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """What a family may know about the data: per-example shape, value range, labels."""
+
+    shape: tuple  # (H, W, C) for images, (D,) for vectors
+    scale: str = "01"  # '01' | '-11': the range image pixels live in
+    n_classes: int = 0  # classes of the labels (0: unlabelled)
+
+    @classmethod
+    def of(cls, splits) -> DataInfo:
+        """From ``genjax.data.DataSplits``: its shape, scale and the classes of its labels."""
+        y = splits.train.get("y")
+        n_classes = (
+            int(max(int(y.max()), int(splits.test["y"].max()) if "y" in splits.test else 0)) + 1 if y is not None else 0
+        )
+        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes)
+
+    @property
+    def image(self) -> bool:
+        return len(self.shape) == 3
+
+    @property
+    def num_dims(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Latent:
+    """A latent-variable model's encoder and decoder (figures: reconstructions, interpolation)."""
+
+    dim: int
+    encode: Callable[..., Any]  # (params, x) -> (mean [B, dim], log_var [B, dim])
+    decode_mean: Callable[..., Any]  # (params, z [B, dim]) -> E[x | z]
+
+    def reconstruct(self, params, x):
+        """Decoder mean at the posterior mean."""
+        return self.decode_mean(params, self.encode(params, x)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """How the training-curve figure reads the logged metrics: the training curve (``sign`` x
+    ``metric``, named ``label``) and the terms drawn in a side panel."""
+
+    metric: str = "loss"
+    sign: float = 1.0
+    label: str = "train loss"
+    terms: tuple[str, ...] = ()
+    terms_title: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +116,33 @@ class Family:
     log_prob: Callable[..., Any] | None
     log_prob_kind: str  # "exact" | "importance-sampled estimate" | "bound" | "none"
     hparams: dict[str, float] = dataclasses.field(default_factory=dict)
-    extras: dict[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
+    # --- optional capabilities ---
+    val_log_prob: Callable[..., Any] | None = None  # a cheaper estimator for per-epoch validation
+    bound: Callable[..., Any] | None = None  # (params, x, key) -> [B] lower bound on log p(x)
+    bound_name: str = "elbo"  # how eval.json names the bound
+    latent: Latent | None = None
+    modules: Callable[..., Any] | None = None  # params -> nnx.Module (the parameter table)
+    set_dropout: Callable[..., Any] | None = None  # (params, rate) -> params: rate as a setting
+    progress: tuple[str, ...] = ("loss",)  # metrics shown on the progress bar
+    curves: Curves = Curves()
+    samplers: Mapping[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)  # other samplers
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded with eval results
 
     @property
     def batch_multiple(self) -> int:
         """Examples drawn per step, in units of ``train.batch_size`` (a split-batch critic's
         ``n_steps``; 1 otherwise)."""
         return batch_multiple(self.players)
+
+    @property
+    def validation_log_prob(self) -> Callable[..., Any] | None:
+        """The estimator the epoch scores validation data with (``val_log_prob`` or ``log_prob``)."""
+        return self.val_log_prob or self.log_prob
+
+    def sweepable(self) -> tuple[str, ...]:
+        """The family's fields (in its config block) that vmap: its loss hyperparameters and,
+        where it can set it per member, ``dropout``."""
+        return tuple(self.hparams) + (("dropout",) if self.set_dropout is not None else ())
 
 
 def batch_multiple(players) -> int:

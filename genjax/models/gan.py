@@ -1,12 +1,13 @@
 """The GAN family: a generator G(z, y) and a discriminator/critic D(x, y) as two players.
 
-Each training step updates the discriminator ``objective.n_critic`` times — each update on its
+All fields live in the config block ``model.gan`` (``default_config``). Each training step
+updates the discriminator ``n_critic`` times — each update on its
 own slice of real data (the epoch draws ``n_critic x batch_size`` examples per step) — and then
-the generator once, each with its own optax chain (``optim.disc_lr`` > 0 gives the
+the generator once, each with its own optax chain (``disc_lr`` > 0 gives the
 discriminator its own rate: two time-scale updates, Heusel et al. 2017). With D's logit / critic
 value f and per-example terms from ``genjax.objectives.adversarial``:
 
-    ``objective.name``   discriminator loss                      generator loss
+    ``objective``        discriminator loss                      generator loss
     ``gan``              -log D(x) - log(1 - D(G(z)))            log(1 - D(G(z)))  (saturating)
     ``nsgan``            same                                    -log D(G(z))
     ``wgan``             f(G(z)) - f(x)                          -f(G(z))
@@ -14,14 +15,14 @@ value f and per-example terms from ``genjax.objectives.adversarial``:
 
 plus ``gp`` (x) the gradient penalty (||grad f(x_hat)|| - 1)^2 on interpolates (WGAN-GP with
 ``wgan``, ``gp = 10``, ``n_critic = 5``) and ``r1 / 2`` (x) ||grad f(x)||^2 on real data.
-``model.spectral_norm`` normalizes every discriminator layer (SN-GAN; its power-iteration
+``spectral_norm`` normalizes every discriminator layer (SN-GAN; its power-iteration
 vectors are state, advanced once per discriminator update). ``gp`` and ``r1`` are loss
 hyperparameters in the training state, so seeds or settings vmap.
 
-``model.ema > 0`` keeps an exponential moving average of the generator's weights in
+``ema > 0`` keeps an exponential moving average of the generator's weights in
 ``params["gen_ema"]`` (updated after every generator step: ema <- d ema + (1 - d) theta with
 d = min(ema, (1 + t) / (10 + t)) at step t, so the initial weights fade quickly);
-``sample`` then draws from the average (``extras["sample_online"]`` from the raw weights).
+``sample`` then draws from the average (``samplers["online"]`` from the raw weights).
 
 A GAN has no likelihood: ``log_prob`` is ``None`` (training runs without validation NLL or
 early stopping; ``genjax eval`` scores samples).
@@ -31,9 +32,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from flax import nnx
 
-from genjax.models.base import Family, Player
+from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.nn.gan import build_discriminator, build_generator
 from genjax.objectives import adversarial as adv
 
@@ -53,38 +55,70 @@ LOSSES = {
 }
 
 
-def output_activation(cfg) -> str | None:
-    """``model.output``: ``auto`` is linear for 2-D toy data, tanh for images scaled to [-1, 1],
-    sigmoid for images in [0, 1]."""
-    out = cfg.model.output
+def default_config() -> ml_collections.ConfigDict:
+    """``model.gan``: both networks, the adversarial objective and the generator average."""
+    return ml_collections.ConfigDict(
+        dict(
+            arch="mlp",  # mlp | conv
+            hidden=(256, 128),  # MLP generator widths
+            channels=(32, 64),  # conv discriminator channels (the generator mirrors them)
+            activation="relu",  # generator
+            latent_dim=16,  # z size
+            disc_hidden=(256, 256),  # MLP discriminator widths
+            disc_activation="leaky_relu",
+            dropout=0.0,  # in the discriminator
+            spectral_norm=False,  # every discriminator layer spectrally normalized
+            conditional=False,  # class-conditional G and (projection) D
+            n_classes=10,
+            ema=0.0,  # >0: decay of the generator-weight moving average used for sampling
+            output="auto",  # generator output: auto | linear | tanh | sigmoid
+            objective="nsgan",  # gan | nsgan | wgan | hinge
+            n_critic=1,  # discriminator updates per generator update
+            gp=0.0,  # gradient-penalty weight (WGAN-GP: 10)
+            r1=0.0,  # R1 weight gamma (penalty gamma/2 ||grad D(x)||^2)
+            disc_lr=0.0,  # the discriminator's own learning rate (0 = optim.lr)
+        )
+    )
+
+
+# where each field lived in the flat configs of run folders saved before model.gan existed
+LEGACY = {"objective": "objective.name", "disc_lr": "optim.disc_lr"}
+
+
+def output_activation(mcfg, data: DataInfo) -> str | None:
+    """``output``: ``auto`` is linear for vector (2-D toy) data, tanh for images scaled to
+    [-1, 1], sigmoid for images in [0, 1]."""
+    out = mcfg.output
     if out == "auto":
-        if str(cfg.data.name).startswith("toy2d:"):
+        if not data.image:
             return None
-        return "tanh" if cfg.data.scale == "-11" else "sigmoid"
+        return "tanh" if data.scale == "-11" else "sigmoid"
     if out == "linear":
         return None
     if out not in ("tanh", "sigmoid"):
-        raise ValueError(f"model.output must be auto, linear, tanh or sigmoid, got {out!r}.")
+        raise ValueError(f"model.gan.output must be auto, linear, tanh or sigmoid, got {out!r}.")
     return out
 
 
-def make_gan(cfg, data_shape) -> Family:
-    mcfg, ocfg = cfg.model, cfg.objective
-    data_shape = tuple(int(s) for s in data_shape)
-    if ocfg.name not in LOSSES:
-        raise ValueError(f"objective.name must be one of {', '.join(LOSSES)} for a GAN, got {ocfg.name!r}.")
+def make_gan(mcfg, data: DataInfo) -> Family:
+    ocfg = mcfg
+    data_shape = tuple(int(s) for s in data.shape)
+    if ocfg.objective not in LOSSES:
+        raise ValueError(f"model.gan.objective must be one of {', '.join(LOSSES)}, got {ocfg.objective!r}.")
     if int(ocfg.n_critic) < 1:
-        raise ValueError(f"objective.n_critic must be >= 1, got {ocfg.n_critic}.")
+        raise ValueError(f"model.gan.n_critic must be >= 1, got {ocfg.n_critic}.")
     if not 0.0 <= float(mcfg.ema) < 1.0:
-        raise ValueError(f"model.ema must lie in [0, 1), got {mcfg.ema}.")
-    for field in ("gp", "r1"):
+        raise ValueError(f"model.gan.ema must lie in [0, 1), got {mcfg.ema}.")
+    for field in ("gp", "r1", "disc_lr"):
         if float(ocfg[field]) < 0:
-            raise ValueError(f"objective.{field} must be >= 0, got {ocfg[field]}.")
-    d_term, g_term = LOSSES[ocfg.name]
+            raise ValueError(f"model.gan.{field} must be >= 0, got {ocfg[field]}.")
+    if not 0.0 <= float(mcfg.dropout) < 1.0:
+        raise ValueError(f"model.gan.dropout must lie in [0, 1), got {mcfg.dropout}.")
+    d_term, g_term = LOSSES[ocfg.objective]
     n_classes = int(mcfg.n_classes) if mcfg.conditional else 0
     latent, ema = int(mcfg.latent_dim), float(mcfg.ema)
     use_gp, use_r1 = float(ocfg.gp) > 0, float(ocfg.r1) > 0
-    out_act = output_activation(cfg)
+    out_act = output_activation(mcfg, data)
 
     def new_gen(rngs):
         return build_generator(
@@ -113,7 +147,7 @@ def make_gan(cfg, data_shape) -> Family:
         if not n_classes:
             return None
         if "y" not in batch:
-            raise ValueError("model.conditional=True needs class labels, and this dataset has none.")
+            raise ValueError("model.gan.conditional=True needs class labels, and this dataset has none.")
         return batch["y"]
 
     def generate(gen_state, key, n, y=None):
@@ -164,11 +198,11 @@ def make_gan(cfg, data_shape) -> Family:
 
         return sample
 
+    disc_lr = float(mcfg.disc_lr)
     players = (
-        Player("disc", disc_loss, n_steps=int(ocfg.n_critic), split_batch=True),
+        Player("disc", disc_loss, n_steps=int(ocfg.n_critic), split_batch=True, lr=disc_lr if disc_lr > 0 else None),
         Player("gen", gen_loss, post_update=ema_update if ema > 0 else None),
     )
-    disc_lr = float(cfg.optim.disc_lr)
     return Family(
         name="gan",
         init=init,
@@ -177,9 +211,8 @@ def make_gan(cfg, data_shape) -> Family:
         log_prob=None,
         log_prob_kind="none",
         hparams={"gp": float(ocfg.gp), "r1": float(ocfg.r1)},
-        extras={
-            "sample_online": sampler("gen"),
-            "player_lr": lambda name: disc_lr if (name == "disc" and disc_lr > 0) else None,
-            "module": lambda params: GANModules(nnx.merge(gen_def, params["gen"]), nnx.merge(disc_def, params["disc"])),
-        },
+        modules=lambda params: GANModules(nnx.merge(gen_def, params["gen"]), nnx.merge(disc_def, params["disc"])),
+        progress=("disc/loss", "gen/loss"),
+        curves=Curves("gen/loss", 1.0, "generator loss", ("disc/loss",), "discriminator loss"),
+        samplers={"online": sampler("gen")} if ema > 0 else {},
     )

@@ -4,10 +4,12 @@ Generative model p(z) = N(0, I), p(x|z) Bernoulli(sigmoid(f(z))) or N(f(z), sigm
 inference model q(z|x) = N(mu(x), diag(sigma^2(x))), sampled by reparameterization.
 
 Training objective (per example, minimized as its negative mean):
-    ``elbo``: E_q[log p(x|z)] - beta_t KL(q(z|x) || p(z)), beta_t from ``objective.kl_schedule``;
+    ``elbo``: E_q[log p(x|z)] - beta_t KL(q(z|x) || p(z)), beta_t from ``model.vae.kl_schedule``;
     ``iwae``: L_k = log (1/k) sum_i p(x, z_i) / q(z_i|x).
-``log_prob`` is the importance-sampled estimate log p(x) ~ L_k with ``k = eval.nll_samples``
-(1000 by default), computed in chunks of ``eval.nll_chunk`` samples so memory stays bounded.
+``log_prob`` is the importance-sampled estimate log p(x) ~ L_k with ``k = nll_samples``
+(1000 by default), computed in chunks of ``nll_chunk`` samples so memory stays bounded; the
+per-epoch validation NLL uses ``val_samples``. All fields live in the config block ``model.vae``
+(``default_config``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from flax import nnx
 
-from genjax.models.base import Family, Player
+from genjax.models.base import Curves, DataInfo, Family, Latent, Player
 from genjax.nn import build_decoder, build_encoder
+from genjax.nn.layers import set_dropout_rate
 from genjax.objectives import elbo as elbo_lib
 from genjax.objectives.likelihood import bernoulli_log_prob, gaussian_log_prob
 
@@ -41,7 +45,7 @@ class VAEModule(nnx.Module):
             log_std = jnp.full(data_shape, math.log(mcfg.gaussian_std), jnp.float32)
             self.log_std = nnx.Param(log_std) if mcfg.learn_std else nnx.Variable(log_std)
         elif mcfg.likelihood != "bernoulli":
-            raise ValueError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {mcfg.likelihood!r}.")
+            raise ValueError(f"model.vae.likelihood must be 'bernoulli' or 'gaussian', got {mcfg.likelihood!r}.")
         self.likelihood = mcfg.likelihood
         self.event_ndims = len(data_shape)
 
@@ -62,28 +66,71 @@ class VAEModule(nnx.Module):
         return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else out
 
 
-def make_kl_schedule(ocfg):
-    """The shape of beta_t from ``objective.kl_schedule`` (constant | linear | cyclical), rising
+def default_config() -> ml_collections.ConfigDict:
+    """``model.vae``: architecture, objective and likelihood-estimator settings."""
+    return ml_collections.ConfigDict(
+        dict(
+            arch="mlp",  # mlp | conv
+            hidden=(256, 128),  # MLP widths, encoder side (the decoder mirrors them)
+            channels=(32, 64),  # conv channels, encoder side
+            activation="relu",
+            dropout=0.0,
+            latent_dim=16,
+            likelihood="bernoulli",  # bernoulli | gaussian
+            gaussian_std=0.1,  # gaussian decoder: the fixed std, or the initial one if learned
+            learn_std=False,
+            objective="elbo",  # elbo | iwae
+            beta=1.0,  # beta-VAE weight on the KL (its final value under a schedule)
+            k=5,  # iwae: importance samples
+            kl_schedule="constant",  # constant | linear | cyclical
+            warmup_steps=0,  # linear: steps to reach beta
+            cycle_period=1000,  # cyclical: steps per cycle
+            cycle_ratio=0.5,  # cyclical: share of a cycle spent rising
+            nll_samples=1000,  # importance samples for the held-out NLL
+            nll_chunk=100,  # samples per chunk (bounds memory)
+            val_samples=10,  # importance samples for the validation NLL each epoch
+        )
+    )
+
+
+# where each field lived in the flat configs of run folders saved before model.vae existed
+LEGACY = {"objective": "objective.name", "nll_samples": "eval.nll_samples", "nll_chunk": "eval.nll_chunk",
+          "val_samples": "train.val_samples"}  # fmt: skip
+
+
+def make_kl_schedule(mcfg):
+    """The shape of beta_t from ``model.vae.kl_schedule`` (constant | linear | cyclical), rising
     to 1; the loss multiplies it by the hyperparameter ``beta``."""
-    if ocfg.kl_schedule == "constant":
+    if mcfg.kl_schedule == "constant":
         return elbo_lib.constant_beta(1.0)
-    if ocfg.kl_schedule == "linear":
-        return elbo_lib.linear_warmup(ocfg.warmup_steps, 1.0)
-    if ocfg.kl_schedule == "cyclical":
-        return elbo_lib.cyclical(ocfg.cycle_period, ocfg.cycle_ratio, 1.0)
-    raise ValueError(f"objective.kl_schedule must be constant, linear or cyclical, got {ocfg.kl_schedule!r}.")
+    if mcfg.kl_schedule == "linear":
+        return elbo_lib.linear_warmup(mcfg.warmup_steps, 1.0)
+    if mcfg.kl_schedule == "cyclical":
+        return elbo_lib.cyclical(mcfg.cycle_period, mcfg.cycle_ratio, 1.0)
+    raise ValueError(f"model.vae.kl_schedule must be constant, linear or cyclical, got {mcfg.kl_schedule!r}.")
 
 
-def make_vae(cfg, data_shape) -> Family:
+def make_vae(mcfg, data: DataInfo) -> Family:
     """Bind the VAE modules to the objectives; see the module docstring for the math."""
-    mcfg, ocfg, ecfg = cfg.model, cfg.objective, cfg.eval
-    data_shape = tuple(int(s) for s in data_shape)
+    data_shape = tuple(int(s) for s in data.shape)
+    checks = [
+        ("latent_dim", mcfg.latent_dim >= 1),
+        ("dropout", 0.0 <= mcfg.dropout < 1.0),
+        ("gaussian_std", mcfg.gaussian_std > 0),
+        ("beta", mcfg.beta >= 0),
+        ("nll_samples", mcfg.nll_samples >= 1),
+        ("nll_chunk", mcfg.nll_chunk >= 1),
+        ("val_samples", mcfg.val_samples >= 1),
+    ]
+    for field, ok in checks:
+        if not ok:
+            raise ValueError(f"config field model.vae.{field} has the impossible value {mcfg[field]!r}.")
+    if mcfg.objective not in ("elbo", "iwae"):
+        raise ValueError(f"model.vae.objective must be 'elbo' or 'iwae', got {mcfg.objective!r}.")
+    if mcfg.objective == "iwae" and mcfg.k < 1:
+        raise ValueError(f"model.vae.k must be >= 1, got {mcfg.k}.")
+    beta_t = make_kl_schedule(mcfg)
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: VAEModule(mcfg, data_shape, rngs=nnx.Rngs(0))))
-    beta_t = make_kl_schedule(ocfg)
-    if ocfg.name not in ("elbo", "iwae"):
-        raise ValueError(f"objective.name must be 'elbo' or 'iwae' for a VAE, got {ocfg.name!r}.")
-    if ocfg.name == "iwae" and ocfg.k < 1:
-        raise ValueError(f"objective.k must be >= 1, got {ocfg.k}.")
 
     def module(params) -> VAEModule:
         return nnx.merge(graphdef, params["model"])
@@ -115,16 +162,16 @@ def make_vae(cfg, data_shape) -> Family:
     def iwae_loss(params, batch, key, ctx):
         m = module(params)
         k_z, k_drop = jax.random.split(key)
-        log_w = iwae_terms(m, batch["x"], k_z, ocfg.k, k_drop)
-        bound = jax.nn.logsumexp(log_w, axis=0) - math.log(ocfg.k)
+        log_w = iwae_terms(m, batch["x"], k_z, mcfg.k, k_drop)
+        bound = jax.nn.logsumexp(log_w, axis=0) - math.log(mcfg.k)
         return -jnp.mean(bound), {"iwae": jnp.mean(bound), "elbo": jnp.mean(log_w)}
 
     def log_prob(params, x, key, k=None, chunk=None):
         """Importance-sampled log p(x) ~ L_k, ``k`` samples in chunks of ``chunk`` -> ``[B]``."""
-        k = int(k or ecfg.nll_samples)
-        chunk = int(min(chunk or ecfg.nll_chunk, k))
+        k = int(k or mcfg.nll_samples)
+        chunk = int(min(chunk or mcfg.nll_chunk, k))
         if k % chunk:
-            raise ValueError(f"eval.nll_samples ({k}) must be a multiple of eval.nll_chunk ({chunk}).")
+            raise ValueError(f"model.vae.nll_samples ({k}) must be a multiple of model.vae.nll_chunk ({chunk}).")
         m = module(params)
 
         def body(acc, kc):
@@ -146,9 +193,6 @@ def make_vae(cfg, data_shape) -> Family:
     def encode(params, x):
         return module(params).encoder(x)
 
-    def reconstruct(params, x):
-        return decode_mean(params, encode(params, x)[0])
-
     def sample(params, key, n, cond=None):
         """x ~ p(x|z), z ~ N(0, I): Bernoulli draws (binary) or Gaussian draws."""
         m = module(params)
@@ -158,7 +202,8 @@ def make_vae(cfg, data_shape) -> Family:
             return jax.random.bernoulli(k_x, jax.nn.sigmoid(out)).astype(jnp.float32)
         return out + jnp.exp(m.log_std[...]) * jax.random.normal(k_x, out.shape)
 
-    loss = elbo_loss if ocfg.name == "elbo" else iwae_loss
+    loss = elbo_loss if mcfg.objective == "elbo" else iwae_loss
+    terms = ("rec", "kl") if mcfg.objective == "elbo" else ()
     return Family(
         name="vae",
         init=init,
@@ -166,14 +211,14 @@ def make_vae(cfg, data_shape) -> Family:
         sample=sample,
         log_prob=log_prob,
         log_prob_kind="importance-sampled estimate",
-        hparams={"beta": float(ocfg.beta)},
-        extras={
-            "elbo": elbo_eval,
-            "val_log_prob": lambda params, x, key: log_prob(params, x, key, k=cfg.train.val_samples),
-            "decode_mean": decode_mean,
-            "encode": encode,
-            "reconstruct": reconstruct,
-            "latent_dim": lambda: mcfg.latent_dim,
-            "module": module,
-        },
+        hparams={"beta": float(mcfg.beta)},
+        val_log_prob=lambda params, x, key: log_prob(params, x, key, k=mcfg.val_samples),
+        bound=elbo_eval,
+        bound_name="elbo",
+        latent=Latent(int(mcfg.latent_dim), encode, decode_mean),
+        modules=module,
+        set_dropout=lambda params, rate: {n: set_dropout_rate(p, rate) for n, p in params.items()},
+        progress=("loss", *terms),
+        curves=Curves("elbo", -1.0, "train -ELBO", terms, "ELBO terms (train)"),
+        info={"nll_samples": int(mcfg.nll_samples)},
     )

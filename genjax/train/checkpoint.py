@@ -67,7 +67,11 @@ class Checkpointer:
                     f"the checkpoint in {self.directory} does not match the model built from the config "
                     f"({len(old)} saved leaves vs {len(spec)} expected); was the config changed?"
                 )
-        abstract = {k: jax.ShapeDtypeStruct(np.shape(a), a.dtype) for k, a in arrays.items()}
+        # restored with the template's shardings: a checkpoint saved on one mesh restores onto another
+        abstract = {
+            k: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=getattr(a, "sharding", None))
+            for k, a in arrays.items()
+        }
         restored = self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
         out = [
             jax.random.wrap_key_data(restored[k], impl=jax.random.key_impl(t)) if _is_key(t) else restored[k]

@@ -7,10 +7,10 @@ Both are pure functions of one ``TrainState`` pytree, so ``jax.jit(epoch)`` trai
 ``jax.jit(jax.vmap(epoch))`` trains k folds (or a grid of settings) at once, and a stopped
 model's state is frozen inside the compiled epoch.
 
-Keys: ``state.rng`` is fixed for the run; the key of step t is ``fold_in(fold_in(rng, 0), t)``,
-the data-shuffle key of epoch e is ``fold_in(fold_in(rng, 1), e)``, the validation key
-``fold_in(fold_in(rng, 2), e)``. Everything is a function of the state, so a run restored
-from a checkpoint continues exactly as an uninterrupted one.
+Keys (``genjax.keys``): ``state.rng`` is fixed for the run; step t uses ``stream(rng, "step",
+t)``, epoch e's shuffle ``stream(rng, "data", e)`` and its validation ``stream(rng, "val", e)``.
+Everything is a function of the state, so a run restored from a checkpoint continues exactly as
+an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from genjax import keys
 from genjax.data.batching import epoch_batches
 from genjax.models.base import Context, Player, batch_multiple
 from genjax.objectives.regularizers import penalty
@@ -86,11 +87,11 @@ def make_step(
         return jax.tree.map(lambda a: a.reshape(mult, a.shape[0] // mult, *a.shape[1:])[j], batch)
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
-        key = jax.random.fold_in(jax.random.fold_in(state.rng, 0), state.step)
+        key = keys.stream(state.rng, "step", state.step)
         params, opt, metrics = dict(state.params), dict(state.opt), {}
         for i, pl in enumerate(players):
             for j in range(pl.n_steps):
-                k = jax.random.fold_in(key, 1000 * i + j)
+                k = keys.update_key(key, i, j)
                 diff, rest = split_trainable(params[pl.name])
                 b = slice_of(batch, j if pl.split_batch else 0)
 
@@ -158,6 +159,7 @@ def make_epoch(
     patience: int,
     min_delta: float,
     transform: Callable | None = None,
+    constrain: Callable | None = None,
 ) -> Callable:
     """``epoch(state, data) -> (state, metrics)``, pure.
 
@@ -172,12 +174,16 @@ def make_epoch(
             likelihood: no validation, no early stopping, and the "best" parameters are the last.
         steps: training steps per epoch (static).
         transform: per-epoch data transform ``(key, x) -> x`` (dynamic binarization, ...).
+        constrain: ``batches -> batches`` placing the epoch's ``[steps, batch, ...]`` arrays on the
+            device mesh (``genjax.train.sharding.Plan.constrain_batches``); identity by default.
     """
 
     def epoch(state: TrainState, data: dict):
-        k_data = jax.random.fold_in(jax.random.fold_in(state.rng, 1), state.epoch)
-        k_val = jax.random.fold_in(jax.random.fold_in(state.rng, 2), state.epoch)
+        k_data = keys.stream(state.rng, "data", state.epoch)
+        k_val = keys.stream(state.rng, "val", state.epoch)
         batches = epoch_batches(data["train"], k_data, batch_size, steps, data.get("idx"), data.get("n"))
+        if constrain is not None:
+            batches = constrain(batches)
         if transform is not None:
             batches = batches | {"x": transform(jax.random.fold_in(k_data, 1), batches["x"])}
         new, ms = jax.lax.scan(step, state, batches)

@@ -1,53 +1,58 @@
-"""The Python side of training: build the compiled epoch, loop over epochs, log, checkpoint.
+"""One run's pieces and the single-model entry point.
 
-Everything numeric happens inside one jitted, buffer-donating ``epoch`` function; this loop only
-moves metrics to the host between epochs, updates the progress bar, appends ``metrics.jsonl``
-and writes orbax checkpoints.
+``build_program`` turns a config, a family and data splits into the initial state and the pure
+epoch (``genjax.train.engine``) on the run's device mesh (``genjax.train.sharding``); ``fit``
+trains one model with the one host-side driver (``genjax.train.driver``). Cross-validation,
+sweeps and seeds (``genjax.train.cv``) use the same program and driver with many members.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import numpy as np
-from tqdm.auto import tqdm
 
+from genjax import keys
 from genjax.data.batching import eval_batches
 from genjax.data.pipeline import DataSplits
 from genjax.data.transforms import epoch_transform
 from genjax.models.base import Family
-from genjax.train.checkpoint import Checkpointer
+from genjax.train import sharding
+from genjax.train.driver import TrainingError, drive
 from genjax.train.engine import TrainState, batched_mean, init_state, make_epoch, make_step
 from genjax.train.optim import make_optimizer
 
-
-class TrainingError(RuntimeError):
-    pass
+BASE_SWEEPABLE = ("optim.lr", "optim.weight_decay", "objective.l1", "objective.l2")
 
 
 @dataclasses.dataclass
 class Program:
-    """The pieces of one run: the initial state and the epoch function (its data come from
-    ``split_data`` for a single split, or from ``genjax.train.cv`` for folds)."""
+    """The pieces of one run: the initial state, the pure epoch and the mesh it runs on (its data
+    come from ``split_data`` for a single split, or from ``genjax.train.cv`` for folds)."""
 
     init: Callable[..., TrainState]  # (key=None) -> fresh state
-    epoch: Callable  # jitted (state, data) -> (state, metrics), donates state
-    pure_epoch: Callable  # the same, not jitted: for jax.vmap over models (folds, seeds, settings)
+    epoch: Callable  # pure (state, data) -> (state, metrics); the driver jits (and vmaps) it
+    plan: sharding.Plan
+    steps: int  # training steps per epoch
+    per_step: int  # examples drawn per step
 
 
 def build_program(
-    cfg, family: Family, splits: DataSplits, swept: frozenset = frozenset(), steps_per_epoch: int | None = None
+    cfg,
+    family: Family,
+    splits: DataSplits,
+    swept: frozenset = frozenset(),
+    steps_per_epoch: int | None = None,
+    n_members: int | None = None,
+    mesh: str | None = None,
 ) -> Program:
-    """Optimizers, state initializer and the jitted epoch for ``family`` on ``splits``.
+    """Optimizers, state initializer and the epoch for ``family`` on ``splits``.
 
-    ``swept``: config fields a sweep will vary per model (so, e.g., the L1/L2 penalty is built in
-    even where its configured strength is 0)."""
+    ``swept``: config fields a sweep will vary per member (so, e.g., the L1/L2 penalty is built in
+    even where its configured strength is 0). ``n_members``: the size of the members axis
+    (``None``: one model). ``mesh``: overrides ``train.mesh``."""
     tc = cfg.train
     # steps per epoch: all training examples by default; the smallest fold's under cross-validation
     # (a split-batch critic draws batch_multiple batches per step)
@@ -58,9 +63,9 @@ def build_program(
             f"train.batch_size={tc.batch_size} x {family.batch_multiple} batches per step exceeds the "
             f"{len(splits.train['x'])} training examples."
         )
-    lrs = family.extras.get("player_lr", lambda name: None)
-    txs = {p.name: make_optimizer(cfg.optim, tc.epochs * steps, lr=lrs(p.name)) for p in family.players}
-    val_lp = family.extras.get("val_log_prob", family.log_prob)
+    plan = sharding.plan(tc.mesh if mesh is None else mesh, n_members, per_step)
+    txs = {p.name: make_optimizer(cfg.optim, tc.epochs * steps, lr=p.lr) for p in family.players}
+    val_lp = family.validation_log_prob
     if val_lp is None:
         if tc.patience > 0:
             raise ValueError(
@@ -80,21 +85,23 @@ def build_program(
         patience=tc.patience,
         min_delta=tc.min_delta,
         transform=epoch_transform(splits.epoch_transform, splits.levels, cfg.data.scale),
+        constrain=plan.constrain_batches,
     )
 
     # an example batch in evaluation form, for data-dependent initialization (ActNorm)
     example = jax.numpy.asarray(splits.eval_view(splits.train["x"][: tc.batch_size]))
 
     def init(key=None):
-        """A fresh state from ``key`` (default ``jax.random.key(cfg.seed)``)."""
-        k_init, k_train = jax.random.split(jax.random.key(cfg.seed) if key is None else key)
-        return init_state(family.init(k_init, example), txs, k_train, hparams)
+        """A fresh state from the root ``key`` (default ``jax.random.key(cfg.seed)``)."""
+        root = jax.random.key(cfg.seed) if key is None else key
+        params = family.init(keys.stream(root, "init"), example)
+        return init_state(params, txs, keys.stream(root, "train"), hparams)
 
-    return Program(init=init, epoch=jax.jit(epoch, donate_argnums=0), pure_epoch=epoch)
+    return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step)
 
 
 def split_data(cfg, splits: DataSplits) -> dict:
-    """The epoch's device-resident data for one train/validation split:
+    """The epoch's data for one train/validation split (host arrays; the driver places them):
     ``{"train": {"x": [N, ...]}, "val": {"x": [nb, B, ...], "mask": [nb, B]}}`` (+ ``train_eval``)."""
     tc = cfg.train
     xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
@@ -102,7 +109,7 @@ def split_data(cfg, splits: DataSplits) -> dict:
     if tc.train_eval:  # a fixed training subset as large as the validation set, scored alike
         xb, mask = eval_batches(splits.eval_view(splits.train["x"][: len(splits.val["x"])]), tc.val_batch_size)
         data["train_eval"] = {"x": xb, "mask": mask}
-    return jax.device_put(data)
+    return data
 
 
 @dataclasses.dataclass
@@ -124,21 +131,6 @@ def select_params(state: TrainState, keep_best: bool = True):
     return state.es.best_params if keep_best else state.params
 
 
-def _host(metrics) -> dict:
-    out = {}
-    for k, v in jax.device_get(metrics).items():
-        v = np.asarray(v)
-        out[k] = bool(v) if v.dtype == bool else (int(v) if np.issubdtype(v.dtype, np.integer) else float(v))
-    return out
-
-
-def _read_history(path: Path, upto: int) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["epoch"] <= upto]
-
-
 def fit(
     cfg,
     family: Family,
@@ -149,7 +141,9 @@ def fit(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> FitResult:
-    """Train ``family`` on ``splits`` for ``cfg.train.epochs`` epochs (or until early stopping).
+    """Train ``family`` on ``splits`` for ``cfg.train.epochs`` epochs (or until early stopping):
+    a run of one member, on the mesh of ``train.mesh`` (data-parallel over every device by
+    default).
 
     With ``workdir``: appends ``metrics.jsonl`` and writes checkpoints to ``workdir/checkpoints``
     every ``train.checkpoint_every`` epochs and at the end. ``resume=True`` restores the latest
@@ -157,66 +151,30 @@ def fit(
     ends this call after epoch ``e`` (with a checkpoint), as a preempted job would.
     """
     prog = build_program(cfg, family, splits)
-    data = split_data(cfg, splits)
-    state = prog.init()
-    ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir is not None else None
-    metrics_path = Path(workdir) / "metrics.jsonl" if workdir is not None else None
-    history: list[dict] = []
-    if resume:
-        if ckpt is None or ckpt.latest_epoch() is None:
-            raise TrainingError(f"--resume: no checkpoint to resume from in {workdir}.")
-        state = ckpt.restore(state)
-        history = _read_history(metrics_path, int(state.epoch))
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
-
-    t0 = time.perf_counter()
-    epoch_fn = prog.epoch.lower(state, data).compile()
-    compile_s = time.perf_counter() - t0
-
-    start, total = int(state.epoch), int(cfg.train.epochs)
-    end = total if stop_after is None else max(start, min(total, int(stop_after)))
-    bar = tqdm(
-        range(start, end),
-        initial=start,
-        total=total,
+    res = drive(
+        prog.epoch,
+        prog.init(),
+        split_data(cfg, splits),
+        prog.plan,
+        epochs=int(cfg.train.epochs),
+        workdir=workdir,
+        checkpoint_every=int(cfg.train.checkpoint_every),
+        resume=resume,
+        stop_after=stop_after,
+        progress=progress,
         desc=cfg.name,
-        disable=not progress,
-        unit="epoch",
-        mininterval=1.0,
+        shown=family.progress,
     )
-    t_train = time.perf_counter()
-    stopped = bool(state.es.stopped)
-    for _ in [] if stopped else bar:
-        state, m = epoch_fn(state, data)
-        m = _host(m)
-        e = int(state.epoch)
-        if m["nonfinite_steps"] > 0 or not math.isfinite(m.get("val_nll", 0.0)):
-            raise TrainingError(
-                f"training diverged in epoch {e}: {m['nonfinite_steps']} steps gave a non-finite loss "
-                f"(validation NLL {m.get('val_nll', 'not computed')}); lower optim.lr or set optim.clip_norm. "
-                f"The last good checkpoint is kept."
-            )
-        row = {"epoch": e, "step": int(state.step), **m, "time": round(time.perf_counter() - t_train, 3)}
-        history.append(row)
-        if metrics_path is not None:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-        shown = {k: m[k] for k in m if k in ("loss", "rec", "kl", "val_nll", "disc/loss", "gen/loss")}
-        bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
-        stopped = m["stopped"]
-        if ckpt is not None and (e % cfg.train.checkpoint_every == 0 or e == end or stopped):
-            ckpt.save(e, state)
-        if stopped:
-            bar.write(
-                f"early stopping at epoch {e}: best validation NLL {m['best_val_nll']:.4f} "
-                f"at epoch {int(state.es.best_epoch)}"
-            )
-            break
-    bar.close()
-    jax.block_until_ready(state)
-    train_s = time.perf_counter() - t_train
-    if ckpt is not None:
-        if ckpt.latest_epoch() != int(state.epoch):
-            ckpt.save(int(state.epoch), state)
-        ckpt.close()
-    return FitResult(state, history, compile_s, train_s, bool(cfg.train.keep_best))
+    return FitResult(res.state, res.rows, res.compile_seconds, res.train_seconds, bool(cfg.train.keep_best))
+
+
+__all__ = [
+    "BASE_SWEEPABLE",
+    "FitResult",
+    "Program",
+    "TrainingError",
+    "build_program",
+    "fit",
+    "select_params",
+    "split_data",
+]

@@ -1,0 +1,63 @@
+"""Every random stream of genjax, named in one place.
+
+JAX keys: a run's root key is ``jax.random.key(seed)``; each purpose is ``fold_in(root, id)``
+with the id below, and indices (a step, an epoch, a fold, a player) are folded in after it:
+
+    key(seed, "init")                 model initialization        (fit, seeds)
+    key(seed, "train")                the training state's rng: its step/data/val streams
+    key(seed, "fold", f)              fold f's root (cross-validation)
+    key(seed, "eval")                 held-out NLL estimates
+    key(seed, "figures")              sample grids and interpolations
+    key(seed, "sample_metrics")       samples scored by FID/KID/IS, precision/recall, ...
+    stream(rng, "step", t)            the training step t (inside the state)
+    stream(rng, "data", e)            epoch e's shuffle and data transform
+    stream(rng, "val", e)             epoch e's validation estimate
+    update_key(step_key, player, j)   player i's j-th update within a step
+
+Integer seeds for numpy (fixed data draws of ``genjax.data``): ``data_seed(seed, purpose)``.
+Imports nothing of genjax, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import jax
+
+_IDS = {
+    "step": 0,
+    "data": 1,
+    "val": 2,
+    "init": 3,
+    "train": 4,
+    "fold": 5,
+    "eval": 6,
+    "figures": 7,
+    "sample_metrics": 8,
+    "member": 9,
+}
+
+# numpy seeds of the fixed draws of binarized / dequantized evaluation data: seed + offset
+_DATA = {"val": 1, "test": 2, "train_static": 3, "eval_view": 4}
+
+
+def stream(key: jax.Array, purpose: str, *index) -> jax.Array:
+    """``fold_in(key, id(purpose))``, then each index folded in."""
+    k = jax.random.fold_in(key, _IDS[purpose])
+    for i in index:
+        k = jax.random.fold_in(k, i)
+    return k
+
+
+def key(seed: int, purpose: str, *index) -> jax.Array:
+    """The stream ``purpose`` of the root key ``jax.random.key(seed)``."""
+    return stream(jax.random.key(int(seed)), purpose, *index)
+
+
+def update_key(step_key: jax.Array, player: int, update: int) -> jax.Array:
+    """The key of player ``player``'s ``update``-th update inside one training step."""
+    return jax.random.fold_in(jax.random.fold_in(step_key, player), update)
+
+
+def data_seed(seed: int, purpose: str) -> int:
+    """A numpy seed for one fixed draw of the data pipeline (``val``, ``test``, ``train_static``,
+    ``eval_view``)."""
+    return int(seed) + _DATA[purpose]
