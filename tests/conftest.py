@@ -1,11 +1,6 @@
-import os
+import pytest
 
-# four host devices, so the sharded cross-validation strategy is tested on a real mesh
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
-
-import pytest  # noqa: E402
-
-from genjax.config import base_config  # noqa: E402
+from genjax.config import base_config
 
 
 @pytest.fixture
@@ -14,14 +9,14 @@ def smoke_cfg():
     c = base_config()
     c.name = "smoke"
     c.data.binarize = "dynamic"
-    c.model.hidden = (32,)
-    c.model.latent_dim = 4
+    c.model.vae.hidden = (32,)
+    c.model.vae.latent_dim = 4
     c.train.epochs = 3
     c.train.batch_size = 64
-    c.train.val_samples = 2
+    c.model.vae.val_samples = 2
     c.train.checkpoint_every = 1
-    c.eval.nll_samples = 20
-    c.eval.nll_chunk = 10
+    c.model.vae.nll_samples = 20
+    c.model.vae.nll_chunk = 10
     c.eval.n_samples = 16
     return c
 

@@ -1,6 +1,7 @@
 """The command line end to end, in-process (one JAX import)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def test_train_eval_sample(tmp_path, capsys):
     )
     # a run saved before a config field existed still evaluates (the field takes its default)
     saved = json.loads((run / "config.json").read_text())
-    saved["model"].pop("ema"), saved["eval"].pop("max_samples")
+    saved["model"]["vae"].pop("cycle_ratio"), saved["eval"].pop("max_samples")
     (run / "config.json").write_text(json.dumps(saved))
     # eval recomputes the same figures from the checkpoint
     assert main(["genjax", "eval", str(run)]) == 0
@@ -50,6 +51,19 @@ def test_train_eval_sample(tmp_path, capsys):
     assert main(["genjax", "train", f"--config={SMOKE}", f"--workdir={run}", "--noprogress"]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_a_run_folder_in_the_old_flat_layout_still_evaluates(tmp_path):
+    """config.json as genjax wrote it before the family blocks (a fixture saved by that
+    version): eval maps the old fields into model.vae and gets the same NLL."""
+    run = tmp_path / "run"
+    assert main(["genjax", "train", f"--config={SMOKE}", f"--workdir={run}", "--noprogress", "--noplots"]) == 0
+    nll = json.loads((run / "eval.json").read_text())["nll"]
+    legacy = json.loads(Path("tests/fixtures/legacy_configs.json").read_text())["vae_digits_smoke"]
+    assert "hidden" in legacy["model"] and "nll_samples" in legacy["eval"]  # the flat layout
+    (run / "config.json").write_text(json.dumps(legacy))
+    assert main(["genjax", "eval", str(run)]) == 0
+    assert json.loads((run / "eval.json").read_text())["nll"] == pytest.approx(nll, rel=1e-6)
 
 
 def test_cli_resume_continues_to_the_same_result(tmp_path):
@@ -96,7 +110,7 @@ def test_vae_mnist_config_runs_on_mock_tfds(tmp_path):
         )
     assert code == 0
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["model"]["hidden"] == [200, 200] and cfg["model"]["latent_dim"] == 50
+    assert cfg["model"]["vae"]["hidden"] == [200, 200] and cfg["model"]["vae"]["latent_dim"] == 50
     assert json.loads((run / "eval.json").read_text())["n"] == 300
 
 
@@ -117,6 +131,14 @@ def test_cv_and_params_commands(tmp_path, capsys):
     rep = json.loads((run / "cv.json").read_text())
     assert rep["folds"] == 3 and len(rep["runs"][0]["members"]) == 3 and (run / "cv_curves.png").is_file()
     assert "held-out NLL" in capsys.readouterr().out
+    # a sweep from the command line: the learning rate joins the folds on the vmapped axis
+    sw = tmp_path / "sweep"
+    args = ["genjax", "cv", SMOKE, "--config.cv.folds=2", "--config.train.epochs=1", f"--workdir={sw}", "--noprogress"]
+    assert main([*args, '--sweep={"optim": {"lr": [0.001, 0.003]}}']) == 0
+    rep = json.loads((sw / "cv.json").read_text())
+    assert rep["swept"] == ["optim.lr"] and len(rep["runs"]) == 1 and len(rep["runs"][0]["members"]) == 4
+    assert main([*args[:-2], f"--workdir={tmp_path / 'y'}", "--sweep={not json"]) == 2
+    assert "--sweep" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert main(["genjax", "params", SMOKE]) == 0
     out = capsys.readouterr().out
     assert "| **total** |" in out
@@ -150,7 +172,7 @@ def test_gan_train_and_eval_report_sample_metrics(tmp_path, capsys, classifier_d
 
 def test_gan_on_toy_data_reports_divergences_and_modes(tmp_path, capsys):
     run = tmp_path / "ring"
-    over = ["--config.train.epochs=1", "--config.data.toy_n=3000", "--config.model.hidden=32,32"]
+    over = ["--config.train.epochs=1", "--config.data.toy_n=3000", "--config.model.gan.hidden=32,32"]
     cfg = "experiments/gan_mixtures/config.py:wgan_gp,ring"
     assert main(["genjax", "train", f"--config={cfg}", f"--workdir={run}", "--noprogress", *over]) == 0
     s = json.loads((run / "eval.json").read_text())["samples"]

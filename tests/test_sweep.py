@@ -3,28 +3,45 @@ import json
 import ml_collections
 import pytest
 
+from genjax.models import DataInfo
 from genjax.sweep import run_cv, sweep_grid
+
+DIGITS = DataInfo((8, 8, 1))
 
 
 def test_sweep_grid_splits_looped_and_vmapped(smoke_cfg):
     smoke_cfg.cv.sweep = ml_collections.ConfigDict(
-        {"optim": {"lr": [1e-3, 3e-3]}, "model": {"hidden": [(8,), (16,)], "dropout": [0.0, 0.2]}}
+        {"optim": {"lr": [1e-3, 3e-3]}, "model": {"vae": {"hidden": [(8,), (16,)], "dropout": [0.0, 0.2]}}}
     )
-    looped, vmapped = sweep_grid(smoke_cfg)
-    assert looped == [{"model.hidden": (8,)}, {"model.hidden": (16,)}]
-    assert len(vmapped) == 4 and {"optim.lr", "model.dropout"} == set(vmapped[0])
+    looped, vmapped = sweep_grid(smoke_cfg, DIGITS)
+    assert looped == [{"model.vae.hidden": (8,)}, {"model.vae.hidden": (16,)}]
+    assert len(vmapped) == 4 and {"optim.lr", "model.vae.dropout"} == set(vmapped[0])
     smoke_cfg.cv.sweep = ml_collections.ConfigDict({"data": {"seed": [1, 2]}})
     with pytest.raises(ValueError, match="cv.sweep field 'data.seed'"):
-        sweep_grid(smoke_cfg)
+        sweep_grid(smoke_cfg, DIGITS)
+    smoke_cfg.cv.sweep = ml_collections.ConfigDict({"model": {"vae": {"nope": [1, 2]}}})
+    with pytest.raises(ValueError, match="cv.sweep field 'model.vae.nope'"):
+        sweep_grid(smoke_cfg, DIGITS)
+
+
+def test_gan_penalties_are_sweepable_from_the_family(smoke_cfg):
+    """What vmaps comes from the family's declared hyperparameters, not a fixed list."""
+    smoke_cfg.model.family = "gan"
+    smoke_cfg.cv.sweep = ml_collections.ConfigDict(
+        {"model": {"gan": {"gp": [0.0, 1.0], "r1": [0.0, 0.5], "latent_dim": [2, 4]}}}
+    )
+    looped, vmapped = sweep_grid(smoke_cfg, DataInfo((2,)))
+    assert looped == [{"model.gan.latent_dim": 2}, {"model.gan.latent_dim": 4}]
+    assert len(vmapped) == 4 and set(vmapped[0]) == {"model.gan.gp", "model.gan.r1"}
 
 
 def test_run_cv_with_a_sweep_writes_the_report(smoke_cfg, tmp_path):
     c = smoke_cfg
     c.cv.folds, c.train.epochs = 2, 2
-    c.eval.nll_samples = c.eval.nll_chunk = 5
-    c.cv.sweep = ml_collections.ConfigDict({"optim": {"lr": [1e-3, 3e-3]}, "model": {"hidden": [(8,), (16,)]}})
+    c.model.vae.nll_samples = c.model.vae.nll_chunk = 5
+    c.cv.sweep = ml_collections.ConfigDict({"optim": {"lr": [1e-3, 3e-3]}, "model": {"vae": {"hidden": [(8,), (16,)]}}})
     rep = run_cv(c, tmp_path, progress=False)
-    assert len(rep["rows"]) == 4 and set(rep["swept"]) == {"optim.lr", "model.hidden"}
+    assert len(rep["rows"]) == 4 and set(rep["swept"]) == {"optim.lr", "model.vae.hidden"}
     best = min(rep["rows"], key=lambda r: r["heldout_nll_mean"])
     assert rep["best"]["heldout_nll_mean"] == best["heldout_nll_mean"]
     assert rep["rows"][0]["params"] < rep["rows"][2]["params"]  # 8 hidden units vs 16

@@ -36,8 +36,11 @@ def family_config(cfg):
     return cfg.model[name]
 
 
-def build_family(cfg, data: DataInfo) -> Family:
-    """The family named by ``cfg.model.family``, built from its block ``model.<family>``."""
+def build_family(cfg, data) -> Family:
+    """The family named by ``cfg.model.family``, built from its block ``model.<family>`` for
+    ``data``: a ``DataInfo`` (``DataInfo.of(splits)``) or just a per-example shape."""
+    if not isinstance(data, DataInfo):
+        data = DataInfo(tuple(int(s) for s in data))
     return FAMILIES[cfg.model.family].make(family_config(cfg), data)
 
 

@@ -29,7 +29,7 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
     try:
         return _ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"model.activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}.") from None
+        raise ValueError(f"the activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}.") from None
 
 
 def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:

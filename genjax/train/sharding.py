@@ -42,8 +42,7 @@ def initialize_distributed() -> bool:
             raise ValueError(
                 "GENJAX_COORDINATOR is set, so GENJAX_NUM_PROCESSES and GENJAX_PROCESS_ID must be set as well."
             )
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes talk over gloo
         jax.distributed.initialize(coord, num_processes=int(n), process_id=int(pid))
     elif os.environ.get("GENJAX_DISTRIBUTED") == "1":
         jax.distributed.initialize()

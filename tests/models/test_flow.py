@@ -10,16 +10,16 @@ import pytest
 from genjax.cli import main
 from genjax.config import base_config
 from genjax.data import load_splits
-from genjax.models import Context, build_family
+from genjax.models import Context, DataInfo, build_family
 from genjax.train import fit
 
 
 def _cfg(flow, data="toy2d:8gaussians"):
     c = base_config()
-    c.model.family, c.model.flow, c.data.name = "flow", flow, data
+    c.model.family, c.model.flow.kind, c.data.name = "flow", flow, data
     c.data.toy_n = 2000
-    c.model.hidden, c.model.n_layers, c.model.bins = (32,), 4, 6
-    c.model.levels, c.model.steps, c.model.flow_channels = 2, 1, 8
+    c.model.flow.hidden, c.model.flow.n_layers, c.model.flow.bins = (32,), 4, 6
+    c.model.flow.levels, c.model.flow.steps, c.model.flow.channels = 2, 1, 8
     c.train.epochs, c.train.batch_size = 15, 128
     return c
 
@@ -27,7 +27,7 @@ def _cfg(flow, data="toy2d:8gaussians"):
 def test_trained_2d_flow_density_integrates_to_one():
     cfg = _cfg("spline")
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    fam = build_family(cfg, splits.shape)
+    fam = build_family(cfg, DataInfo.of(splits))
     res = fit(cfg, fam, splits, progress=False)
     assert res.history[-1]["val_nll"] < res.history[0]["val_nll"]
     g = np.linspace(-6, 6, 241)
@@ -55,9 +55,9 @@ def test_vector_flows_log_prob_and_sample(flow):
 def test_image_flows_on_dequantized_digits(flow):
     cfg = _cfg(flow, "digits")
     cfg.data.dequantize = True
-    cfg.model.hidden = (64,)
+    cfg.model.flow.hidden = (64,)
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    fam = build_family(cfg, splits.shape)
+    fam = build_family(cfg, DataInfo.of(splits))
     params = fam.init(jax.random.key(0), jnp.asarray(splits.val["x"][:64]))
     x = jnp.asarray(splits.val["x"][:16])
     lp = jax.jit(fam.log_prob)(params, x)
@@ -105,8 +105,8 @@ def test_mnist_flow_config_on_mock_tfds(tmp_path):
                 "genjax",
                 "train",
                 "--config=experiments/flow_digits/config.py:mnist",
-                "--config.model.steps=1",
-                "--config.model.flow_channels=8",
+                "--config.model.flow.steps=1",
+                "--config.model.flow.channels=8",
                 "--config.train.epochs=1",
                 "--config.optim.schedule=constant",
                 f"--workdir={run}",

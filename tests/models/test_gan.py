@@ -14,7 +14,7 @@ from genjax.config import base_config
 from genjax.data.pipeline import load_splits
 from genjax.data.toy2d import mixture_modes
 from genjax.eval.sample_quality import mode_coverage
-from genjax.models import build_family
+from genjax.models import DataInfo, build_family
 from genjax.models.base import Player
 from genjax.nn.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator
 from genjax.nn.spectral import SNConv
@@ -28,17 +28,20 @@ def small_gan_cfg(**over):
     c.data.name = "toy2d:ring"
     c.data.toy_n = 2000
     c.model.family = "gan"
-    c.model.hidden = (32, 32)
-    c.model.disc_hidden = (32, 32)
-    c.model.latent_dim = 2
-    c.objective.name = "wgan"
-    c.objective.n_critic = 2
-    c.objective.gp = 0.1
+    c.model.gan.hidden = (32, 32)
+    c.model.gan.disc_hidden = (32, 32)
+    c.model.gan.latent_dim = 2
+    c.model.gan.objective = "wgan"
+    c.model.gan.n_critic = 2
+    c.model.gan.gp = 0.1
     c.train.epochs = 2
     c.train.batch_size = 50
     for k, v in over.items():
-        sec, f = k.split(".")
-        c[sec][f] = v
+        *path, f = k.split(".")
+        node = c
+        for part in path:
+            node = node[part]
+        node[f] = v
     return c
 
 
@@ -65,9 +68,9 @@ def test_split_batch_critic_sees_a_fresh_slice_per_update():
 
 
 def test_ema_follows_the_generator_after_each_step():
-    cfg = small_gan_cfg(**{"model.ema": 0.9, "objective.n_critic": 1})
+    cfg = small_gan_cfg(**{"model.gan.ema": 0.9, "model.gan.n_critic": 1})
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    fam = build_family(cfg, splits.shape)
+    fam = build_family(cfg, DataInfo.of(splits))
     p0 = fam.init(jax.random.key(0))
     res = fit(cfg, fam, splits, progress=False)
     st = res.state
@@ -88,9 +91,9 @@ def test_spectral_norm_state_is_carried_and_sigma_goes_to_one():
     sigma = np.linalg.svd(np.asarray(k).reshape(-1, 8), compute_uv=False)[0]
     assert sigma == pytest.approx(1.0, abs=1e-3)
     # in the family, the discriminator's power-iteration vectors change during training
-    cfg = small_gan_cfg(**{"model.spectral_norm": True, "objective.name": "hinge", "objective.gp": 0.0})
+    cfg = small_gan_cfg(**{"model.gan.spectral_norm": True, "model.gan.objective": "hinge", "model.gan.gp": 0.0})
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    fam = build_family(cfg, splits.shape)
+    fam = build_family(cfg, DataInfo.of(splits))
     p0 = fam.init(jax.random.key(0))
     st = fit(cfg, fam, splits, progress=False).state
     u0 = p0["disc"]["layers"][0]["u"][...]
@@ -101,7 +104,7 @@ def test_spectral_norm_state_is_carried_and_sigma_goes_to_one():
 def test_seeds_vmapped_equal_separate_runs():
     cfg = small_gan_cfg()
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    fam = build_family(cfg, splits.shape)
+    fam = build_family(cfg, DataInfo.of(splits))
     res = train_seeds(cfg, fam, splits, [3, 5], progress=False)
     for i, s in enumerate([3, 5]):
         c = small_gan_cfg()
@@ -134,13 +137,13 @@ def test_conditional_networks_use_the_label():
 
 
 def test_gan_config_errors_are_one_sentence():
-    cfg = small_gan_cfg(**{"objective.name": "elbo"})
-    with pytest.raises(ValueError, match="objective.name"):
+    cfg = small_gan_cfg(**{"model.gan.objective": "elbo"})
+    with pytest.raises(ValueError, match="model.gan.objective"):
         build_family(cfg, (2,))
     cfg = small_gan_cfg(**{"train.patience": 5})
     splits = load_splits(cfg.data, cfg.train.batch_size)
     with pytest.raises(ValueError, match="train.patience"):
-        fit(cfg, build_family(cfg, splits.shape), splits, progress=False)
+        fit(cfg, build_family(cfg, DataInfo.of(splits)), splits, progress=False)
 
 
 def test_mixture_experiment_wgan_gp_captures_all_ring_modes():
@@ -149,7 +152,7 @@ def test_mixture_experiment_wgan_gp_captures_all_ring_modes():
     cfg = gan_mixtures_config("wgan_gp,ring")
     cfg.train.epochs = 25
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    fam = build_family(cfg, splits.shape)
+    fam = build_family(cfg, DataInfo.of(splits))
     res = fit(cfg, fam, splits, progress=False)
     x = np.asarray(fam.sample(res.params, jax.random.key(1), 2500))
     stats = mode_coverage(x, *mixture_modes("ring"))
@@ -159,10 +162,10 @@ def test_mixture_experiment_wgan_gp_captures_all_ring_modes():
 
 def test_conditional_gan_trains_on_labelled_digits_and_samples_by_class():
     cfg = gan_digits_config("smoke")
-    cfg.model.conditional = True
+    cfg.model.gan.conditional = True
     cfg.train.epochs = 1
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    fam = build_family(cfg, splits.shape)
+    fam = build_family(cfg, DataInfo.of(splits))
     res = fit(cfg, fam, splits, progress=False)
     assert np.isfinite(res.history[-1]["gen/loss"])
     y = jnp.arange(10)

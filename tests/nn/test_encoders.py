@@ -42,7 +42,7 @@ def test_dropout_only_with_a_key():
 def test_conv_size_error_names_the_problem():
     with pytest.raises(ValueError, match="not divisible"):
         ConvEncoder((28, 28, 1), (8, 16, 32), 4, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="model.activation"):
+    with pytest.raises(ValueError, match="activation"):
         MLP([2, 2], act="nope", rngs=nnx.Rngs(0))
 
 

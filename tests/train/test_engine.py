@@ -110,10 +110,10 @@ def test_a_stopped_model_stays_frozen():
 
 def test_nonfinite_loss_is_caught(smoke_cfg):
     from genjax.data import load_splits
-    from genjax.models import build_family
+    from genjax.models import DataInfo, build_family
 
     splits = load_splits(smoke_cfg.data, smoke_cfg.train.batch_size)
-    fam = build_family(smoke_cfg, splits.shape)
+    fam = build_family(smoke_cfg, DataInfo.of(splits))
     good = fam.players[0].loss
     bad = Player("model", lambda p, b, k, s: (good(p, b, k, s)[0] * jnp.nan, {}))
     fam = dataclasses.replace(fam, players=(bad,))

@@ -6,13 +6,13 @@ import pytest
 
 from genjax.data import load_splits
 from genjax.eval import heldout_metrics
-from genjax.models import build_family
+from genjax.models import DataInfo, build_family
 from genjax.train import Checkpointer, CheckpointError, build_program, fit, split_data
 
 
 def _setup(cfg):
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    return splits, build_family(cfg, splits.shape)
+    return splits, build_family(cfg, DataInfo.of(splits))
 
 
 def _nll(fam, params, splits):
@@ -23,8 +23,8 @@ def _nll(fam, params, splits):
 
 def test_short_digits_run_lowers_heldout_nll(smoke_cfg):
     cfg = smoke_cfg
-    cfg.model.hidden = (128,)
-    cfg.model.latent_dim = 8
+    cfg.model.vae.hidden = (128,)
+    cfg.model.vae.latent_dim = 8
     cfg.train.epochs = 40
     splits, fam = _setup(cfg)
     untrained = _nll(fam, build_program(cfg, fam, splits).init().params, splits)
@@ -67,8 +67,8 @@ def test_checkpoint_roundtrip_and_mismatch(smoke_cfg, tmp_path):
     assert jax.random.key_data(back.rng).tolist() == jax.random.key_data(state.rng).tolist()
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(back.params)):
         np.testing.assert_array_equal(a, b)
-    smoke_cfg.model.hidden = (16,)
-    other = build_program(smoke_cfg, build_family(smoke_cfg, splits.shape), splits).init()
+    smoke_cfg.model.vae.hidden = (16,)
+    other = build_program(smoke_cfg, build_family(smoke_cfg, DataInfo.of(splits)), splits).init()
     with pytest.raises(CheckpointError, match="does not match"):
         ck.restore(other)
     ck.close()
@@ -84,12 +84,13 @@ def test_vmapped_epoch_equals_separate_runs(smoke_cfg):
         smoke_cfg.seed = s
         seeds.append(build_program(smoke_cfg, fam, splits).init())
     stacked = jax.tree.map(lambda *a: jax.numpy.stack(a), *seeds)
-    vepoch = jax.jit(jax.vmap(prog.pure_epoch, in_axes=(0, None)))
+    vepoch = jax.jit(jax.vmap(prog.epoch, in_axes=(0, None)))
+    epoch = jax.jit(prog.epoch)
     for _ in range(2):
         stacked, vm = vepoch(stacked, data)
     for i, st in enumerate(seeds):
         for _ in range(2):
-            st, m = prog.epoch(st, data)
+            st, m = epoch(st, data)
         np.testing.assert_allclose(vm["val_nll"][i], m["val_nll"], rtol=1e-4)
         for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(stacked.params)):
             np.testing.assert_allclose(a, b[i], rtol=1e-4, atol=1e-5)

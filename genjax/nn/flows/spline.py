@@ -9,12 +9,14 @@ its ``[K]``, ``[K]``, ``[K - 1]`` parameters and are vmapped by the caller.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 MIN_BIN = 1e-3
 MIN_DERIV = 1e-3
-_D0 = float(jnp.log(jnp.expm1(1.0 - MIN_DERIV)))  # interior derivative 1 (the identity) at d = 0
+_D0 = math.log(math.expm1(1.0 - MIN_DERIV))  # interior derivative 1 (the identity) at d = 0
 
 
 def _knots(w, h, d, bound):
