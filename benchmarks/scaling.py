@@ -48,7 +48,8 @@ def config(model: str, batch: int, epochs: int, mesh: str):
     c.train.batch_size, c.train.epochs, c.train.patience, c.train.mesh = batch, epochs, 0, mesh
     c.model.vae.val_samples = 1
     if model == "conv":
-        c.model.vae.arch, c.model.vae.channels, c.model.vae.latent_dim, c.model.vae.activation = "conv", (32, 64), 32, "relu"
+        v = c.model.vae
+        v.arch, v.channels, v.latent_dim, v.activation = "conv", (32, 64), 32, "relu"
     return c
 
 
@@ -61,8 +62,14 @@ def measure(model: str, d: int, a, x) -> dict:
             for _ in range(a.reps)]  # fmt: skip
     train_s = statistics.median(r.train_seconds for r in runs)
     examples = a.epochs * prog.steps * prog.per_step
-    return {"model": model, "devices": d, "compile_s": round(runs[0].compile_seconds, 2), "train_s": round(train_s, 3),
-            "examples_per_s": round(examples / train_s, 1), "ms_per_step": round(1000 * train_s / (a.epochs * prog.steps), 3)}  # fmt: skip
+    return {
+        "model": model,
+        "devices": d,
+        "compile_s": round(runs[0].compile_seconds, 2),
+        "train_s": round(train_s, 3),
+        "examples_per_s": round(examples / train_s, 1),
+        "ms_per_step": round(1000 * train_s / (a.epochs * prog.steps), 3),
+    }
 
 
 def main():

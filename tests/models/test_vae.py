@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import plain_vae
 from genjax import keys
-from genjax.models import Context, DataInfo, build_family
+from genjax.models import Context, build_family
 from genjax.train import init_state, make_step
 
 

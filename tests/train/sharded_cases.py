@@ -65,7 +65,8 @@ def case_data_parallel(kind):
 def case_all(workdir):
     """Every single-process case in one process (one JAX start-up, shared compilations)."""
     out = {f"data_parallel_{k}": case_data_parallel(k) for k in ("vae", "gan", "flow")}
-    return out | {"members": case_members(None), "checkpoint": case_checkpoint(workdir), "refusals": case_refusals(None)}
+    out["checkpoint"] = case_checkpoint(workdir, full=out["data_parallel_vae"]["one"])
+    return out | {"members": case_members(None), "refusals": case_refusals(None)}
 
 
 def case_members(_):
