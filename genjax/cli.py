@@ -241,6 +241,11 @@ def cmd_train(args: list[str]) -> int:
     if ep < cfg.train.epochs and not bool(res.state.es.stopped):
         say(f"stopped after epoch {ep} of {cfg.train.epochs}; continue with: genjax train --resume {run_dir}")
         return 0
+    import jax
+
+    if jax.process_count() > 1:  # evaluation (classifier training, sample metrics) runs in one process
+        say(f"trained on {jax.process_count()} processes; evaluate with: genjax eval {run_dir}")
+        return 0
     m = _evaluate(cfg, splits, family, res.params, run_dir, FLAGS.seed)
     if FLAGS.plots and _main():
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

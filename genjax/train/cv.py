@@ -187,7 +187,7 @@ def run_members(
                     data_axes={k: 0 for k in per_member}, desc=f"{cfg.name} {desc} ({strategy})",
                     callback=callback, **common)  # fmt: skip
         return res.state, res.history, res.compile_seconds, res.train_seconds, res.epochs_run
-    single = dataclasses.replace(prog, plan=prog.plan.__class__(prog.plan.mesh, stacked=False))
+    single = dataclasses.replace(prog, plan=dataclasses.replace(prog.plan, stacked=False))
     finals, hists, epochs_run, compiled, compile_s, train_s = [], [], [], None, 0.0, 0.0
     for i, st in enumerate(states):
         data = {**shared, **_member(per_member, i)}

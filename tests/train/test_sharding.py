@@ -43,10 +43,15 @@ def assert_same_run(a, b, rtol=1e-5):
     assert a["step"] == b["step"]
 
 
+_RESULTS: dict = {}  # survives xdist's early fixture teardown within one worker
+
+
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
     """All single-process cases, run once in a process with 4 forced host devices."""
-    return run_case("all", tmp_path_factory.mktemp("sharded") / "run")
+    if "all" not in _RESULTS:
+        _RESULTS["all"] = run_case("all", tmp_path_factory.mktemp("sharded") / "run")
+    return _RESULTS["all"]
 
 
 @pytest.mark.parametrize("family", ["vae", "gan", "flow"])
