@@ -225,8 +225,9 @@ def cmd_train(args: list[str]) -> int:
         cfg = FLAGS.config
         run_dir = _new_run_dir(cfg, "", "pass --overwrite to replace it or --resume to continue it")
         splits, family = _prepare(cfg)  # bad data or config fails before anything is written
-        _check_mesh(cfg, family)
+        mesh = _check_mesh(cfg, family)
         _open_run_dir(run_dir, cfg)
+        say(mesh)
     say(f"run folder: {run_dir}", flush=True)
     res = fit(
         cfg, family, splits, run_dir, resume=bool(FLAGS.resume), progress=FLAGS.progress, stop_after=FLAGS.stop_after
@@ -255,11 +256,12 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
-def _check_mesh(cfg, family) -> None:
-    """A mesh that cannot hold the run fails here, before the run folder is written."""
-    from genjax.train.sharding import plan
+def _check_mesh(cfg, family) -> str:
+    """A mesh that cannot hold the run fails here, before the run folder is written; returns its
+    description."""
+    from genjax.train.sharding import describe, plan
 
-    plan(cfg.train.mesh, None, int(cfg.train.batch_size) * family.batch_multiple)
+    return describe(plan(cfg.train.mesh, None, int(cfg.train.batch_size) * family.batch_multiple))
 
 
 def _print_eval(m: dict) -> None:
