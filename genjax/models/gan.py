@@ -117,7 +117,6 @@ def make_gan(mcfg, data: DataInfo) -> Family:
     d_term, g_term = LOSSES[ocfg.objective]
     n_classes = int(mcfg.n_classes) if mcfg.conditional else 0
     latent, ema = int(mcfg.latent_dim), float(mcfg.ema)
-    use_gp, use_r1 = float(ocfg.gp) > 0, float(ocfg.r1) > 0
     out_act = output_activation(mcfg, data)
 
     def new_gen(rngs):
@@ -164,12 +163,13 @@ def make_gan(mcfg, data: DataInfo) -> Family:
         loss = jnp.mean(d_term(real_logit, fake_logit))
         m = {"d_real": jnp.mean(real_logit), "d_fake": jnp.mean(fake_logit)}
         critic = lambda v: d(v, y)  # evaluation mode: no dropout, no power-iteration step
-        if use_gp:
-            gp = jnp.mean(adv.gradient_penalty(critic, x, fake, k_gp))
-            loss, m = loss + ctx.hp["gp"] * gp, m | {"gp": gp}
-        if use_r1:
-            r1 = jnp.mean(adv.r1_penalty(critic, x))
-            loss, m = loss + 0.5 * ctx.hp["r1"] * r1, m | {"r1": r1}
+        # each penalty is computed where its weight (a state hyperparameter: a sweep may set it
+        # per member) is positive; under vmap over members the cond becomes a select
+        zero = lambda: jnp.zeros((), jnp.float32)  # noqa: E731
+        gp = jax.lax.cond(ctx.hp["gp"] > 0, lambda: jnp.mean(adv.gradient_penalty(critic, x, fake, k_gp)), zero)
+        r1 = jax.lax.cond(ctx.hp["r1"] > 0, lambda: jnp.mean(adv.r1_penalty(critic, x)), zero)
+        loss = loss + ctx.hp["gp"] * gp + 0.5 * ctx.hp["r1"] * r1
+        m |= {"gp": gp, "r1": r1}
         if mcfg.spectral_norm:
             m["_vars"] = nnx.split_state(nnx.split(d)[1], nnx.Param, ...)[1]
         return loss, m

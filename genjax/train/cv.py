@@ -301,21 +301,27 @@ def train_seeds(
     family: Family,
     splits: DataSplits,
     seeds,
+    settings: list[dict] | None = None,
     *,
     strategy: str = "vmap",
     progress: bool = True,
     callback: Callable | None = None,
 ) -> SeedsResult:
-    """Train one model per seed on the same split, all at once (``vmap``, or ``shard`` with the
-    members axis over the devices): seed ``s`` is initialized and trained from
-    ``jax.random.key(s)``, so member ``s`` equals ``fit`` with ``cfg.seed = s``."""
+    """Train one model per (setting, seed) on the same split, all at once (``vmap``, or ``shard``
+    with the members axis over the devices): seed ``s`` is initialized and trained from
+    ``jax.random.key(s)``, so a member equals ``fit`` with ``cfg.seed = s`` and the setting's
+    values (``settings``: continuous fields as in ``cv.sweep``, e.g. a GAN's
+    ``{"model.gan.gp": 1.0}``; members are ordered setting-major)."""
     if strategy not in ("vmap", "shard"):
         raise ValueError(f"train_seeds: strategy must be 'vmap' or 'shard', got {strategy!r}.")
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("train_seeds: no seeds given.")
-    prog = build_program(cfg, family, splits, n_members=len(seeds), mesh=_strategy_mesh(cfg, strategy))
-    states = [prog.init(jax.random.key(s)) for s in seeds]
+    settings = settings or [{}]
+    swept = frozenset(f for st in settings for f in st)
+    n = len(seeds) * len(settings)
+    prog = build_program(cfg, family, splits, swept=swept, n_members=n, mesh=_strategy_mesh(cfg, strategy))
+    states = [apply_setting(prog.init(jax.random.key(s)), st, cfg, family) for st in settings for s in seeds]
     state, hist, compile_s, train_s, epochs_run = run_members(
         cfg, prog, states, split_data(cfg, splits), {}, strategy, progress=progress, callback=callback,
         desc="seeds", shown=family.progress,

@@ -116,6 +116,25 @@ def test_seeds_vmapped_equal_separate_runs():
             np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
 
 
+def test_gan_penalty_settings_train_at_once_and_equal_separate_runs():
+    """model.gan.gp is a declared hyperparameter: two values x one seed in one vmapped run, each
+    member equal to a separate fit with that value (and the two differ)."""
+    cfg = small_gan_cfg(**{"train.epochs": 1})
+    splits = load_splits(cfg.data, cfg.train.batch_size)
+    fam = build_family(cfg, DataInfo.of(splits))
+    res = train_seeds(cfg, fam, splits, [3], [{"model.gan.gp": 0.0}, {"model.gan.gp": 5.0}], progress=False)
+    leaves = []
+    for i, gp in enumerate((0.0, 5.0)):
+        c = small_gan_cfg(**{"train.epochs": 1, "model.gan.gp": gp})
+        c.seed = 3
+        one = fit(c, build_family(c, DataInfo.of(splits)), splits, progress=False).state
+        a = jax.tree.leaves(jax.tree.map(lambda t: t[i], res.state.params["disc"]))
+        for x, y in zip(a, jax.tree.leaves(one.params["disc"])):
+            np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+        leaves.append(a[1])
+    assert not np.allclose(leaves[0], leaves[1])
+
+
 def test_conditional_networks_use_the_label():
     g = ConvGenerator(4, (16, 8), (8, 8, 1), out_act="tanh", n_classes=10, rngs=nnx.Rngs(0))
     d = ConvDiscriminator((8, 8, 1), (8, 16), n_classes=10, sn=True, rngs=nnx.Rngs(1))
