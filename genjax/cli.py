@@ -106,8 +106,8 @@ def _load_config(run_dir: Path) -> ConfigDict:
 
 
 def _prepare(cfg):
-    """Validate the config, load the data and build the family (and the run's mesh): everything
-    that can fail on bad input, before anything is written."""
+    """Validate the config, load the data and build the family: what can fail on bad input,
+    before anything is written (``_check_mesh`` checks the mesh)."""
     from genjax.config import validate
     from genjax.data import load_splits
     from genjax.models import DataInfo, build_family

@@ -35,13 +35,16 @@ def _flatten(d, prefix="") -> dict:
     return out
 
 
-def _lookup(cfg, field: str):
+def _parent(cfg, field: str):
+    """(the config node holding ``field``, its last name); node ``None`` where the path is not
+    a chain of existing sections."""
+    *path, name = field.split(".")
     node = cfg
-    for part in field.split("."):
+    for part in path:
         if not hasattr(node, "keys") or part not in node:
-            return None
+            return None, name
         node = node[part]
-    return node
+    return (node, name) if hasattr(node, "keys") else (None, name)
 
 
 def sweep_grid(cfg, data: DataInfo) -> tuple[list[dict], list[dict]]:
@@ -49,12 +52,9 @@ def sweep_grid(cfg, data: DataInfo) -> tuple[list[dict], list[dict]]:
     ``data``: what the family is built for (its declared hyperparameters decide what vmaps)."""
     fields = _flatten(cfg.cv.sweep)
     for f, vals in fields.items():
-        section = f.partition(".")[0]
-        if (
-            section not in ("model", "objective", "optim", "train")
-            or _lookup(cfg, f) is None
-            or hasattr(_lookup(cfg, f), "keys")
-        ):
+        node, name = _parent(cfg, f)
+        is_leaf = node is not None and name in node and not hasattr(node[name], "keys")
+        if f.partition(".")[0] not in ("model", "objective", "optim", "train") or not is_leaf:
             raise ValueError(f"cv.sweep field {f!r} is not a model/objective/optim/train field of the config.")
         if not vals:
             raise ValueError(f"cv.sweep field {f!r} has no values.")
@@ -71,10 +71,7 @@ def sweep_grid(cfg, data: DataInfo) -> tuple[list[dict], list[dict]]:
 def _with(cfg, setting: dict):
     c = copy.deepcopy(cfg)
     for f, v in setting.items():
-        *path, name = f.split(".")
-        node = c
-        for part in path:
-            node = node[part]
+        node, name = _parent(c, f)
         node[name] = tuple(v) if isinstance(v, list) else v
     return c
 

@@ -67,10 +67,8 @@ class DataInfo:
     @classmethod
     def of(cls, splits) -> DataInfo:
         """From ``genjax.data.DataSplits``: its shape, scale and the classes of its labels."""
-        y = splits.train.get("y")
-        n_classes = (
-            int(max(int(y.max()), int(splits.test["y"].max()) if "y" in splits.test else 0)) + 1 if y is not None else 0
-        )
+        labels = [d["y"] for d in (splits.train, splits.test) if "y" in d]
+        n_classes = 1 + max(int(y.max()) for y in labels) if "y" in splits.train else 0
         return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes)
 
     @property
