@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from genjax.models import flow, gan, vae
+from genjax.models import diffusion, flow, gan, vae
 from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player
 
 
@@ -25,6 +25,7 @@ FAMILIES = {
     "vae": FamilySpec(vae.make_vae, vae.default_config, vae.LEGACY),
     "flow": FamilySpec(flow.make_flow, flow.default_config, flow.LEGACY),
     "gan": FamilySpec(gan.make_gan, gan.default_config, gan.LEGACY),
+    "diffusion": FamilySpec(diffusion.make_diffusion, diffusion.default_config, diffusion.LEGACY),
 }
 
 

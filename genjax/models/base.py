@@ -63,13 +63,17 @@ class DataInfo:
     shape: tuple  # (H, W, C) for images, (D,) for vectors
     scale: str = "01"  # '01' | '-11': the range image pixels live in
     n_classes: int = 0  # classes of the labels (0: unlabelled)
+    levels: int = 0  # the values are this many evenly spaced levels over the scale's range (0: continuous)
 
     @classmethod
     def of(cls, splits) -> DataInfo:
-        """From ``genjax.data.DataSplits``: its shape, scale and the classes of its labels."""
+        """From ``genjax.data.DataSplits``: its shape, scale, the classes of its labels and its
+        discrete levels (2 for binary or binarized images, the source's grey levels for images
+        that are not dequantized, 0 for continuous data)."""
         labels = [d["y"] for d in (splits.train, splits.test) if "y" in d]
         n_classes = 1 + max(int(y.max()) for y in labels) if "y" in splits.train else 0
-        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes)
+        levels = 0 if splits.epoch_transform == "dequantize" else (2 if splits.discrete else int(splits.levels or 0))
+        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes, levels)
 
     @property
     def image(self) -> bool:

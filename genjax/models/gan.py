@@ -20,8 +20,8 @@ vectors are state, advanced once per discriminator update). ``gp`` and ``r1`` ar
 hyperparameters in the training state, so seeds or settings vmap.
 
 ``ema > 0`` keeps an exponential moving average of the generator's weights in
-``params["gen_ema"]`` (updated after every generator step: ema <- d ema + (1 - d) theta with
-d = min(ema, (1 + t) / (10 + t)) at step t, so the initial weights fade quickly);
+``params["gen_ema"]`` (``genjax.models.ema``: updated after every generator step,
+ema <- d ema + (1 - d) theta with d = min(ema, (1 + t) / (10 + t)) at step t);
 ``sample`` then draws from the average (``samplers["online"]`` from the raw weights).
 
 A GAN has no likelihood: ``log_prob`` is ``None`` (training runs without validation NLL or
@@ -36,6 +36,7 @@ import ml_collections
 from flax import nnx
 
 from genjax.models.base import Curves, DataInfo, Family, Player
+from genjax.models.ema import ema_init, ema_update
 from genjax.nn.gan import build_discriminator, build_generator
 from genjax.objectives import adversarial as adv
 
@@ -138,9 +139,7 @@ def make_gan(mcfg, data: DataInfo) -> Family:
     def init(key, example=None):
         kg, kd = jax.random.split(key)
         params = {"disc": nnx.split(new_disc(nnx.Rngs(kd)))[1], "gen": nnx.split(new_gen(nnx.Rngs(kg)))[1]}
-        if ema > 0:
-            params["gen_ema"] = jax.tree.map(jnp.copy, params["gen"])
-        return params
+        return ema_init(params, "gen", "gen_ema") if ema > 0 else params
 
     def labels(batch):
         if not n_classes:
@@ -181,13 +180,6 @@ def make_gan(mcfg, data: DataInfo) -> Family:
         fake_logit = d(generate(params["gen"], k_z, batch["x"].shape[0], y), y, k_d)
         return jnp.mean(g_term(fake_logit)), {}
 
-    def ema_update(params, ctx):
-        # warm-up: the decay is min(ema, (1 + t) / (10 + t)), so early weights fade fast
-        t = ctx.step.astype(jnp.float32)
-        d = jnp.minimum(ema, (1.0 + t) / (10.0 + t))
-        new = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, params["gen_ema"], params["gen"])
-        return params | {"gen_ema": new}
-
     def sampler(which):
         def sample(params, key, n, cond=None):
             k_y, k_z = jax.random.split(key)
@@ -201,7 +193,7 @@ def make_gan(mcfg, data: DataInfo) -> Family:
     disc_lr = float(mcfg.disc_lr)
     players = (
         Player("disc", disc_loss, n_steps=int(ocfg.n_critic), split_batch=True, lr=disc_lr if disc_lr > 0 else None),
-        Player("gen", gen_loss, post_update=ema_update if ema > 0 else None),
+        Player("gen", gen_loss, post_update=ema_update("gen", "gen_ema", ema) if ema > 0 else None),
     )
     return Family(
         name="gan",

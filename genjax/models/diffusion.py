@@ -1,0 +1,288 @@
+"""Score-based and diffusion models: one noise network eps_theta(x_t, t, y), one Gaussian noise
+process, three training losses, five samplers, a variational bound and the probability-flow
+likelihood (``genjax.objectives.score`` and ``genjax.objectives.samplers`` state the math).
+
+All fields live in the config block ``model.diffusion`` (``default_config``):
+
+* ``process``: ``vp`` (DDPM / the VP SDE; ``schedule`` linear | cosine, ``beta_min``,
+  ``beta_max``) or ``ve`` (NCSN / the VE SDE: ``sigma_min`` .. ``sigma_max``, geometric).
+* ``timesteps`` T > 0: discrete time, t ~ U{1/T, ..., 1} (DDPM with T = 1000; an NCSN ladder of T
+  levels); 0: continuous time, t ~ U(t_eps, 1) (score_sde).
+* ``loss``: ``eps`` — Ho et al.'s L_simple ||eps - eps_theta||^2; ``dsm`` — denoising score
+  matching with lambda(sigma) = sigma^2 (NCSN's ladder objective in discrete time; half of
+  L_simple, same minimizer); ``ssm`` — sliced score matching (variance-reduced,
+  ``ssm_projections`` ``ssm_dist`` projections) on the perturbed data, weighted by sigma^2.
+* ``arch``: ``mlp`` (``ScoreMLP``, vectors) or ``unet`` (images); ``auto`` picks by the data.
+* ``conditional``: class-conditional network trained with ``label_dropout`` (the label replaced
+  by 'no label' at that rate), sampled with classifier-free guidance weight ``guidance`` w:
+  eps = (1 + w) eps(x, t, y) - w eps(x, t, none) (Ho & Salimans 2022). Densities and bounds use
+  the unconditional ('no label') network.
+* ``ema`` > 0: the weights' moving average (``genjax.models.ema``) samples and is evaluated.
+* ``sampler`` (``sample``): ``ancestral`` | ``ddim`` (``ddim_eta``) | ``langevin``
+  (``langevin_steps`` per level, ``langevin_lr``) | ``pc`` (``snr``, ``corrector_steps``) |
+  ``ode``; ``auto`` = ancestral. ``sample_steps`` (0: T, or 1000 in continuous time) time steps or
+  levels, snapped to the training ladder in discrete time. Every other sampler is in ``samplers``.
+
+Likelihood: ``log_prob`` is the probability-flow ODE likelihood (RK4 with ``ode_steps`` steps
+from t_lo to 1; t_lo = 1/T in discrete time, else ``t_eps``; the divergence exact for data of at
+most 4 dimensions or by Hutchinson's estimator, ``trace``). For images with ``levels`` discrete
+values (not dequantized by the data pipeline), x is dequantized inside with u ~ U(-1/2, 1/2)^D
+bins of width Delta: log P(x) >= log p(x + u Delta) + D log Delta, so the figure is a discrete
+log-likelihood bound, in the same units as ``bound``. ``bound`` is the DDPM variational bound
+(every one of the ``bound_steps`` terms: 0 = T, or 1000 in continuous time) with a Gaussian decoder
+discretized to the data's levels; ``val_log_prob`` its one-term unbiased estimate (per epoch).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from genjax.models.base import Curves, DataInfo, Family, Player
+from genjax.models.ema import ema_init, ema_update
+from genjax.nn.score import ScoreMLP, UNet
+from genjax.objectives import samplers as smp
+from genjax.objectives import score as sc
+
+SAMPLERS = ("ancestral", "ddim", "langevin", "pc", "ode")
+LOSSES = ("eps", "dsm", "ssm")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """``model.diffusion``: the noise network, the process, the loss and the samplers."""
+    return ml_collections.ConfigDict(
+        dict(
+            arch="auto",  # auto | mlp | unet
+            hidden=(128, 128, 128),  # residual MLP (equal widths)
+            activation="silu",
+            channels=(32, 64),  # U-Net channels per resolution
+            groups=8,  # group-norm groups
+            attention=True,  # self-attention at the lowest U-Net resolution
+            process="vp",  # vp | ve
+            schedule="linear",  # vp: linear | cosine
+            beta_min=0.1,
+            beta_max=20.0,
+            sigma_min=0.01,  # ve
+            sigma_max=10.0,
+            timesteps=1000,  # T (discrete time); 0 = continuous time
+            t_eps=1e-3,  # continuous time: the smallest t trained, integrated from, sampled to
+            loss="eps",  # eps | dsm | ssm
+            ssm_projections=1,
+            ssm_dist="gaussian",  # gaussian | rademacher
+            conditional=False,
+            label_dropout=0.1,  # conditional: P(label -> 'no label') in training
+            guidance=0.0,  # classifier-free guidance weight w when sampling
+            ema=0.999,  # 0 = off
+            sampler="auto",  # auto (= ancestral) | ancestral | ddim | langevin | pc | ode
+            sample_steps=0,  # 0 = T (1000 in continuous time)
+            ddim_eta=0.0,
+            langevin_steps=5,  # per level (langevin); corrector steps use corrector_steps
+            langevin_lr=2e-5,  # NCSN's epsilon
+            snr=0.16,  # pc corrector signal-to-noise ratio
+            corrector_steps=1,
+            ode_steps=100,  # RK4 steps of the probability-flow ODE (likelihood, ode sampler)
+            trace="auto",  # auto (exact for D <= 4) | exact | hutchinson
+            probe="rademacher",  # hutchinson probes: rademacher | gaussian
+            bound_steps=0,  # DDPM bound terms: 0 = T (1000 in continuous time)
+            clip=True,  # images: clip the predicted x0 to the data range while sampling
+        )
+    )
+
+
+LEGACY: dict = {}  # the block is newer than the flat configs
+
+
+def _check(mcfg, data: DataInfo):
+    def bad(field, why):
+        raise ValueError(f"model.diffusion.{field} {why}, got {mcfg[field]!r}.")
+
+    for field, allowed in (("process", ("vp", "ve")), ("schedule", ("linear", "cosine")), ("loss", LOSSES),
+                           ("arch", ("auto", "mlp", "unet")), ("sampler", ("auto",) + SAMPLERS),
+                           ("ssm_dist", ("gaussian", "rademacher")), ("trace", ("auto", "exact", "hutchinson")),
+                           ("probe", ("rademacher", "gaussian"))):  # fmt: skip
+        if mcfg[field] not in allowed:
+            bad(field, f"must be one of {', '.join(allowed)}")
+    for field in ("timesteps", "sample_steps", "bound_steps"):
+        if int(mcfg[field]) < 0:
+            bad(field, "must be >= 0")
+    for field in ("ode_steps", "langevin_steps", "corrector_steps", "ssm_projections"):
+        if int(mcfg[field]) < 1:
+            bad(field, "must be >= 1")
+    if not 0.0 < float(mcfg.t_eps) < 1.0:
+        bad("t_eps", "must lie in (0, 1)")
+    if not 0.0 <= float(mcfg.ema) < 1.0:
+        bad("ema", "must lie in [0, 1)")
+    if not 0.0 <= float(mcfg.label_dropout) < 1.0:
+        bad("label_dropout", "must lie in [0, 1)")
+    if float(mcfg.guidance) < 0:
+        bad("guidance", "must be >= 0")
+    if not 0.0 < float(mcfg.sigma_min) < float(mcfg.sigma_max):
+        bad("sigma_min", f"must lie in (0, sigma_max={mcfg.sigma_max})")
+    if not 0.0 < float(mcfg.beta_min) < float(mcfg.beta_max):
+        bad("beta_min", f"must lie in (0, beta_max={mcfg.beta_max})")
+    if mcfg.arch == "unet" and not data.image:
+        raise ValueError(f"model.diffusion.arch='unet' needs image data (H, W, C), got shape {data.shape}.")
+    if mcfg.conditional and not data.n_classes:
+        raise ValueError("model.diffusion.conditional=True needs class labels, and this dataset has none.")
+
+
+def make_diffusion(mcfg, data: DataInfo) -> Family:
+    """The diffusion family for data described by ``data`` (module docstring)."""
+    _check(mcfg, data)
+    shape = tuple(int(s) for s in data.shape)
+    dim = math.prod(shape)
+    arch = ("unet" if data.image else "mlp") if mcfg.arch == "auto" else mcfg.arch
+    n_classes = int(data.n_classes) if mcfg.conditional else 0
+    null = n_classes  # the 'no label' token
+    process = sc.Process(mcfg.process, mcfg.schedule, float(mcfg.beta_min), float(mcfg.beta_max),
+                         float(mcfg.sigma_min), float(mcfg.sigma_max))  # fmt: skip
+    T = int(mcfg.timesteps)
+    t_lo = 1.0 / T if T else float(mcfg.t_eps)
+    bound_T = int(mcfg.bound_steps) or T or 1000
+    lo, hi = (-1.0, 1.0) if data.scale == "-11" else (0.0, 1.0)
+    levels = int(data.levels) if data.image else 0
+    decoder = sc.Decoder(levels, lo, hi)
+    clip = (lo, hi) if data.image and mcfg.clip else None
+    ema = float(mcfg.ema)
+    which = "model_ema" if ema > 0 else "model"
+    trace = ("exact" if dim <= 4 else "hutchinson") if mcfg.trace == "auto" else mcfg.trace
+
+    def new(rngs):
+        if arch == "unet":
+            return UNet(shape, tuple(mcfg.channels), int(mcfg.groups), bool(mcfg.attention), n_classes, rngs=rngs)
+        return ScoreMLP(dim, tuple(mcfg.hidden), mcfg.activation, n_classes, rngs=rngs)
+
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: new(nnx.Rngs(0))))
+
+    def network(state):
+        net = nnx.merge(graphdef, state)
+        if arch == "unet":
+            return net
+        return lambda x, t, y=None: net(x.reshape(x.shape[0], dim), t, y).reshape(x.shape)
+
+    def init(key, example=None):
+        params = {"model": nnx.split(new(nnx.Rngs(key)))[1]}
+        return ema_init(params, "model", "model_ema") if ema > 0 else params
+
+    def eps_fn(state, y=None, guidance=0.0):
+        """eps_hat(x, t [B]) with labels ``y`` (conditional: None = 'no label'), guided by w."""
+        net = network(state)
+        if not n_classes:
+            return lambda x, t: net(x, t)
+
+        def f(x, t):
+            none = jnp.full(x.shape[:1], null, jnp.int32)
+            if y is None:
+                return net(x, t, none)
+            e = net(x, t, jnp.broadcast_to(y, x.shape[:1]))
+            return e if guidance == 0 else (1 + guidance) * e - guidance * net(x, t, none)
+
+        return f
+
+    def loss(params, batch, key, ctx):
+        x = batch["x"]
+        b = x.shape[0]
+        k_t, k_n, k_y = jax.random.split(key, 3)
+        y = None
+        if n_classes:
+            if "y" not in batch:
+                raise ValueError("model.diffusion.conditional=True needs class labels, and this dataset has none.")
+            drop = jax.random.bernoulli(k_y, float(mcfg.label_dropout), (b,))
+            y = jnp.where(drop, null, batch["y"]).astype(jnp.int32)
+        net = network(params["model"])
+        if T and mcfg.loss == "dsm":  # NCSN's ladder: the level drawn inside the objective
+            a_l, s_l = process.ladder(T)
+            score = lambda xt, i: -net(xt, (i + 1) / T, y) / sc._bcast(s_l[1:][i], xt)
+            terms = sc.dsm_ladder(score, x, k_n, s_l[1:], a_l[1:])
+            return jnp.mean(terms), {"dsm": jnp.mean(terms)}
+        t = jax.random.randint(k_t, (b,), 1, T + 1) / T if T else jax.random.uniform(k_t, (b,), minval=t_lo, maxval=1.0)
+        a, s = process.coeffs(t)
+        if mcfg.loss == "eps":
+            terms = sc.ddpm_simple(lambda xt: net(xt, t, y), x, k_n, a, s)
+        elif mcfg.loss == "dsm":
+            terms = sc.dsm_weighted(lambda xt: -net(xt, t, y) / sc._bcast(s, xt), x, k_n, a, s)
+        else:
+            k_p, k_v = jax.random.split(k_n)
+            xt, _ = sc.perturb(x, k_p, a, s)
+            ssm = sc.sliced_score_matching(lambda u: -net(u, t, y) / sc._bcast(s, u), xt, k_v,
+                                           int(mcfg.ssm_projections), mcfg.ssm_dist)  # fmt: skip
+            terms = s**2 * ssm
+        return jnp.mean(terms), {mcfg.loss: jnp.mean(terms)}
+
+    def dequantized(x, key):
+        """(x + u Delta, D log Delta) for discrete images; (x, 0) for continuous data."""
+        if not levels:
+            return x, 0.0
+        delta = (hi - lo) / (levels - 1)
+        return x + (jax.random.uniform(key, x.shape) - 0.5) * delta, dim * math.log(delta)
+
+    def log_prob(params, x, key):
+        """The probability-flow ODE log-likelihood ``[B]`` (module docstring)."""
+        k_u, k_p = jax.random.split(key)
+        xd, log_vol = dequantized(x, k_u)
+        lp = smp.ode_log_prob(eps_fn(params[which]), process, xd, k_p, int(mcfg.ode_steps), t_lo, trace, mcfg.probe)
+        return lp + log_vol
+
+    def bound(params, x, key):
+        """The DDPM variational bound on log p(x), all ``bound_steps`` terms ``[B]``."""
+        return sc.vlb(eps_fn(params[which]), x, key, process, bound_T, decoder)
+
+    def val_log_prob(params, x, key):
+        """A one-term unbiased estimate of ``bound`` ``[B]``."""
+        return sc.vlb_estimate(eps_fn(params[which]), x, key, process, bound_T, decoder)
+
+    def sampler(kind, steps=None, eta=None):
+        ladder = T if T else 0
+        n = int(steps or mcfg.sample_steps or T or 1000)
+
+        def sample(params, key, n_samples, cond=None):
+            k_y, k = jax.random.split(key)
+            y = None
+            if n_classes:
+                y = jax.random.randint(k_y, (n_samples,), 0, n_classes) if cond is None else jnp.asarray(cond)
+            f = eps_fn(params[which], y, float(mcfg.guidance))
+            out_shape = (n_samples,) + shape
+            if kind == "ancestral":
+                return smp.ancestral(f, process, k, out_shape, smp.grid(n, 0.0, ladder), clip)
+            if kind == "ddim":
+                e = float(mcfg.ddim_eta) if eta is None else eta
+                return smp.ddim(f, process, k, out_shape, smp.grid(n, 0.0, ladder), e, clip)
+            if kind == "langevin":
+                levels_t = smp.grid(n - 1, t_lo, ladder) if n > 1 else jnp.ones(1)
+                return smp.annealed_langevin(f, process, k, out_shape, levels_t, int(mcfg.langevin_steps),
+                                             float(mcfg.langevin_lr))  # fmt: skip
+            if kind == "pc":
+                return smp.predictor_corrector(f, process, k, out_shape, smp.grid(n, t_lo, ladder), float(mcfg.snr),
+                                               int(mcfg.corrector_steps))  # fmt: skip
+            return smp.probability_flow(f, process, k, out_shape, int(mcfg.ode_steps), t_lo)
+
+        return sample
+
+    default = "ancestral" if mcfg.sampler == "auto" else mcfg.sampler
+    return Family(
+        name="diffusion",
+        init=init,
+        players=(Player("model", loss, post_update=ema_update("model", "model_ema", ema) if ema > 0 else None),),
+        sample=sampler(default),
+        log_prob=log_prob,
+        log_prob_kind="probability-flow ODE" + (" (Hutchinson estimate)" if trace == "hutchinson" else ""),
+        val_log_prob=val_log_prob,
+        bound=bound,
+        bound_name="ddpm_bound",
+        modules=lambda params: nnx.merge(graphdef, params["model"]),
+        progress=("loss",),
+        curves=Curves(mcfg.loss, 1.0, {"eps": "L_simple", "dsm": "DSM", "ssm": "sliced SM"}[mcfg.loss]),
+        samplers={k: sampler(k) for k in SAMPLERS if k != default},
+        info={
+            "process": mcfg.process,
+            "timesteps": T,
+            "sampler": default,
+            "bound_steps": bound_T,
+            "ode_steps": int(mcfg.ode_steps),
+            "trace": trace,
+        },  # fmt: skip
+    )
