@@ -268,7 +268,8 @@ def _print_eval(m: dict) -> None:
     if not _main():
         return
     if "nll" in m:
-        extra = f", ELBO {m['elbo']:.3f}" if "elbo" in m else ""
+        b = m.get("bound_name")
+        extra = f", {b} {m[b]:.3f} ({m[b + '_bits_per_dim']:.4f} bits/dim)" if b else ""
         print(
             f"held-out test NLL ({m['nll_kind']}, n={m['n']}): {m['nll']:.3f} nats, "
             f"{m['bits_per_dim']:.4f} bits/dim{extra}"

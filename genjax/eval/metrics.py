@@ -3,8 +3,9 @@
 * ``nll``: -mean log p(x) over the split, from ``family.log_prob`` (exact for flows and
   autoregressive models; for a VAE the importance-sampled estimate with ``eval.nll_samples``
   samples, an upper bound on the true NLL in expectation that tightens as k grows).
-* the family's bound (``family.bound``, named ``family.bound_name``: a VAE's ``elbo``), where
-  it has one.
+* the family's bound (``family.bound``, named ``family.bound_name``: a VAE's ``elbo``, a
+  diffusion model's ``ddpm_bound``), where it has one, and the bound in bits/dim
+  (``<bound_name>_bits_per_dim``, the same conversion).
 * ``bits_per_dim``: nll / (D ln 2), with the dequantization correction where the data were
   dequantized (see ``genjax.objectives.likelihood.bits_per_dim``).
 """
@@ -38,6 +39,8 @@ def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, b
         "bits_per_dim": float(bits_per_dim(nll, num_dims, bin_width)),
     }
     if family.bound is not None:
-        out[family.bound_name] = float(_mean(family.bound, params, batches, k_elbo))
+        b = float(_mean(family.bound, params, batches, k_elbo))
+        out |= {"bound_name": family.bound_name, family.bound_name: b,
+                f"{family.bound_name}_bits_per_dim": float(bits_per_dim(-b, num_dims, bin_width))}  # fmt: skip
     out |= dict(family.info)
     return out

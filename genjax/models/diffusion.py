@@ -130,26 +130,19 @@ def _check(mcfg, data: DataInfo):
         raise ValueError("model.diffusion.conditional=True needs class labels, and this dataset has none.")
 
 
-def make_diffusion(mcfg, data: DataInfo) -> Family:
-    """The diffusion family for data described by ``data`` (module docstring)."""
-    _check(mcfg, data)
+def process_of(mcfg) -> sc.Process:
+    """The noise process a ``model.diffusion`` block describes."""
+    return sc.Process(mcfg.process, mcfg.schedule, float(mcfg.beta_min), float(mcfg.beta_max),
+                      float(mcfg.sigma_min), float(mcfg.sigma_max))  # fmt: skip
+
+
+def _network(mcfg, data: DataInfo):
+    """(new(rngs) -> module, network(state) -> eps(x, t, y=None), the module's graphdef) for the
+    block and the data."""
     shape = tuple(int(s) for s in data.shape)
     dim = math.prod(shape)
     arch = ("unet" if data.image else "mlp") if mcfg.arch == "auto" else mcfg.arch
     n_classes = int(data.n_classes) if mcfg.conditional else 0
-    null = n_classes  # the 'no label' token
-    process = sc.Process(mcfg.process, mcfg.schedule, float(mcfg.beta_min), float(mcfg.beta_max),
-                         float(mcfg.sigma_min), float(mcfg.sigma_max))  # fmt: skip
-    T = int(mcfg.timesteps)
-    t_lo = 1.0 / T if T else float(mcfg.t_eps)
-    bound_T = int(mcfg.bound_steps) or T or 1000
-    lo, hi = (-1.0, 1.0) if data.scale == "-11" else (0.0, 1.0)
-    levels = int(data.levels) if data.image else 0
-    decoder = sc.Decoder(levels, lo, hi)
-    clip = (lo, hi) if data.image and mcfg.clip else None
-    ema = float(mcfg.ema)
-    which = "model_ema" if ema > 0 else "model"
-    trace = ("exact" if dim <= 4 else "hutchinson") if mcfg.trace == "auto" else mcfg.trace
 
     def new(rngs):
         if arch == "unet":
@@ -163,6 +156,40 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
         if arch == "unet":
             return net
         return lambda x, t, y=None: net(x.reshape(x.shape[0], dim), t, y).reshape(x.shape)
+
+    return new, network, graphdef
+
+
+def noise_predictor(mcfg, data: DataInfo, params):
+    """eps_hat(x, t [B]) of trained ``params`` (their moving average where ``ema`` > 0; the
+    unconditional network of a conditional model), for studies of the score itself."""
+    _check(mcfg, data)
+    net = _network(mcfg, data)[1](params["model_ema" if float(mcfg.ema) > 0 else "model"])
+    if mcfg.conditional:
+        return lambda x, t: net(x, t, jnp.full(x.shape[:1], int(data.n_classes), jnp.int32))
+    return lambda x, t: net(x, t)
+
+
+def make_diffusion(mcfg, data: DataInfo) -> Family:
+    """The diffusion family for data described by ``data`` (module docstring)."""
+    _check(mcfg, data)
+    shape = tuple(int(s) for s in data.shape)
+    dim = math.prod(shape)
+    n_classes = int(data.n_classes) if mcfg.conditional else 0
+    null = n_classes  # the 'no label' token
+    process = process_of(mcfg)
+    T = int(mcfg.timesteps)
+    t_lo = 1.0 / T if T else float(mcfg.t_eps)
+    bound_T = int(mcfg.bound_steps) or T or 1000
+    lo, hi = (-1.0, 1.0) if data.scale == "-11" else (0.0, 1.0)
+    levels = int(data.levels) if data.image else 0
+    decoder = sc.Decoder(levels, lo, hi)
+    clip = (lo, hi) if data.image and mcfg.clip else None
+    ema = float(mcfg.ema)
+    which = "model_ema" if ema > 0 else "model"
+    trace = ("exact" if dim <= 4 else "hutchinson") if mcfg.trace == "auto" else mcfg.trace
+
+    new, network, graphdef = _network(mcfg, data)
 
     def init(key, example=None):
         params = {"model": nnx.split(new(nnx.Rngs(key)))[1]}
