@@ -120,24 +120,26 @@ def test_sliced_score_matching_equals_exact_score_matching_in_expectation():
             np.testing.assert_allclose(ssm, closed, atol=0.04 * scale, err_msg=f"{dist} vr={vr}")
 
 
-def test_ddpm_bound_terms_sum_to_the_hand_computed_value():
+@pytest.mark.parametrize("beta_max", [20.0, 3.0])  # 3: x_T keeps some signal, the prior term counts
+def test_ddpm_bound_terms_sum_to_the_hand_computed_value(beta_max):
     """A model whose x0 prediction is known: eps(x_t, t) = (x_t - a_t x0) / s_t + d(t), so
     x0_hat = x0 - s_t d(t) / a_t whatever x_t. The bound is then recomputed with Ho et al.'s own
     formulas (eq. 7, 11, 13) in numpy."""
     T, levels = 4, 17
     x0 = np.array([[-1.0, -0.375, 0.5, 1.0]], np.float32)  # on the 17-level grid, both edges included
     d = lambda t: 0.1 + 0.2 * t
+    vp = sc.Process("vp", "linear", 0.1, beta_max)
 
     def eps_fn(x, t):
-        a, s = VP.coeffs(t)
+        a, s = vp.coeffs(t)
         a, s = sc._bcast(a, x), sc._bcast(s, x)
         return (x - a * x0) / s + sc._bcast(d(t), x)
 
     dec = sc.Decoder(levels, -1.0, 1.0)
-    got = float(jax.jit(lambda k: sc.vlb(eps_fn, jnp.asarray(x0), k, VP, T, dec))(jax.random.key(0))[0])
+    got = float(jax.jit(lambda k: sc.vlb(eps_fn, jnp.asarray(x0), k, vp, T, dec))(jax.random.key(0))[0])
 
     t = np.arange(T + 1) / T
-    abar = np.exp(-(0.1 * t + 0.5 * 19.9 * t**2))
+    abar = np.exp(-(0.1 * t + 0.5 * (beta_max - 0.1) * t**2))
     beta = np.r_[0.0, 1 - abar[1:] / abar[:-1]]
     x = x0[0].astype(np.float64)
     prior = 0.5 * np.sum(abar[T] * x**2 + (1 - abar[T]) - 1 - np.log(1 - abar[T]))
@@ -159,7 +161,7 @@ def test_ddpm_bound_terms_sum_to_the_hand_computed_value():
     assert got == pytest.approx(-(prior + kl + decoder), rel=1e-4)
     # the one-term estimate is unbiased: its mean over keys is the full bound (here every term is
     # deterministic, so each draw (T - 1) L_(i-1) averages to the sum)
-    est = jax.jit(jax.vmap(lambda k: sc.vlb_estimate(eps_fn, jnp.asarray(x0), k, VP, T, dec)))(
+    est = jax.jit(jax.vmap(lambda k: sc.vlb_estimate(eps_fn, jnp.asarray(x0), k, vp, T, dec)))(
         jax.random.split(jax.random.key(1), 2000)
     )
     assert float(jnp.mean(est)) == pytest.approx(got, rel=0.02)

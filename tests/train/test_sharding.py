@@ -3,6 +3,7 @@ reference, checkpoints move between meshes, two processes equal one. Each case r
 of its own with forced host devices (``sharded_cases.py``), so the rest of the suite keeps the
 plain default device."""
 
+import fcntl
 import json
 import os
 import socket
@@ -48,9 +49,18 @@ _RESULTS: dict = {}  # survives xdist's early fixture teardown within one worker
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    """All single-process cases, run once in a process with 4 forced host devices."""
+    """All single-process cases, run once in a process with 4 forced host devices: once per
+    session, whichever xdist worker asks first (the others wait on a file lock and read its
+    result)."""
     if "all" not in _RESULTS:
-        _RESULTS["all"] = run_case("all", tmp_path_factory.mktemp("sharded") / "run")
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's, common to its workers
+        with open(shared / "sharded_cases.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = shared / "sharded_cases.json"
+            if not done.exists():
+                done.write_text(json.dumps(run_case("all", tmp_path_factory.mktemp("sharded") / "run")))
+            _RESULTS["all"] = json.loads(done.read_text())
     return _RESULTS["all"]
 
 
