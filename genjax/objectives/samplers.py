@@ -13,7 +13,7 @@ one ``lax.scan`` over a descending time grid ``times`` (from 1 to 0, index 0 mea
 * ``annealed_langevin`` — NCSN's sampler (Song & Ermon 2019, Alg. 1): at each level, steps
   x <- x + alpha_i / 2 s(x, t_i) + sqrt(alpha_i) z with alpha_i = lr s_i^2 / s_min^2.
 * ``predictor_corrector`` — Song et al. (2021, Alg. 2/3): a Langevin corrector with step
-  2 (snr ||z|| / ||s||)^2, then a reverse-SDE Euler-Maruyama predictor
+  2 (snr ||z|| / ||s||)^2 (norms averaged over the batch), then a reverse-SDE Euler-Maruyama predictor
   x <- x - (f x - g^2 s) dt + g sqrt(dt) z.
 * ``probability_flow`` — the ODE dx/dt = f x - 1/2 g^2 s(x, t) integrated with RK4.
 
@@ -159,10 +159,10 @@ def predictor_corrector(eps_fn, process: Process, key, shape, times, snr: float 
         def correct(x, kk):
             g = _score(eps_fn, process, x, t)
             z = jax.random.normal(kk, x.shape)
-            ratio = jnp.linalg.norm(z.reshape(z.shape[0], -1), axis=-1) / jnp.linalg.norm(
-                g.reshape(g.shape[0], -1), axis=-1
-            )
-            eps = _bcast(2.0 * (snr * ratio) ** 2, x)
+            # the norms averaged over the batch, as in score_sde: a per-example ratio explodes
+            # wherever the score is near zero (at a mode)
+            norm = lambda v: jnp.mean(jnp.linalg.norm(v.reshape(v.shape[0], -1), axis=-1))
+            eps = 2.0 * (snr * norm(z) / norm(g)) ** 2
             return x + eps * g + jnp.sqrt(2.0 * eps) * z, None
 
         x, _ = jax.lax.scan(correct, x, jax.random.split(kc, n_corrector))
