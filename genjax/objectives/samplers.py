@@ -30,7 +30,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from genjax.objectives.score import Process, _bcast, _sum_event, posterior
+from genjax.objectives.score import Process, _sum_event, posterior
 
 
 def grid(n_steps: int, t_end: float = 0.0, ladder: int = 0):

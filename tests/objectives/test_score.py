@@ -239,8 +239,12 @@ def test_ddim_with_eta_zero_inverts_and_samplers_reproduce():
     # with the exact score, the VP samplers draw from N(mu, var) (ancestral steps need to be
     # small: its kernels leave out Var[x0 | x_t])
     big = (4000, 3)
-    for name, x in (("ancestral", jax.jit(lambda k: smp.ancestral(eps, VP, k, big, smp.grid(1000)))(k)),
-                    ("ode", jax.jit(lambda k: smp.probability_flow(eps, VP, k, big, 50))(k)),
-                    ("pc", jax.jit(lambda k: smp.predictor_corrector(eps, VP, k, big, smp.grid(200, 1e-3)))(k))):  # fmt: skip
+    draws = {
+        "ancestral": lambda k: smp.ancestral(eps, VP, k, big, smp.grid(1000)),
+        "ode": lambda k: smp.probability_flow(eps, VP, k, big, 50),
+        "pc": lambda k: smp.predictor_corrector(eps, VP, k, big, smp.grid(200, 1e-3)),
+    }
+    for name, draw in draws.items():
+        x = jax.jit(draw)(k)
         np.testing.assert_allclose(jnp.mean(x, 0), mu, atol=0.06, err_msg=name)
         np.testing.assert_allclose(jnp.var(x, 0), var, rtol=0.1, err_msg=name)
