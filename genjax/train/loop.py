@@ -86,6 +86,7 @@ def build_program(
         min_delta=tc.min_delta,
         transform=epoch_transform(splits.epoch_transform, splits.levels, cfg.data.scale),
         constrain=plan.constrain_batches,
+        unroll=steps if int(tc.unroll) == 0 else min(int(tc.unroll), steps),
     )
 
     # an example batch in evaluation form, for data-dependent initialization (ActNorm)
