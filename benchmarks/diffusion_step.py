@@ -7,6 +7,9 @@ EMA, random data. For the same shapes:
 * ``genjax scan``: the diffusion family's step (``make_step``), ``steps`` steps in one
   ``lax.scan``, state donated;
 * ``plain scan``: ``benchmarks/plain_unet.py`` (jnp + lax + optax), same scan;
+* ``genjax unrolled`` / ``plain unrolled``: the same scans with every step unrolled (no XLA
+  loop: on CPU, conv gradients inside a loop body are ~20x slower, jax-ml/jax#12868; the
+  engine's ``train.unroll``);
 * ``genjax dispatch``: the jitted genjax step called once per step from Python.
 
 Then each sampler's throughput in images/s at ``--sample_steps`` network evaluations (ODE: RK4
@@ -50,8 +53,8 @@ def bench_step(shape, channels, steps, reps, batch) -> dict:
     state0 = init_state(fam.init(jax.random.key(1)), {"model": tx}, jax.random.key(2), fam.hparams)
     step = make_step(fam.players, {"model": tx})
 
-    def g_train(state, batches):
-        state, m = jax.lax.scan(step, state, {"x": batches})
+    def g_train(state, batches, unroll=1):
+        state, m = jax.lax.scan(step, state, {"x": batches}, unroll=unroll)
         return state, m["loss"]
 
     p0, static = plain_unet.init(jax.random.key(1), shape, channels)
@@ -59,10 +62,14 @@ def bench_step(shape, channels, steps, reps, batch) -> dict:
     n_genjax = sum(v.size for v in jax.tree.leaves(state0.params["model"]) if jnp.issubdtype(v.dtype, jnp.floating))
     o0 = tx.init(p0)
     plain = plain_unet.make_train(tx, static)
+    plain_unrolled = plain_unet.make_train(tx, static, unroll=steps)
+    g_unrolled = lambda state, batches: g_train(state, batches, steps)  # noqa: E731
     copy = lambda t: jax.tree.map(jnp.copy, t)  # noqa: E731
     variants = {
         "genjax scan": (jax.jit(g_train, donate_argnums=0), lambda: (copy(state0), data)),
         "plain scan": (jax.jit(plain, donate_argnums=(0, 1)), lambda: (copy(p0), copy(o0), data, key)),
+        "genjax unrolled": (jax.jit(g_unrolled, donate_argnums=0), lambda: (copy(state0), data)),
+        "plain unrolled": (jax.jit(plain_unrolled, donate_argnums=(0, 1)), lambda: (copy(p0), copy(o0), data, key)),
     }
     compiled, out = {}, {"params": {"genjax": int(n_genjax), "plain": int(n_plain)}}
     for name, (fn, args_fn) in variants.items():
@@ -101,6 +108,9 @@ def bench_step(shape, channels, steps, reps, batch) -> dict:
         "ms_per_step": 1e3 * sec / steps,
     }
     out["ratio genjax/plain (scan)"] = out["genjax scan"]["examples_per_s"] / out["plain scan"]["examples_per_s"]
+    out["ratio genjax/plain (unrolled)"] = (
+        out["genjax unrolled"]["examples_per_s"] / out["plain unrolled"]["examples_per_s"]
+    )
     return out
 
 
@@ -161,7 +171,10 @@ def main():
     for k, v in res.items():
         if isinstance(v, dict) and "compile_s" in v:
             print(f"{k:<18}{v['compile_s']:>11.2f}{v['examples_per_s']:>14.0f}{v['ms_per_step']:>10.2f}")
-    print(f"ratio genjax/plain (scan): {res['ratio genjax/plain (scan)']:.3f}")
+    print(
+        f"ratio genjax/plain (scan): {res['ratio genjax/plain (scan)']:.3f}, "
+        f"(unrolled): {res['ratio genjax/plain (unrolled)']:.3f}"
+    )
     print(f"sampling, batch {a.sample_batch}, {a.sample_steps} steps:")
     print(f"{'sampler':<12}{'net evals':>10}{'images/s':>12}{'compile+first s':>17}")
     for k, v in samp.items():

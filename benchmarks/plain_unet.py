@@ -126,8 +126,9 @@ def apply(p, static, x, t):
     return _conv_apply(p["out"], jax.nn.silu(_gn_apply(p["norm"], h, groups)))
 
 
-def make_train(tx, static, T=1000):
-    """``train(params, opt_state, batches [S, B, H, W, C], key)``: S Adam steps of L_simple in one scan."""
+def make_train(tx, static, T=1000, unroll=1):
+    """``train(params, opt_state, batches [S, B, H, W, C], key)``: S Adam steps of L_simple in one scan
+    (``unroll`` steps per loop iteration)."""
 
     def loss_fn(params, x, key):
         k_t, k_e = jax.random.split(key)
@@ -147,7 +148,7 @@ def make_train(tx, static, T=1000):
             return (optax.apply_updates(params, updates), opt_state), loss
 
         keys = jax.random.split(key, batches.shape[0])
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (batches, keys))
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (batches, keys), unroll=unroll)
         return params, opt_state, losses
 
     return train
