@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import optax
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plain_unet  # noqa: E402
+from benchmarks.timing import compile_and_time, median_time  # noqa: E402
 from genjax.config import base_config  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.models.diffusion import SAMPLERS  # noqa: E402
@@ -71,37 +71,19 @@ def bench_step(shape, channels, steps, reps, batch) -> dict:
         "genjax unrolled": (jax.jit(g_unrolled, donate_argnums=0), lambda: (copy(state0), data)),
         "plain unrolled": (jax.jit(plain_unrolled, donate_argnums=(0, 1)), lambda: (copy(p0), copy(o0), data, key)),
     }
-    compiled, out = {}, {"params": {"genjax": int(n_genjax), "plain": int(n_plain)}}
-    for name, (fn, args_fn) in variants.items():
-        t = time.perf_counter()
-        compiled[name] = fn.lower(*args_fn()).compile()
-        out[name] = {"compile_s": time.perf_counter() - t}
-        jax.block_until_ready(compiled[name](*args_fn()))
-    times = {name: [] for name in variants}
-    for _ in range(reps):  # interleaved, so that load on the machine hits both alike
-        for name, (_, args_fn) in variants.items():
-            args = args_fn()
-            jax.block_until_ready(args)
-            t = time.perf_counter()
-            jax.block_until_ready(compiled[name](*args))
-            times[name].append(time.perf_counter() - t)
-    for name in variants:
-        sec = statistics.median(times[name])
-        out[name] |= {"examples_per_s": steps * batch / sec, "ms_per_step": 1e3 * sec / steps}
+    out = {"params": {"genjax": int(n_genjax), "plain": int(n_plain)}}
+    out |= compile_and_time(variants, reps, steps * batch, steps)
     jstep = jax.jit(step, donate_argnums=0)
     t = time.perf_counter()
     cstep = jstep.lower(copy(state0), {"x": data[0]}).compile()
     compile_s = time.perf_counter() - t
-    loop_times = []
-    for _ in range(reps):
-        state = copy(state0)
-        jax.block_until_ready(state)
-        t = time.perf_counter()
+
+    def loop(state):
         for i in range(steps):
             state, _ = cstep(state, {"x": data[i]})
-        jax.block_until_ready(state)
-        loop_times.append(time.perf_counter() - t)
-    sec = statistics.median(loop_times)
+        return state
+
+    sec, _ = median_time(loop, lambda: (copy(state0),), reps)
     out["genjax dispatch"] = {
         "compile_s": compile_s,
         "examples_per_s": steps * batch / sec,

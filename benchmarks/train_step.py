@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,24 +30,12 @@ import optax
 if __package__ in (None, ""):  # run as a script: python benchmarks/train_step.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plain_vae  # noqa: E402
+from benchmarks.timing import compile_and_time, median_time  # noqa: E402
 from genjax.config import base_config  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.train import init_state, make_step  # noqa: E402
 
 HIDDEN, LATENT, SHAPE = (512, 512), 32, (28, 28, 1)
-
-
-def _timed(fn, args_fn, reps):
-    """(median seconds per call, all times); ``args_fn()`` gives fresh (donatable) args."""
-    jax.block_until_ready(fn(*args_fn()))  # warm-up
-    times = []
-    for _ in range(reps):
-        args = args_fn()
-        jax.block_until_ready(args)
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), times
 
 
 def bench(steps: int, reps: int, batch: int) -> dict:
@@ -76,25 +63,7 @@ def bench(steps: int, reps: int, batch: int) -> dict:
         "genjax scan": (jax.jit(g_train, donate_argnums=0), lambda: (copy(state0), data)),
         "plain scan": (jax.jit(plain, donate_argnums=(0, 1)), lambda: (copy(p0), copy(o0), flat, key)),
     }
-    compiled, out = {}, {}
-    for name, (fn, args_fn) in variants.items():
-        t = time.perf_counter()
-        compiled[name] = fn.lower(*args_fn()).compile()
-        out[name] = {"compile_s": time.perf_counter() - t}
-        jax.block_until_ready(compiled[name](*args_fn()))  # warm-up
-    # interleave the timed calls so that load on the machine hits both variants alike
-    times = {name: [] for name in variants}
-    for _ in range(reps):
-        for name, (_, args_fn) in variants.items():
-            args = args_fn()
-            jax.block_until_ready(args)
-            t = time.perf_counter()
-            jax.block_until_ready(compiled[name](*args))
-            times[name].append(time.perf_counter() - t)
-    for name in variants:
-        sec = statistics.median(times[name])
-        out[name] |= {"examples_per_s": steps * batch / sec, "ms_per_step": 1e3 * sec / steps}
-
+    out = compile_and_time(variants, reps, steps * batch, steps)
     jstep = jax.jit(step, donate_argnums=0)
     t = time.perf_counter()
     cstep = jstep.lower(copy(state0), {"x": data[0]}).compile()
@@ -105,7 +74,7 @@ def bench(steps: int, reps: int, batch: int) -> dict:
             state, _ = cstep(state, {"x": data[i]})
         return state
 
-    sec, _ = _timed(loop, lambda: (copy(state0),), reps)
+    sec, _ = median_time(loop, lambda: (copy(state0),), reps)
     out["genjax dispatch"] = {
         "compile_s": compile_s,
         "examples_per_s": steps * batch / sec,

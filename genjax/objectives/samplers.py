@@ -61,20 +61,10 @@ def prior_sample(process: Process, key, shape):
 
 
 def ancestral(eps_fn, process: Process, key, shape, times, clip=None):
-    """Ancestral sampling along ``times`` (module docstring). ``clip``: (lo, hi) for x0_hat."""
-    k0, key = jax.random.split(key)
-
-    def step(x, inp):
-        t, s_, k = inp
-        x0, _ = _x0_hat(eps_fn, process, x, t, clip)
-        a_t, s_t = process.coeffs(t)
-        a_s, s_s = process.coeffs(s_)
-        mean, var = posterior(x0, x, a_s, s_s, a_t, s_t)
-        return mean + jnp.sqrt(var) * jax.random.normal(k, x.shape), None
-
-    t, s_ = _pairs(times)
-    x, _ = jax.lax.scan(step, prior_sample(process, k0, shape), (t, s_, jax.random.split(key, t.shape[0])))
-    return x
+    """Ancestral sampling along ``times``: x_s ~ q(x_s | x_t, x0_hat(x_t)), which is DDIM with
+    eta = 1 (its mean a_s x0_hat + sqrt(s_s^2 - var) eps_hat is the posterior mean).
+    ``clip``: (lo, hi) for x0_hat."""
+    return ddim(eps_fn, process, key, shape, times, eta=1.0, clip=clip)
 
 
 def ddim(eps_fn, process: Process, key, shape, times, eta: float = 0.0, clip=None, x_init=None):

@@ -1,0 +1,47 @@
+"""Timing shared by the benchmarks: compile apart from steady state, calls interleaved."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+
+
+def compile_and_time(variants: dict, reps: int, examples: int, steps: int) -> dict:
+    """``variants``: name -> (jitted fn, args_fn giving fresh, donatable args). Each is lowered
+    and compiled (timed), warmed up once, then called ``reps`` times, the variants interleaved so
+    that load on the machine hits them alike. Returns name -> {compile_s, examples_per_s,
+    ms_per_step} from the median call (``examples`` per call, ``steps`` per call)."""
+    compiled, out = {}, {}
+    for name, (fn, args_fn) in variants.items():
+        t = time.perf_counter()
+        compiled[name] = fn.lower(*args_fn()).compile()
+        out[name] = {"compile_s": time.perf_counter() - t}
+        jax.block_until_ready(compiled[name](*args_fn()))  # warm-up
+    times = {name: [] for name in variants}
+    for _ in range(reps):
+        for name, (_, args_fn) in variants.items():
+            args = args_fn()
+            jax.block_until_ready(args)
+            t = time.perf_counter()
+            jax.block_until_ready(compiled[name](*args))
+            times[name].append(time.perf_counter() - t)
+    for name in variants:
+        sec = statistics.median(times[name])
+        out[name] |= {"examples_per_s": examples / sec, "ms_per_step": 1e3 * sec / steps}
+    return out
+
+
+def median_time(fn, args_fn, reps: int):
+    """(median seconds per call, all times) of ``fn(*args_fn())`` after one warm-up call;
+    ``args_fn()`` gives fresh (donatable) args."""
+    jax.block_until_ready(fn(*args_fn()))
+    times = []
+    for _ in range(reps):
+        args = args_fn()
+        jax.block_until_ready(args)
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), times
