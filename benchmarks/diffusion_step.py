@@ -35,7 +35,7 @@ import optax
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plain_unet  # noqa: E402
-from benchmarks.timing import compile_and_time, median_time  # noqa: E402
+from benchmarks.timing import compile_and_time, dispatch  # noqa: E402
 from genjax.config import base_config  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.models.diffusion import SAMPLERS  # noqa: E402
@@ -73,22 +73,7 @@ def bench_step(shape, channels, steps, reps, batch) -> dict:
     }
     out = {"params": {"genjax": int(n_genjax), "plain": int(n_plain)}}
     out |= compile_and_time(variants, reps, steps * batch, steps)
-    jstep = jax.jit(step, donate_argnums=0)
-    t = time.perf_counter()
-    cstep = jstep.lower(copy(state0), {"x": data[0]}).compile()
-    compile_s = time.perf_counter() - t
-
-    def loop(state):
-        for i in range(steps):
-            state, _ = cstep(state, {"x": data[i]})
-        return state
-
-    sec, _ = median_time(loop, lambda: (copy(state0),), reps)
-    out["genjax dispatch"] = {
-        "compile_s": compile_s,
-        "examples_per_s": steps * batch / sec,
-        "ms_per_step": 1e3 * sec / steps,
-    }
+    out["genjax dispatch"] = dispatch(step, state0, data, reps)
     out["ratio genjax/plain (scan)"] = out["genjax scan"]["examples_per_s"] / out["plain scan"]["examples_per_s"]
     out["ratio genjax/plain (unrolled)"] = (
         out["genjax unrolled"]["examples_per_s"] / out["plain unrolled"]["examples_per_s"]

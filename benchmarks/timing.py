@@ -6,6 +6,7 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
 
 
 def compile_and_time(variants: dict, reps: int, examples: int, steps: int) -> dict:
@@ -45,3 +46,21 @@ def median_time(fn, args_fn, reps: int):
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - t)
     return statistics.median(times), times
+
+
+def dispatch(step, state0, data, reps: int) -> dict:
+    """The jitted ``step(state, {"x": data[i]})`` called once per step from Python over the
+    ``[steps, batch, ...]`` array ``data``, state donated: {compile_s, examples_per_s, ms_per_step}."""
+    copy = lambda t: jax.tree.map(jnp.copy, t)  # noqa: E731
+    steps, batch = data.shape[:2]
+    t = time.perf_counter()
+    cstep = jax.jit(step, donate_argnums=0).lower(copy(state0), {"x": data[0]}).compile()
+    compile_s = time.perf_counter() - t
+
+    def loop(state):
+        for i in range(steps):
+            state, _ = cstep(state, {"x": data[i]})
+        return state
+
+    sec, _ = median_time(loop, lambda: (copy(state0),), reps)
+    return {"compile_s": compile_s, "examples_per_s": steps * batch / sec, "ms_per_step": 1e3 * sec / steps}

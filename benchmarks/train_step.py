@@ -20,7 +20,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -30,7 +29,7 @@ import optax
 if __package__ in (None, ""):  # run as a script: python benchmarks/train_step.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plain_vae  # noqa: E402
-from benchmarks.timing import compile_and_time, median_time  # noqa: E402
+from benchmarks.timing import compile_and_time, dispatch  # noqa: E402
 from genjax.config import base_config  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.train import init_state, make_step  # noqa: E402
@@ -64,22 +63,7 @@ def bench(steps: int, reps: int, batch: int) -> dict:
         "plain scan": (jax.jit(plain, donate_argnums=(0, 1)), lambda: (copy(p0), copy(o0), flat, key)),
     }
     out = compile_and_time(variants, reps, steps * batch, steps)
-    jstep = jax.jit(step, donate_argnums=0)
-    t = time.perf_counter()
-    cstep = jstep.lower(copy(state0), {"x": data[0]}).compile()
-    compile_s = time.perf_counter() - t
-
-    def loop(state):
-        for i in range(steps):
-            state, _ = cstep(state, {"x": data[i]})
-        return state
-
-    sec, _ = median_time(loop, lambda: (copy(state0),), reps)
-    out["genjax dispatch"] = {
-        "compile_s": compile_s,
-        "examples_per_s": steps * batch / sec,
-        "ms_per_step": 1e3 * sec / steps,
-    }
+    out["genjax dispatch"] = dispatch(step, state0, data, reps)
     out["ratio genjax/plain (scan)"] = out["genjax scan"]["examples_per_s"] / out["plain scan"]["examples_per_s"]
     return out
 
