@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ import optax
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plain_unet  # noqa: E402
-from benchmarks.timing import compile_and_time, dispatch  # noqa: E402
+from benchmarks.timing import compile_and_time, dispatch, machine  # noqa: E402
 from genjax.config import base_config  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.models.diffusion import SAMPLERS  # noqa: E402
@@ -117,12 +116,8 @@ def main():
     channels = tuple(int(s) for s in a.channels.split(","))
     res = bench_step(shape, channels, a.steps, a.reps, a.batch)
     samp = bench_samplers(shape, channels, a.sample_steps, a.sample_batch)
-    dev = jax.devices()[0]
     meta = {
-        "backend": jax.default_backend(),
-        "device": dev.device_kind,
-        "jax": jax.__version__,
-        "machine": platform.machine(),
+        **machine(),
         "steps": a.steps,
         "reps": a.reps,
         "batch": a.batch,

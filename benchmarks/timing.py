@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 
@@ -64,3 +65,9 @@ def dispatch(step, state0, data, reps: int) -> dict:
 
     sec, _ = median_time(loop, lambda: (copy(state0),), reps)
     return {"compile_s": compile_s, "examples_per_s": steps * batch / sec, "ms_per_step": 1e3 * sec / steps}
+
+
+def machine() -> dict:
+    """What a benchmark result was measured on: backend, device kind, jax version, CPU architecture."""
+    return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+            "machine": platform.machine()}  # fmt: skip

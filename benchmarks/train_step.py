@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import optax
 if __package__ in (None, ""):  # run as a script: python benchmarks/train_step.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plain_vae  # noqa: E402
-from benchmarks.timing import compile_and_time, dispatch  # noqa: E402
+from benchmarks.timing import compile_and_time, dispatch, machine  # noqa: E402
 from genjax.config import base_config  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.train import init_state, make_step  # noqa: E402
@@ -76,12 +75,8 @@ def main():
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = ap.parse_args()
     res = bench(a.steps, a.reps, a.batch)
-    dev = jax.devices()[0]
     meta = {
-        "backend": jax.default_backend(),
-        "device": dev.device_kind,
-        "jax": jax.__version__,
-        "machine": platform.machine(),
+        **machine(),
         "steps": a.steps,
         "reps": a.reps,
         "batch": a.batch,
