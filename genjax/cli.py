@@ -20,11 +20,12 @@ GENJAX_NUM_PROCESSES and GENJAX_PROCESS_ID set (genjax.train.sharding); process 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
-import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -105,26 +106,43 @@ def _load_config(run_dir: Path) -> ConfigDict:
     return ConfigDict(fill(saved, base_config().to_dict()))
 
 
-def _prepare(cfg):
-    """Validate the config, load the data and build the family: what can fail on bad input,
-    before anything is written (``_check_mesh`` checks the mesh)."""
+def _prepare(cfg, dry_run: bool = True):
+    """Validate the config, load the data, build the family and (``dry_run``) the whole program,
+    initialized abstractly with ``jax.eval_shape``: what can fail on bad input fails here, before
+    anything is written (``_check_mesh`` checks the mesh)."""
+    import jax
+
     from genjax.config import validate
     from genjax.data import load_splits
     from genjax.models import DataInfo, build_family
+    from genjax.train import build_program
 
     validate(cfg)
     splits = load_splits(cfg.data, cfg.train.batch_size)
-    return splits, build_family(cfg, DataInfo.of(splits))
+    try:
+        family = build_family(cfg, DataInfo.of(splits))
+        if dry_run:
+            jax.eval_shape(build_program(cfg, family, splits).init)
+    except (TypeError, KeyError, IndexError, ZeroDivisionError) as e:  # a config value the model cannot take
+        raise UsageError(f"the config does not build a {cfg.model.family} model ({type(e).__name__}: {e}).") from None
+    return splits, family
 
 
 def _restore(cfg, run_dir: Path, splits, family):
     from genjax.train import Checkpointer, build_program
 
+    if not (run_dir / "checkpoints").is_dir():
+        raise UsageError(f"{str(run_dir)!r} has no checkpoints/ folder; was the run trained?")
     ckpt = Checkpointer(run_dir / "checkpoints")
     try:
-        return ckpt.restore(build_program(cfg, family, splits).init())
+        state, epoch, skipped = ckpt.restore_newest(build_program(cfg, family, splits).init())
     finally:
         ckpt.close()
+    for ep, why in skipped:
+        print(f"genjax: skipped checkpoint of epoch {ep}: it does not restore ({why}).", file=sys.stderr)
+    if epoch is None:
+        raise UsageError(f"{str(run_dir)!r} has no checkpoint that restores.")
+    return state
 
 
 def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
@@ -207,16 +225,14 @@ def _run_info(cfg) -> dict:
 
 
 def cmd_train(args: list[str]) -> int:
-    from genjax.train import fit
+    from genjax.train import Interrupted, fit
 
     if args:
         raise UsageError(f"train takes no positional arguments, got {args}.")
     if FLAGS.resume:
         if FLAGS.config is not None:
             raise UsageError("--resume continues a run with its saved config; do not pass --config as well.")
-        run_dir = Path(FLAGS.resume)
-        if not run_dir.is_dir():
-            raise UsageError(f"--resume: {str(run_dir)!r} is not a folder.")
+        run_dir = _run_dir_arg([FLAGS.resume], "--resume")
         cfg = _load_config(run_dir)
         splits, family = _prepare(cfg)
     else:
@@ -226,12 +242,23 @@ def cmd_train(args: list[str]) -> int:
         run_dir = _new_run_dir(cfg, "", "pass --overwrite to replace it or --resume to continue it")
         splits, family = _prepare(cfg)  # bad data or config fails before anything is written
         mesh = _check_mesh(cfg, family)
-        _open_run_dir(run_dir, cfg)
+        _open_run_dir(run_dir, cfg, "pass --overwrite to replace it or --resume to continue it")
         say(mesh)
     say(f"run folder: {run_dir}", flush=True)
-    res = fit(
-        cfg, family, splits, run_dir, resume=bool(FLAGS.resume), progress=FLAGS.progress, stop_after=FLAGS.stop_after
-    )
+    try:
+        res = fit(
+            cfg,
+            family,
+            splits,
+            run_dir,
+            resume=bool(FLAGS.resume),
+            progress=FLAGS.progress,
+            stop_after=FLAGS.stop_after,
+        )
+    except Interrupted as e:
+        where = f"checkpoint of epoch {e.epoch} saved" if e.saved and e.epoch else "nothing trained yet"
+        say(f"genjax: {e} ({where}); continue with: genjax train --resume {run_dir}", file=sys.stderr)
+        return e.exit_code
     ep = int(res.state.epoch)
     best = (
         f"; best validation NLL {float(res.state.es.best):.3f} at epoch {int(res.state.es.best_epoch)}"
@@ -297,12 +324,26 @@ def _print_eval(m: dict) -> None:
 
 
 def _run_dir_arg(args: list[str], cmd: str) -> Path:
+    """An existing run folder, locked for this process."""
     if len(args) != 1:
         raise UsageError(f"{cmd} needs exactly one RUN_DIR, got {len(args)} arguments.")
     run_dir = Path(args[0])
     if not run_dir.is_dir():
         raise UsageError(f"{cmd}: {str(run_dir)!r} is not a folder.")
+    if not (run_dir / "config.json").is_file():
+        raise UsageError(f"{cmd}: {str(run_dir)!r} has no config.json; is it a genjax run folder?")
+    if not os.access(run_dir, os.W_OK):
+        raise UsageError(f"{cmd}: the run folder {str(run_dir)!r} is not writable.")
+    _lock(run_dir)
     return run_dir
+
+
+def _lock(run_dir: Path) -> None:
+    """Hold ``run_dir``'s lock until the command ends (``genjax.rundir.lock``)."""
+    from genjax import rundir
+
+    if _main():
+        _LOCKS.enter_context(rundir.lock(run_dir))
 
 
 def cmd_eval(args: list[str]) -> int:
@@ -345,23 +386,34 @@ def cmd_sample(args: list[str]) -> int:
 
 def _new_run_dir(cfg, suffix: str, hint: str = "pass --overwrite to replace it") -> Path:
     """``--workdir`` or ``runs/<name>[-suffix]-<time>``; refuses a non-empty folder unless --overwrite."""
+    from genjax.rundir import holds_run
+
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(FLAGS.workdir or Path("runs") / "-".join(x for x in (cfg.name, suffix, stamp) if x))
-    if run_dir.exists() and any(run_dir.iterdir()) and not FLAGS.overwrite:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--workdir {str(run_dir)!r} is a file, not a folder.")
+    if holds_run(run_dir) and not FLAGS.overwrite:
         raise UsageError(f"--workdir {str(run_dir)!r} already holds a run; {hint}.")
     return run_dir
 
 
-def _open_run_dir(run_dir: Path, cfg) -> None:
-    """Create the run folder (replacing it under --overwrite) with config.json and run.json.
-    Called only once the config and data have passed their checks; process 0 only."""
+def _open_run_dir(run_dir: Path, cfg, hint: str = "pass --overwrite to replace it") -> None:
+    """Lock the run folder and create it atomically (replacing it under --overwrite) with
+    config.json and run.json. Called only once the config, data and model have passed their
+    checks; process 0 only."""
+    from genjax import rundir
+
     if not _main():
         return
-    if run_dir.exists() and FLAGS.overwrite:
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
-    (run_dir / "run.json").write_text(json.dumps(_run_info(cfg), indent=2) + "\n")
+    _lock(run_dir)  # a second writer is refused here, --overwrite or not
+    try:
+        files = {
+            "config.json": cfg.to_json_best_effort(indent=2) + "\n",
+            "run.json": json.dumps(_run_info(cfg), indent=2) + "\n",
+        }
+        rundir.create(run_dir, files, overwrite=FLAGS.overwrite)
+    except rundir.RunFolderError as e:
+        raise UsageError(f"{e} {hint[0].upper()}{hint[1:]}.") from None
 
 
 def cmd_cv(args: list[str]) -> int:
@@ -381,10 +433,12 @@ def cmd_cv(args: list[str]) -> int:
         cfg.cv.sweep = ConfigDict(sweep)
         cfg.lock()
     run_dir = _new_run_dir(cfg, "cv")
-    splits, _ = _prepare(cfg)  # bad data or config fails before anything is written
+    splits, family = _prepare(cfg)  # bad data or config fails before anything is written
     from genjax.models import DataInfo
+    from genjax.train.cv import make_folds
 
     sweep_grid(cfg, DataInfo.of(splits))  # a bad sweep fails before anything is written
+    make_folds(cfg, splits, int(cfg.train.batch_size) * family.batch_multiple)  # so do impossible folds
     _open_run_dir(run_dir, cfg)
     say(f"run folder: {run_dir}", flush=True)
     report = run_cv(cfg, run_dir, splits=splits, progress=FLAGS.progress)
@@ -437,20 +491,50 @@ def main(argv: list[str] | None = None) -> int:
         rest = [f"--config={rest[0]}", *rest[1:]]  # `genjax params CONFIG` == `genjax params --config=CONFIG`
     argv = [argv[0], cmd, *rest]
     global FLAGS
-    FLAGS = _define_flags([argv[0], *argv[2:]])
     try:
-        try:
-            args = FLAGS([argv[0], *argv[2:]])[1:]
-        except (KeyError, AttributeError) as e:  # an override of a field the config does not have
-            raise UsageError(f"unknown config field in the command line: {e}.") from None
-        _setup_jax()
-        return COMMANDS[cmd](args)
+        with _LOCKS, _terminate_as_interrupt():
+            try:
+                FLAGS = _define_flags([argv[0], *argv[2:]])
+                args = FLAGS([argv[0], *argv[2:]])[1:]
+            except (KeyError, AttributeError) as e:  # an override of a field the config does not have
+                raise UsageError(f"unknown config field in the command line: {e}.") from None
+            _setup_jax()
+            return COMMANDS[cmd](args)
+    except KeyboardInterrupt as e:  # outside the training loop (which checkpoints and returns 130/143)
+        signum = e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT
+        print(
+            f"genjax: interrupted by {signal.Signals(signum).name}; committed checkpoints are intact.", file=sys.stderr
+        )
+        return 128 + signum
     except (flags.Error, ValueError, RuntimeError, OSError) as e:
         if os.environ.get("GENJAX_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"genjax: error: {msg}", file=sys.stderr)
         return 2
+
+
+_LOCKS = contextlib.ExitStack()  # the run-folder locks this command holds (released when it ends)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raises ``KeyboardInterrupt(SIGTERM)`` like Ctrl-C does, so both end with one line
+    and their exit status (the training loop defers both to the end of its epoch)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,14 @@ def base_config() -> ml_collections.ConfigDict:
             min_delta=0.0,
             keep_best=True,  # evaluate/return the best-validation parameters, not the last
             val_batch_size=500,
-            checkpoint_every=10,  # epochs; a checkpoint is also written at the end
+            # checkpoints: after epoch 1, then every checkpoint_every epochs or checkpoint_minutes
+            # minutes (0 = no time rule), whichever comes first, and at the end
+            checkpoint_every=10,
+            checkpoint_minutes=10.0,
+            on_nonfinite="halt",  # halt | skip: a step with a non-finite loss term or gradient
+            # warn (once) when the epoch's training loss exceeds its running minimum m by more
+            # than loss_rise * |m| (0 = never)
+            loss_rise=10.0,
             train_eval=False,  # also score a fixed training subset each epoch (train_nll)
             # device mesh: "" = all devices on the data axis; or e.g. "data=-1", "members=5,data=2"
             # (members: folds / seeds / settings; data: each member's batch split over devices)

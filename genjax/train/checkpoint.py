@@ -79,6 +79,26 @@ class Checkpointer:
         ]
         return jax.tree_util.tree_unflatten(treedef, out)
 
+    def epochs(self) -> list[int]:
+        """The committed checkpoints' epochs, oldest first (a save still in flight or killed
+        midway is not committed: orbax writes to a temporary folder and renames it)."""
+        return sorted(self.manager.all_steps())
+
+    def restore_newest(self, template) -> tuple[object, int | None, list[tuple[int, str]]]:
+        """The newest checkpoint that restores cleanly: ``(state, epoch, skipped)``, where
+        ``skipped`` lists ``(epoch, reason)`` of newer ones that did not (a truncated or corrupted
+        file, say). ``(template, None, skipped)`` when none restores."""
+        skipped = []
+        for epoch in reversed(self.epochs()):
+            try:
+                return self.restore(template, epoch), epoch, skipped
+            except CheckpointError:
+                raise  # the checkpoint is sound but does not fit this model: not a crash artefact
+            except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types for damaged files
+                reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                skipped.append((epoch, f"{type(e).__name__}: {reason}"))
+        return template, None, skipped
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 

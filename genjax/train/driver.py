@@ -11,8 +11,12 @@ checkpoint saves (orbax coordinates them).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +32,19 @@ from genjax.train.sharding import Plan, is_main_process, to_host
 
 class TrainingError(RuntimeError):
     pass
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM reached the training loop: the epoch under way was finished, the last
+    completed epoch checkpointed (``saved``) and in-flight saves waited for."""
+
+    def __init__(self, signum: int, epoch: int, saved: bool):
+        self.signum, self.epoch, self.saved = int(signum), int(epoch), saved
+        super().__init__(f"interrupted by {signal.Signals(signum).name} after epoch {epoch}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM
 
 
 @dataclasses.dataclass
@@ -49,11 +66,55 @@ def _scalar(v):
 
 
 def read_history(path: Path, upto: int) -> list[dict]:
-    """The rows of ``metrics.jsonl`` up to epoch ``upto``."""
+    """The rows of ``metrics.jsonl`` up to epoch ``upto`` (a line cut short by a kill is dropped)."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["epoch"] <= upto]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in rows if r.get("epoch", upto + 1) <= upto]
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """While the block runs, SIGINT and SIGTERM only record themselves in the yielded list (the
+    training loop acts on them between epochs); the previous handlers come back afterwards.
+    Outside the main thread (where Python cannot set handlers) nothing changes."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def should_checkpoint(epoch: int, every: int, minutes: float, since_s: float) -> bool:
+    """The checkpoint policy: after epoch 1, then every ``every`` epochs or once ``minutes``
+    minutes have passed since the last save (``minutes`` 0: no time rule), whichever comes
+    first. (The driver also saves at the end, on early stopping and on a signal.)"""
+    return epoch == 1 or epoch % every == 0 or (minutes > 0 and since_s >= 60.0 * minutes)
+
+
+def loss_rose(loss: float, best: float, factor: float) -> bool:
+    """The explosion warning's rule: ``loss - best > factor * |best|`` (``factor`` 0: never).
+    For a positive loss with ``factor = 10`` that is "more than 11 times its running minimum"."""
+    return factor > 0 and np.isfinite(loss) and np.isfinite(best) and loss - best > factor * abs(best)
+
+
+def _tensorboard(workdir: Path):
+    """A tensorboardX writer for ``workdir/tb`` (``None`` when tensorboardX is missing)."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    return SummaryWriter(str(workdir / "tb"), flush_secs=30)
 
 
 def drive(
@@ -66,6 +127,8 @@ def drive(
     data_axes: dict | None = None,
     workdir: str | Path | None = None,
     checkpoint_every: int = 10,
+    checkpoint_minutes: float = 0.0,
+    loss_rise: float = 10.0,
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
@@ -82,99 +145,175 @@ def drive(
             has a leading members axis.
         data_axes: for a stacked state, ``{key: 0 or None}`` per entry of ``data`` (per-member or
             shared); default: all shared.
-        workdir: where ``metrics.jsonl`` and ``checkpoints/`` go (``None``: nowhere).
-        resume: restore the latest checkpoint in ``workdir`` first (``state`` is the template).
+        workdir: where ``metrics.jsonl``, ``checkpoints/`` and TensorBoard's ``tb/`` go
+            (``None``: nowhere).
+        checkpoint_every, checkpoint_minutes: the checkpoint policy (``should_checkpoint``).
+        loss_rise: warn once when the training loss rises that far over its minimum (``loss_rose``).
+        resume: continue from the newest checkpoint in ``workdir`` that restores cleanly (the
+            ones skipped are named on stderr); with none yet, start from ``state`` (a run killed
+            before its first checkpoint starts over, as it would have run).
         stop_after: end this call after that epoch (with a checkpoint), as a preempted job would.
         shown: metrics on the progress bar (mean over the members still training).
         callback: ``callback(epoch, state, metrics)`` after every epoch.
         compiled: an epoch compiled earlier for the same shapes (the loop strategy's members).
+
+    Raises:
+        TrainingError: a member's step went non-finite (``train.on_nonfinite='halt'``: the last
+            finite state is saved to ``workdir/diverged``) or its validation NLL did.
+        Interrupted: SIGINT/SIGTERM; the epoch under way finished and was checkpointed first.
+    Committed checkpoints are never lost: in-flight saves are waited for on every way out.
     """
     main = is_main_process()
-    ckpt = Checkpointer(Path(workdir) / "checkpoints") if workdir is not None else None
-    metrics_path = Path(workdir) / "metrics.jsonl" if workdir is not None else None
+    workdir = Path(workdir) if workdir is not None else None
+    ckpt = Checkpointer(workdir / "checkpoints") if workdir is not None else None
+    metrics_path = workdir / "metrics.jsonl" if workdir is not None else None
+    tb = _tensorboard(workdir) if workdir is not None and main else None
     rows: list[dict] = []
-    state = plan.put_state(state)
-    data = plan.put_data(data)
-    if resume:
-        if ckpt is None or ckpt.latest_epoch() is None:
-            raise TrainingError(f"--resume: no checkpoint to resume from in {workdir}.")
-        state = ckpt.restore(state)
-        if main:
-            kept = read_history(metrics_path, int(np.max(to_host(state.epoch))))
-            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    bar = None
+    with deferred_signals() as caught:
+        try:
+            state = plan.put_state(state)
+            data = plan.put_data(data)
+            if resume:
+                if ckpt is None:
+                    raise TrainingError("resume needs a workdir.")
+                state, at, skipped = ckpt.restore_newest(state)
+                for ep, why in skipped:
+                    if main:
+                        print(
+                            f"genjax: skipped checkpoint of epoch {ep}: it does not restore ({why}).", file=sys.stderr
+                        )
+                if at is None and skipped:
+                    raise TrainingError(f"no checkpoint in {workdir / 'checkpoints'} restores; start the run again.")
+                if main:
+                    kept = read_history(metrics_path, int(np.max(to_host(state.epoch))))
+                    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
-    t0 = time.perf_counter()
-    if compiled is None:
-        fn = epoch_fn
-        if plan.stacked:
-            axes = {k: (data_axes or {}).get(k) for k in data}
-            fn = jax.vmap(epoch_fn, in_axes=(0, axes), spmd_axis_name="members")
-        compiled = jax.jit(fn, donate_argnums=0).lower(state, data).compile()
-    compile_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if compiled is None:
+                fn = epoch_fn
+                if plan.stacked:
+                    axes = {k: (data_axes or {}).get(k) for k in data}
+                    fn = jax.vmap(epoch_fn, in_axes=(0, axes), spmd_axis_name="members")
+                compiled = jax.jit(fn, donate_argnums=0).lower(state, data).compile()
+            compile_s = time.perf_counter() - t0
 
-    host = lambda tree: {k: np.asarray(v) for k, v in to_host(tree).items()}  # noqa: E731
-    stopped = np.atleast_1d(to_host(state.es.stopped))
-    n = len(stopped)
-    start = int(np.max(to_host(state.epoch)))
-    end = epochs if stop_after is None else max(start, min(epochs, int(stop_after)))
-    label = desc if n == 1 else f"{desc} ({n} models)"
-    bar = tqdm(range(start, end), initial=start, total=epochs, desc=label, unit="epoch", mininterval=1.0,
-               disable=not (progress and main))  # fmt: skip
-    hist: dict[str, list] = {}
-    epochs_run = np.zeros(n, np.int64)
-    saved = None
-    t_train = time.perf_counter()
-    for _ in [] if stopped.all() else bar:
-        was = stopped
-        state, m = compiled(state, data)
-        m = {k: np.reshape(v, (n,)) for k, v in host(m).items()}
-        e = int(np.max(to_host(state.epoch)))
-        bad = np.flatnonzero(~was & ((m["nonfinite_steps"] > 0) | ~np.isfinite(m.get("val_nll", np.zeros(n)))))
-        if len(bad):
-            who = "" if n == 1 else f" for members {bad.tolist()}"
-            raise TrainingError(
-                f"training diverged in epoch {e}{who}: {int(m['nonfinite_steps'][bad].sum())} steps gave a non-finite "
-                f"loss (validation NLL {m.get('val_nll', np.array(['not computed'] * n))[bad][0]}); lower optim.lr "
-                "or set optim.clip_norm. The last good checkpoint is kept."
-            )
-        epochs_run += ~was
-        stopped = m["stopped"].astype(bool)
-        for k, v in m.items():
-            hist.setdefault(k, []).append(v if v.dtype == bool else np.where(was, np.nan, v))
-        row = {"epoch": e, "step": _scalar(to_host(state.step)) if n > 1 else int(to_host(state.step))}
-        row |= {k: _scalar(v if n > 1 else v[0]) for k, v in m.items()}
-        row["time"] = round(time.perf_counter() - t_train, 3)
-        rows.append(row)
-        if metrics_path is not None and main:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-        if callback is not None:
-            callback(e, state, m)
-        post = {}
-        for k in [*shown, "val_nll"]:
-            if k in m and not np.all(was):
-                post[k] = f"{np.nanmean(np.where(was, np.nan, m[k])):.3f}"
-        if n > 1:
-            post["stopped"] = f"{int(stopped.sum())}/{n}"
-        bar.set_postfix(post, refresh=False)
-        if ckpt is not None and (e % checkpoint_every == 0 or e == end or stopped.all()):
-            ckpt.save(e, state)
-            saved = e
-        if stopped.all():
-            if n == 1 and "best_val_nll" in m:
-                bar.write(f"early stopping at epoch {e}: best validation NLL {m['best_val_nll'][0]:.4f} "
-                          f"at epoch {int(to_host(state.es.best_epoch))}")  # fmt: skip
-            break
-    bar.close()
-    jax.block_until_ready(state)
-    train_s = time.perf_counter() - t_train
-    if ckpt is not None:
-        e = int(np.max(to_host(state.epoch)))
-        if saved != e and ckpt.latest_epoch() != e:
-            ckpt.save(e, state)
-        ckpt.close()
+            host = lambda tree: {k: np.asarray(v) for k, v in to_host(tree).items()}  # noqa: E731
+            stopped = np.atleast_1d(to_host(state.es.stopped))
+            n = len(stopped)
+            start = int(np.max(to_host(state.epoch)))
+            if caught:
+                raise Interrupted(caught[0], start, saved=False)
+            end = epochs if stop_after is None else max(start, min(epochs, int(stop_after)))
+            label = desc if n == 1 else f"{desc} ({n} models)"
+            bar = tqdm(range(start, end), initial=start, total=epochs, desc=label, unit="epoch", mininterval=1.0,
+                       disable=not (progress and main))  # fmt: skip
+            hist: dict[str, list] = {}
+            epochs_run = np.zeros(n, np.int64)
+            saved, t_saved = None, time.perf_counter()
+            low, warned = np.full(n, np.inf), np.zeros(n, bool)
+            t_train = time.perf_counter()
+            for _ in [] if stopped.all() else bar:
+                was = stopped
+                state, m = compiled(state, data)
+                m = {k: np.reshape(v, (n,)) for k, v in host(m).items()}
+                bad_terms = {k.split("/", 1)[1]: m.pop(k) for k in list(m) if k.startswith("nonfinite/")}
+                halted, first_bad = m.pop("halted", np.zeros(n, bool)).astype(bool), m.pop("nonfinite_at")
+                e = int(np.max(to_host(state.epoch)))
+                bad = np.flatnonzero(~was & (halted | ~np.isfinite(m.get("val_nll", np.zeros(n)))))
+                if len(bad):
+                    raise TrainingError(_diverged(workdir, ckpt, state, e, n, bad, halted, first_bad, bad_terms, m))
+                epochs_run += ~was
+                stopped = m["stopped"].astype(bool)
+                for k, v in m.items():
+                    hist.setdefault(k, []).append(v if v.dtype == bool else np.where(was, np.nan, v))
+                row = {"epoch": e, "step": _scalar(to_host(state.step)) if n > 1 else int(to_host(state.step))}
+                row |= {k: _scalar(v if n > 1 else v[0]) for k, v in m.items()}
+                row["time"] = round(time.perf_counter() - t_train, 3)
+                rows.append(row)
+                if metrics_path is not None and main:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                if tb is not None:
+                    for k, v in m.items():
+                        if v.dtype != bool and np.isfinite(np.nanmean(np.where(was, np.nan, v))):
+                            tb.add_scalar(k, float(np.nanmean(np.where(was, np.nan, v))), e)
+                if "loss" in m:
+                    loss = np.where(was, np.nan, m["loss"])
+                    rose = ~warned & np.array([loss_rose(a, b, loss_rise) for a, b in zip(loss, low)])
+                    for i in np.flatnonzero(rose):
+                        who = "" if n == 1 else f" of member {i}"
+                        bar.write(f"genjax: warning: the training loss{who} {loss[i]:.4g} in epoch {e} is more than "
+                                  f"{loss_rise:g} x |{low[i]:.4g}| above its minimum; the run may be diverging.",
+                                  file=sys.stderr)  # fmt: skip
+                    warned |= rose
+                    low = np.fmin(low, loss)
+                if callback is not None:
+                    callback(e, state, m)
+                post = {}
+                for k in [*shown, "val_nll"]:
+                    if k in m and not np.all(was):
+                        post[k] = f"{np.nanmean(np.where(was, np.nan, m[k])):.3f}"
+                if n > 1:
+                    post["stopped"] = f"{int(stopped.sum())}/{n}"
+                bar.set_postfix(post, refresh=False)
+                if ckpt is not None and (
+                    should_checkpoint(e, checkpoint_every, checkpoint_minutes, time.perf_counter() - t_saved)
+                    or e == end
+                    or stopped.all()
+                    or caught
+                ):
+                    ckpt.save(e, state)
+                    saved, t_saved = e, time.perf_counter()
+                if caught:
+                    raise Interrupted(caught[0], e, saved=ckpt is not None)
+                if stopped.all():
+                    if n == 1 and "best_val_nll" in m:
+                        bar.write(f"early stopping at epoch {e}: best validation NLL {m['best_val_nll'][0]:.4f} "
+                                  f"at epoch {int(to_host(state.es.best_epoch))}")  # fmt: skip
+                    break
+            bar.close()
+            jax.block_until_ready(state)
+            train_s = time.perf_counter() - t_train
+            if ckpt is not None:
+                e = int(np.max(to_host(state.epoch)))
+                if saved != e and ckpt.latest_epoch() != e:
+                    ckpt.save(e, state)
+        finally:
+            if bar is not None:
+                bar.close()
+            if ckpt is not None:
+                ckpt.close()  # waits for in-flight saves, whatever the way out
+            if tb is not None:
+                tb.close()
     history = {k: np.stack(v) for k, v in hist.items()}
     return RunResult(state, history, rows, compile_s, train_s, epochs_run, compiled)
+
+
+def _diverged(workdir, ckpt, state, e, n, bad, halted, first_bad, bad_terms, m) -> str:
+    """Save the last finite state (``on_nonfinite='halt'`` froze it at the failing step) to
+    ``workdir/diverged`` and say what went non-finite, where."""
+    who = "" if n == 1 else f" (members {bad.tolist()})"
+    i = bad[0]
+    if halted[i]:
+        terms = [k for k, v in bad_terms.items() if v[i]]
+        terms = sorted(terms, key=lambda k: (k.endswith("loss") or k.endswith("grad_norm"), k))
+        what = f"at step {int(first_bad[i]) + 1} (epoch {e}){who}: non-finite {', '.join(terms) or 'values'}"
+    else:
+        what = f"in epoch {e}{who}: the validation NLL is {m['val_nll'][i]}"
+    kept = ""
+    if ckpt is not None:
+        ckpt.wait()
+        last = ckpt.latest_epoch()
+        kept = f"; the last checkpoint is epoch {last}" if last is not None else "; no checkpoint was written yet"
+        if halted[i]:
+            d = Checkpointer(workdir / "diverged", max_to_keep=1)
+            try:
+                d.save(int(np.max(to_host(state.step))), state)
+            finally:
+                d.close()
+            kept += f", the last finite state is in {workdir / 'diverged'}"
+    return f"training diverged {what}{kept}. Lower optim.lr, set optim.clip_norm or train.on_nonfinite='skip'."
 
 
 def examples_per_second(epochs_run, steps: int, per_step: int, seconds: float) -> float:
@@ -182,4 +321,14 @@ def examples_per_second(epochs_run, steps: int, per_step: int, seconds: float) -
     return float(np.sum(epochs_run)) * steps * per_step / max(seconds, 1e-9)
 
 
-__all__ = ["RunResult", "TrainingError", "drive", "examples_per_second", "read_history"]
+__all__ = [
+    "Interrupted",
+    "RunResult",
+    "TrainingError",
+    "deferred_signals",
+    "drive",
+    "loss_rose",
+    "should_checkpoint",
+    "examples_per_second",
+    "read_history",
+]

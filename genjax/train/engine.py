@@ -161,6 +161,7 @@ def make_epoch(
     transform: Callable | None = None,
     constrain: Callable | None = None,
     unroll: int = 1,
+    on_nonfinite: str = "halt",
 ) -> Callable:
     """``epoch(state, data) -> (state, metrics)``, pure.
 
@@ -181,7 +182,30 @@ def make_epoch(
             convolution gradients inside an XLA loop body run about 20x slower than outside one
             (jax-ml/jax#12868; a U-Net step: 6.7 s scanned, 0.30 s unrolled), so conv models on
             CPU train faster fully unrolled, at the price of compile time.
+        on_nonfinite: what a step whose metrics (loss terms, gradient norms) are not all finite
+            does. ``"skip"``: its update is dropped (the state is kept, the step counter moves
+            on) and counted in ``skipped_steps``. ``"halt"``: that update and every later one of
+            the epoch are dropped, so the epoch returns the last finite state (its ``step`` is the
+            failing step's index) with ``halted`` set; the driver stops the run there. Either way
+            ``nonfinite_steps`` counts the bad steps, ``nonfinite_at`` is the first one's global
+            index (-1: none) and ``nonfinite/<term>`` says which terms were bad at it. The epoch's
+            metrics are means over the steps whose update was applied.
     """
+    if on_nonfinite not in ("halt", "skip"):
+        raise ValueError(f"train.on_nonfinite must be 'halt' or 'skip', got {on_nonfinite!r}.")
+    halt = on_nonfinite == "halt"
+
+    def guarded(carry, batch):
+        st, halted = carry
+        new, m = step(st, batch)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in m.values()]))
+        ok, bad = finite & ~halted, ~finite & ~halted  # after a halt, steps neither apply nor count
+        kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, st)
+        if halt:
+            halted = halted | ~finite
+        else:
+            kept = kept._replace(step=st.step + 1)
+        return (kept, halted), (m, bad, ok)
 
     def epoch(state: TrainState, data: dict):
         k_data = keys.stream(state.rng, "data", state.epoch)
@@ -191,7 +215,7 @@ def make_epoch(
             batches = constrain(batches)
         if transform is not None:
             batches = batches | {"x": transform(jax.random.fold_in(k_data, 1), batches["x"])}
-        new, ms = jax.lax.scan(step, state, batches, unroll=unroll)
+        (new, halted), (ms, bad, ok) = jax.lax.scan(guarded, (state, jnp.array(False)), batches, unroll=unroll)
         epoch_no = state.epoch + 1
         if val_nll is None:
             v = None
@@ -202,9 +226,17 @@ def make_epoch(
         new = new._replace(epoch=epoch_no, es=es)
         # A model that had stopped before this epoch keeps its whole state frozen.
         new = jax.tree.map(lambda old, nw: jnp.where(state.es.stopped, old, nw), state, new)
-        metrics = {k: jnp.mean(v_) for k, v_ in ms.items()}
-        losses = [v_ for k, v_ in ms.items() if k.endswith("loss")]
-        metrics |= {"nonfinite_steps": sum(jnp.sum(~jnp.isfinite(v_)) for v_ in losses)}
+        n_ok = jnp.sum(ok)
+        mean_ok = lambda v_: jnp.sum(jnp.where(ok.reshape(-1, *[1] * (v_.ndim - 1)), v_, 0.0)) / (n_ok * v_[0].size)  # noqa: E731
+        metrics = {k: mean_ok(v_) for k, v_ in ms.items()}
+        first = jnp.argmax(bad)  # the first bad step (0 when there is none)
+        any_bad = jnp.any(bad)
+        metrics |= {"nonfinite_steps": jnp.sum(bad), "nonfinite_at": jnp.where(any_bad, state.step + first, -1)}
+        metrics |= {f"nonfinite/{k}": any_bad & ~jnp.all(jnp.isfinite(v_[first])) for k, v_ in ms.items()}
+        if halt:
+            metrics["halted"] = halted & ~state.es.stopped
+        else:
+            metrics["skipped_steps"] = jnp.sum(bad)
         metrics |= {"stopped": new.es.stopped}
         if v is not None:
             metrics |= {"val_nll": v, "best_val_nll": new.es.best}

@@ -87,6 +87,7 @@ def build_program(
         transform=epoch_transform(splits.epoch_transform, splits.levels, cfg.data.scale),
         constrain=plan.constrain_batches,
         unroll=steps if int(tc.unroll) == 0 else min(int(tc.unroll), steps),
+        on_nonfinite=tc.on_nonfinite,
     )
 
     # an example batch in evaluation form, for data-dependent initialization (ActNorm)
@@ -160,6 +161,8 @@ def fit(
         epochs=int(cfg.train.epochs),
         workdir=workdir,
         checkpoint_every=int(cfg.train.checkpoint_every),
+        checkpoint_minutes=float(cfg.train.checkpoint_minutes),
+        loss_rise=float(cfg.train.loss_rise),
         resume=resume,
         stop_after=stop_after,
         progress=progress,

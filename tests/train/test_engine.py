@@ -117,8 +117,63 @@ def test_nonfinite_loss_is_caught(smoke_cfg):
     good = fam.players[0].loss
     bad = Player("model", lambda p, b, k, s: (good(p, b, k, s)[0] * jnp.nan, {}))
     fam = dataclasses.replace(fam, players=(bad,))
-    with pytest.raises(TrainingError, match="diverged in epoch 1"):
+    with pytest.raises(TrainingError, match=r"diverged at step 1 \(epoch 1\): non-finite grad_norm, loss"):
         fit(smoke_cfg, fam, splits, progress=False)
+
+
+def _nan_at_step(bad_step: int, term: str = "rec"):
+    """One scalar w fitting constant data c = 1 by SGD(0.1) on (w - c)^2 (w <- 0.8 w + 0.2 c), whose
+    loss term ``term`` is NaN at global step ``bad_step``."""
+
+    def loss(params, batch, key, ctx):
+        w = params["m"]["w"][...]
+        rec = jnp.mean((w - batch["x"]) ** 2) * jnp.where(ctx.step == bad_step, jnp.nan, 1.0)
+        return rec, {term: rec, "ok_term": w}
+
+    init = lambda key, example=None: {"m": nnx.split(Scalar(0.0))[1]}  # noqa: E731
+    fam = Family("toy", init, (Player("m", loss),), None, None, "none")
+    txs = {"m": optax.sgd(0.1)}
+    return fam, txs
+
+
+@pytest.mark.parametrize("policy", ["halt", "skip"])
+def test_a_nonfinite_step_halts_or_is_skipped(policy):
+    """halt: the epoch returns the state before the bad step (w after 2 updates) and names the
+    step and the term; skip: that one update is dropped, the other 4 applied (w = 1 - 0.8^4)."""
+    fam, txs = _nan_at_step(2)
+    epoch = jax.jit(make_epoch(make_step(fam.players, txs), None, batch_size=4, steps=5, patience=0, min_delta=0.0,
+                               on_nonfinite=policy))  # fmt: skip
+    state = init_state(fam.init(None), txs, jax.random.key(0))
+    state, m = epoch(state, {"train": {"x": jnp.ones((20,))}})
+    updates = 2 if policy == "halt" else 4
+    assert float(state.params["m"]["w"][...]) == pytest.approx(1 - 0.8**updates, rel=1e-6)
+    assert int(state.step) == (2 if policy == "halt" else 5)
+    assert int(m["nonfinite_steps"]) == 1 and int(m["nonfinite_at"]) == 2
+    assert bool(m["nonfinite/rec"]) and bool(m["nonfinite/loss"]) and not bool(m["nonfinite/ok_term"])
+    assert bool(m["halted"]) if policy == "halt" else int(m["skipped_steps"]) == 1
+    # the epoch's means run over the applied updates only: w before each of them
+    ws = [1 - 0.8**k for k in range(5)]
+    seen = ws[:2] if policy == "halt" else [ws[0], ws[1], ws[2], ws[3]]
+    assert float(m["ok_term"]) == pytest.approx(np.mean(seen), rel=1e-6)
+    # a clean epoch reports no bad step
+    fam, txs = _nan_at_step(-5)
+    epoch = jax.jit(make_epoch(make_step(fam.players, txs), None, batch_size=4, steps=3, patience=0, min_delta=0.0,
+                               on_nonfinite=policy))  # fmt: skip
+    _, m = epoch(init_state(fam.init(None), txs, jax.random.key(0)), {"train": {"x": jnp.ones((20,))}})
+    assert int(m["nonfinite_steps"]) == 0 and int(m["nonfinite_at"]) == -1 and not bool(m["nonfinite/rec"])
+
+
+def test_checkpoint_policy_and_loss_rise_rule():
+    from genjax.train.driver import loss_rose, should_checkpoint
+
+    # epoch 1 always; then every 3 epochs, or after 2 minutes, whichever comes first
+    assert [e for e in range(1, 10) if should_checkpoint(e, 3, 0.0, 0.0)] == [1, 3, 6, 9]
+    assert should_checkpoint(2, 3, 2.0, 120.0) and not should_checkpoint(2, 3, 2.0, 119.9)
+    assert not should_checkpoint(2, 3, 0.0, 1e9)  # 0 minutes: no time rule
+    # loss - best > factor |best|: 110 over 10 is exactly 10 x |10| above (not more); 110.01 is
+    assert not loss_rose(110.0, 10.0, 10.0) and loss_rose(110.01, 10.0, 10.0)
+    assert loss_rose(-5.0 + 10.0 * 5.0 + 0.01, -5.0, 10.0) and not loss_rose(44.0, -5.0, 10.0)
+    assert not loss_rose(1e9, 1.0, 0.0) and not loss_rose(float("nan"), 1.0, 10.0)
 
 
 def test_optimizers_from_config(smoke_cfg):

@@ -1,0 +1,98 @@
+"""Run folders that one process at a time writes, and that appear whole or not at all.
+
+``lock(run_dir)`` takes an exclusive ``fcntl.flock`` on a sibling file ``.<name>.lock`` (beside
+the folder, not in it, so it survives ``--overwrite`` replacing the folder and needs no folder to
+exist yet). The lock belongs to the open file: the kernel drops it when the process ends however
+it ends (SIGKILL included), so a stale lock never blocks the next run. The holder writes its pid,
+host and command into the lock file; a second process is refused with those.
+
+``create(run_dir, files, overwrite)`` writes the first files into a temporary sibling folder and
+renames it into place: a run folder either holds its ``config.json`` and ``run.json`` or does not
+exist. Under ``overwrite`` the old folder is renamed aside first and deleted only after the new
+one is in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class RunFolderError(ValueError):
+    pass
+
+
+def _lock_path(run_dir: Path) -> Path:
+    run_dir = Path(os.path.abspath(run_dir))
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
+@contextlib.contextmanager
+def lock(run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold the run folder's lock for the ``with`` block; refuse (``RunFolderError``) when another
+    process holds it."""
+    import fcntl
+
+    path = _lock_path(Path(run_dir))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise RunFolderError(f"cannot create the lock file {str(path)!r} for {str(run_dir)!r}: {e.strerror}.") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(Path(path).read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}"
+            raise RunFolderError(
+                f"run folder {str(run_dir)!r} is in use by {who} ({holder.get('command', 'another genjax process')}); "
+                "wait for it to finish or choose another --workdir."
+            ) from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv[:6])}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def holds_run(run_dir: Path) -> bool:
+    """A folder with anything in it (other than what a lock leaves) counts as holding a run."""
+    return run_dir.exists() and any(run_dir.iterdir())
+
+
+def create(run_dir: str | os.PathLike, files: dict[str, str], overwrite: bool = False) -> Path:
+    """Make ``run_dir`` holding ``files`` ({name: text}) atomically (a temporary sibling folder,
+    then one rename). The caller holds the lock."""
+    run_dir = Path(run_dir)
+    parent = Path(os.path.abspath(run_dir)).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{run_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, text in files.items():
+        (tmp / name).write_text(text)
+    old = None
+    if run_dir.exists():
+        if holds_run(run_dir) and not overwrite:
+            shutil.rmtree(tmp)
+            raise RunFolderError(f"--workdir {str(run_dir)!r} already holds a run.")
+        old = parent / f".{run_dir.name}.old-{os.getpid()}"
+        os.rename(run_dir, old)
+    os.rename(tmp, run_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return run_dir
+
+
+__all__ = ["RunFolderError", "create", "holds_run", "lock"]
