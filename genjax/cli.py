@@ -226,6 +226,7 @@ def _run_info(cfg) -> dict:
 
 def cmd_train(args: list[str]) -> int:
     from genjax.train import Interrupted, fit
+    from genjax.train.driver import fault_point
 
     if args:
         raise UsageError(f"train takes no positional arguments, got {args}.")
@@ -274,6 +275,7 @@ def cmd_train(args: list[str]) -> int:
     if jax.process_count() > 1:  # evaluation (classifier training, sample metrics) runs in one process
         say(f"trained on {jax.process_count()} processes; evaluate with: genjax eval {run_dir}")
         return 0
+    fault_point("eval", ep)
     m = _evaluate(cfg, splits, family, res.params, run_dir, FLAGS.seed)
     if FLAGS.plots and _main():
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
@@ -106,6 +107,21 @@ def loss_rose(loss: float, best: float, factor: float) -> bool:
     """The explosion warning's rule: ``loss - best > factor * |best|`` (``factor`` 0: never).
     For a positive loss with ``factor = 10`` that is "more than 11 times its running minimum"."""
     return factor > 0 and np.isfinite(loss) and np.isfinite(best) and loss - best > factor * abs(best)
+
+
+def fault_point(point: str, epoch: int) -> None:
+    """Fault injection for the crash tests. ``GENJAX_FAULT='<sig>@<point>[:<epoch>]'`` (``sig``:
+    kill | int | term) sends this process that signal on reaching ``point`` — ``epoch``: epoch's
+    metrics are written, its checkpoint not yet; ``save``: epoch's checkpoint save was just issued
+    (asynchronously, so it is in flight); ``eval``: training is over, evaluation about to start.
+    Unset (always, outside tests): nothing happens."""
+    spec = os.environ.get("GENJAX_FAULT")
+    if not spec:
+        return
+    sig, _, where = spec.partition("@")
+    p, _, e = where.partition(":")
+    if p == point and (not e or int(e) == epoch):
+        os.kill(os.getpid(), {"kill": signal.SIGKILL, "int": signal.SIGINT, "term": signal.SIGTERM}[sig])
 
 
 def _tensorboard(workdir: Path):
@@ -250,6 +266,7 @@ def drive(
                     low = np.fmin(low, loss)
                 if callback is not None:
                     callback(e, state, m)
+                fault_point("epoch", e)
                 post = {}
                 for k in [*shown, "val_nll"]:
                     if k in m and not np.all(was):
@@ -265,6 +282,7 @@ def drive(
                 ):
                     ckpt.save(e, state)
                     saved, t_saved = e, time.perf_counter()
+                    fault_point("save", e)
                 if caught:
                     raise Interrupted(caught[0], e, saved=ckpt is not None)
                 if stopped.all():
