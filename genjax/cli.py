@@ -138,10 +138,11 @@ def _restore(cfg, run_dir: Path, splits, family):
         state, epoch, skipped = ckpt.restore_newest(build_program(cfg, family, splits).init())
     finally:
         ckpt.close()
+    if epoch is None:
+        why = "; ".join(f"epoch {ep}: {w}" for ep, w in skipped) or "there is none"
+        raise UsageError(f"{str(run_dir)!r} has no checkpoint that restores ({why}).")
     for ep, why in skipped:
         print(f"genjax: skipped checkpoint of epoch {ep}: it does not restore ({why}).", file=sys.stderr)
-    if epoch is None:
-        raise UsageError(f"{str(run_dir)!r} has no checkpoint that restores.")
     return state
 
 
@@ -236,6 +237,7 @@ def cmd_train(args: list[str]) -> int:
         run_dir = _run_dir_arg([FLAGS.resume], "--resume")
         cfg = _load_config(run_dir)
         splits, family = _prepare(cfg)
+        _lock(run_dir)
     else:
         if FLAGS.config is None:
             raise UsageError("train needs --config=path/to/config.py (or --resume RUN_DIR).")
@@ -336,7 +338,6 @@ def _run_dir_arg(args: list[str], cmd: str) -> Path:
         raise UsageError(f"{cmd}: {str(run_dir)!r} has no config.json; is it a genjax run folder?")
     if not os.access(run_dir, os.W_OK):
         raise UsageError(f"{cmd}: the run folder {str(run_dir)!r} is not writable.")
-    _lock(run_dir)
     return run_dir
 
 
@@ -354,6 +355,7 @@ def cmd_eval(args: list[str]) -> int:
     run_dir = _run_dir_arg(args, "eval")
     cfg = _load_config(run_dir)
     splits, family = _prepare(cfg)
+    _lock(run_dir)
     state = _restore(cfg, run_dir, splits, family)
     m = _evaluate(cfg, splits, family, select_params(state, cfg.train.keep_best), run_dir, FLAGS.seed)
     _print_eval(m)
@@ -367,11 +369,12 @@ def cmd_sample(args: list[str]) -> int:
     from genjax.eval import plots
     from genjax.train import select_params
 
-    run_dir = _run_dir_arg(args, "sample")
     if FLAGS.n < 1:
         raise UsageError(f"--n must be positive, got {FLAGS.n}.")
+    run_dir = _run_dir_arg(args, "sample")
     cfg = _load_config(run_dir)
     splits, family = _prepare(cfg)
+    _lock(run_dir)
     params = select_params(_restore(cfg, run_dir, splits, family), cfg.train.keep_best)
     x = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), FLAGS.n))
     np.save(run_dir / f"samples-seed{FLAGS.seed}.npy", x)
@@ -495,11 +498,15 @@ def main(argv: list[str] | None = None) -> int:
     global FLAGS
     try:
         with _LOCKS, _terminate_as_interrupt():
+            spec = _config_arg(argv[2:])
             try:
                 FLAGS = _define_flags([argv[0], *argv[2:]])
                 args = FLAGS([argv[0], *argv[2:]])[1:]
-            except (KeyError, AttributeError) as e:  # an override of a field the config does not have
-                raise UsageError(f"unknown config field in the command line: {e}.") from None
+            except (KeyError, AttributeError):  # an override of a field the config does not have
+                raise UsageError(_unknown_override(argv)) from None
+            if spec is not None and not isinstance(FLAGS.config, ConfigDict):
+                got = type(FLAGS.config).__name__
+                raise UsageError(f"--config {spec}: get_config returned {got}, not a ConfigDict.")
             _setup_jax()
             return COMMANDS[cmd](args)
     except KeyboardInterrupt as e:  # outside the training loop (which checkpoints and returns 130/143)
@@ -514,6 +521,49 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"genjax: error: {msg}", file=sys.stderr)
         return 2
+
+
+def _config_arg(args: list[str]) -> str | None:
+    """The ``--config`` argument, its file checked (exists, parses) before absl loads it, so a
+    missing file or a syntax error is one sentence naming the file."""
+    for i, a in enumerate(args):
+        if a.startswith("--config="):
+            spec = a.split("=", 1)[1]
+        elif a == "--config" and i + 1 < len(args):
+            spec = args[i + 1]
+        else:
+            continue
+        path = spec.split(":", 1)[0]
+        if not os.path.isfile(path):
+            raise UsageError(f"--config: no such file {path!r}.")
+        try:
+            compile(Path(path).read_text(), path, "exec")
+        except (SyntaxError, ValueError, UnicodeDecodeError) as e:
+            where = f" line {e.lineno}" if isinstance(e, SyntaxError) else ""
+            raise UsageError(f"--config: {path}{where} is not valid Python ({getattr(e, 'msg', e)}).") from None
+        return spec
+    return None
+
+
+def _unknown_override(argv: list[str]) -> str:
+    """Name the ``--config.<path>`` override whose field the config has not."""
+    base = [a for a in argv[2:] if not a.startswith("--config.")]
+    fv = _define_flags([argv[0], *base])
+    try:
+        fv([argv[0], *base])
+        cfg = fv.config
+    except Exception:  # noqa: BLE001 - the config itself does not load: say so
+        return "the config given with --config does not load."
+    for a in argv[2:]:
+        if not a.startswith("--config."):
+            continue
+        path = a[len("--config.") :].split("=", 1)[0]
+        node = cfg
+        for part in path.split("."):
+            if not isinstance(node, ConfigDict) or part not in node:
+                return f"--config.{path}: the config has no field {part!r}."
+            node = node[part]
+    return "a --config.<field> override names a field the config does not have."
 
 
 _LOCKS = contextlib.ExitStack()  # the run-folder locks this command holds (released when it ends)

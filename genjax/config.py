@@ -108,19 +108,60 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def _type_errors(cfg, base, prefix: str = ""):
+    """Fields whose value has not the type of ``base_config()``'s default: a tuple of integers
+    holding text, a number field holding a string (ml_collections checks scalars set through
+    overrides; this also catches configs written by hand)."""
+    for k, default in base.items():
+        if k not in cfg:
+            continue
+        v, name = cfg[k], f"{prefix}{k}"
+        if isinstance(default, ml_collections.ConfigDict):
+            if isinstance(v, ml_collections.ConfigDict) and k != "sweep":
+                yield from _type_errors(v, default, name + ".")
+        elif isinstance(default, tuple | list) and default and all(isinstance(a, int | float) for a in default):
+            number = lambda a: isinstance(a, int | float) and not isinstance(a, bool)  # noqa: E731
+            if not isinstance(v, tuple | list) or not all(number(a) for a in v):
+                yield name, v, "a tuple of numbers"
+        elif isinstance(default, bool):
+            if not isinstance(v, bool):
+                yield name, v, "true or false"
+        elif isinstance(default, int | float):
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                yield name, v, "a number"
+
+
 def validate(cfg) -> None:
-    """Fail with one sentence on an impossible config."""
+    """Fail with one sentence on an impossible config, naming the field and its value."""
+    for field, value, want in _type_errors(cfg, base_config()):
+        raise ValueError(f"config field {field} has the value {value!r}; expected {want}.")
     checks = [
+        ("data.train_size", cfg.data.train_size, cfg.data.train_size >= 0),
+        ("data.scale", cfg.data.scale, cfg.data.scale in ("01", "-11")),
         ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1),
         ("train.batch_size", cfg.train.batch_size, cfg.train.batch_size >= 1),
+        ("train.val_batch_size", cfg.train.val_batch_size, cfg.train.val_batch_size >= 1),
         ("train.patience", cfg.train.patience, cfg.train.patience >= 0),
         ("train.min_delta", cfg.train.min_delta, cfg.train.min_delta >= 0),
         ("train.checkpoint_every", cfg.train.checkpoint_every, cfg.train.checkpoint_every >= 1),
+        ("train.checkpoint_minutes", cfg.train.checkpoint_minutes, cfg.train.checkpoint_minutes >= 0),
+        ("train.on_nonfinite", cfg.train.on_nonfinite, cfg.train.on_nonfinite in ("halt", "skip")),
+        ("train.loss_rise", cfg.train.loss_rise, cfg.train.loss_rise >= 0),
         ("train.unroll", cfg.train.unroll, cfg.train.unroll >= 0),
+        ("optim.lr", cfg.optim.lr, cfg.optim.lr > 0),
+        ("optim.name", cfg.optim.name, cfg.optim.name in ("adam", "adamw", "sgd")),
+        ("optim.schedule", cfg.optim.schedule, cfg.optim.schedule in ("constant", "warmup_cosine")),
+        ("optim.clip_norm", cfg.optim.clip_norm, cfg.optim.clip_norm >= 0),
+        ("optim.weight_decay", cfg.optim.weight_decay, cfg.optim.weight_decay >= 0),
+        ("optim.warmup_steps", cfg.optim.warmup_steps, cfg.optim.warmup_steps >= 0),
         ("objective.l1", cfg.objective.l1, cfg.objective.l1 >= 0),
         ("objective.l2", cfg.objective.l2, cfg.objective.l2 >= 0),
+        ("model.family", cfg.model.family, cfg.model.family in FAMILIES),
         ("cv.folds", cfg.cv.folds, cfg.cv.folds >= 2),
         ("cv.strategy", cfg.cv.strategy, cfg.cv.strategy in ("vmap", "loop", "shard")),
+        ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1),
+        ("eval.n_samples", cfg.eval.n_samples, cfg.eval.n_samples >= 1),
+        ("eval.max_samples", cfg.eval.max_samples, cfg.eval.max_samples >= 1),
     ]
     for field, value, ok in checks:
         if not ok:

@@ -91,7 +91,10 @@ def load_npz(path: str) -> Source:
     if not os.path.isfile(path):
         raise DataError(f"{where}: no such file.")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"it holds a single {type(loaded).__name__} (an .npy file?), not named arrays")
+        with loaded as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{where}: cannot be read as an .npz file ({type(e).__name__}: {e}).") from None

@@ -42,7 +42,8 @@ def build_family(cfg, data) -> Family:
     ``data``: a ``DataInfo`` (``DataInfo.of(splits)``) or just a per-example shape."""
     if not isinstance(data, DataInfo):
         data = DataInfo(tuple(int(s) for s in data))
-    return FAMILIES[cfg.model.family].make(family_config(cfg), data)
+    block = family_config(cfg)
+    return FAMILIES[cfg.model.family].make(block, data)
 
 
 def upgrade_legacy(saved: dict) -> dict:

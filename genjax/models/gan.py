@@ -104,6 +104,8 @@ def output_activation(mcfg, data: DataInfo) -> str | None:
 def make_gan(mcfg, data: DataInfo) -> Family:
     ocfg = mcfg
     data_shape = tuple(int(s) for s in data.shape)
+    if mcfg.arch not in ("mlp", "conv"):
+        raise ValueError(f"model.gan.arch must be 'mlp' or 'conv', got {mcfg.arch!r}.")
     if ocfg.objective not in LOSSES:
         raise ValueError(f"model.gan.objective must be one of {', '.join(LOSSES)}, got {ocfg.objective!r}.")
     if int(ocfg.n_critic) < 1:

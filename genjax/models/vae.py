@@ -125,6 +125,8 @@ def make_vae(mcfg, data: DataInfo) -> Family:
     for field, ok in checks:
         if not ok:
             raise ValueError(f"config field model.vae.{field} has the impossible value {mcfg[field]!r}.")
+    if mcfg.arch not in ("mlp", "conv"):
+        raise ValueError(f"model.vae.arch must be 'mlp' or 'conv', got {mcfg.arch!r}.")
     if mcfg.objective not in ("elbo", "iwae"):
         raise ValueError(f"model.vae.objective must be 'elbo' or 'iwae', got {mcfg.objective!r}.")
     if mcfg.objective == "iwae" and mcfg.k < 1:

@@ -10,7 +10,9 @@ clear sentence if the checkpoint does not match it (a changed config, say).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import jax
@@ -89,15 +91,33 @@ class Checkpointer:
         ``skipped`` lists ``(epoch, reason)`` of newer ones that did not (a truncated or corrupted
         file, say). ``(template, None, skipped)`` when none restores."""
         skipped = []
-        for epoch in reversed(self.epochs()):
-            try:
-                return self.restore(template, epoch), epoch, skipped
-            except CheckpointError:
-                raise  # the checkpoint is sound but does not fit this model: not a crash artefact
-            except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types for damaged files
-                reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                skipped.append((epoch, f"{type(e).__name__}: {reason}"))
+        quiet = logging.getLogger("absl")  # orbax logs each unreadable file; the caller says it once
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            for epoch in reversed(self.epochs()):
+                try:
+                    return self.restore(template, epoch), epoch, skipped
+                except CheckpointError:
+                    raise  # the checkpoint is sound but does not fit this model: not a crash artefact
+                except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types for damaged files
+                    reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                    skipped.append((epoch, f"{type(e).__name__}: {reason}"))
+        finally:
+            quiet.setLevel(level)
         return template, None, skipped
+
+    def set_aside(self, epochs: list[int], where: Path) -> Path:
+        """Move the checkpoints of ``epochs`` (damaged ones) to ``where/<epoch>``: kept for a
+        post-mortem, out of the way of the run that writes those epochs again."""
+        where.mkdir(parents=True, exist_ok=True)
+        for e in epochs:
+            dest = where / str(e)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.rename(self.directory / str(e), dest)
+        self.manager.reload()
+        return where
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -183,9 +183,8 @@ def drive(
     workdir = Path(workdir) if workdir is not None else None
     ckpt = Checkpointer(workdir / "checkpoints") if workdir is not None else None
     metrics_path = workdir / "metrics.jsonl" if workdir is not None else None
-    tb = _tensorboard(workdir) if workdir is not None and main else None
     rows: list[dict] = []
-    bar = None
+    bar = tb = None
     with deferred_signals() as caught:
         try:
             state = plan.put_state(state)
@@ -194,13 +193,14 @@ def drive(
                 if ckpt is None:
                     raise TrainingError("resume needs a workdir.")
                 state, at, skipped = ckpt.restore_newest(state)
-                for ep, why in skipped:
-                    if main:
-                        print(
-                            f"genjax: skipped checkpoint of epoch {ep}: it does not restore ({why}).", file=sys.stderr
-                        )
                 if at is None and skipped:
-                    raise TrainingError(f"no checkpoint in {workdir / 'checkpoints'} restores; start the run again.")
+                    why = "; ".join(f"epoch {ep}: {w}" for ep, w in skipped)
+                    raise TrainingError(f"no checkpoint in {workdir / 'checkpoints'} restores ({why}).")
+                if skipped and main:  # moved aside, so this run can write those epochs afresh
+                    aside = ckpt.set_aside([ep for ep, _ in skipped], workdir / "damaged_checkpoints")
+                    for ep, why in skipped:
+                        print(f"genjax: skipped checkpoint of epoch {ep}: it does not restore ({why}); "
+                              f"moved to {aside}.", file=sys.stderr)  # fmt: skip
                 if main:
                     kept = read_history(metrics_path, int(np.max(to_host(state.epoch))))
                     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -220,6 +220,7 @@ def drive(
             start = int(np.max(to_host(state.epoch)))
             if caught:
                 raise Interrupted(caught[0], start, saved=False)
+            tb = _tensorboard(workdir) if workdir is not None and main else None
             end = epochs if stop_after is None else max(start, min(epochs, int(stop_after)))
             label = desc if n == 1 else f"{desc} ({n} models)"
             bar = tqdm(range(start, end), initial=start, total=epochs, desc=label, unit="epoch", mininterval=1.0,
