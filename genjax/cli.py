@@ -280,8 +280,10 @@ def cmd_train(args: list[str]) -> int:
     fault_point("eval", ep)
     m = _evaluate(cfg, splits, family, res.params, run_dir, FLAGS.seed)
     if FLAGS.plots and _main():
+        from genjax.train.driver import tensorboard_figures
+
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        _figures(cfg, splits, family, res.params, history, run_dir, FLAGS.seed)
+        tensorboard_figures(run_dir, _figures(cfg, splits, family, res.params, history, run_dir, FLAGS.seed), ep)
     _print_eval(m)
     say(f"run folder: {run_dir}")
     return 0

@@ -74,6 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
             # warn (once) when the epoch's training loss exceeds its running minimum m by more
             # than loss_rise * |m| (0 = never)
             loss_rise=10.0,
+            tb_images_every=10,  # epochs between sample grids in TensorBoard (runs/<run>/tb); 0 = none
             train_eval=False,  # also score a fixed training subset each epoch (train_nll)
             # device mesh: "" = all devices on the data axis; or e.g. "data=-1", "members=5,data=2"
             # (members: folds / seeds / settings; data: each member's batch split over devices)
@@ -147,6 +148,7 @@ def validate(cfg) -> None:
         ("train.checkpoint_minutes", cfg.train.checkpoint_minutes, cfg.train.checkpoint_minutes >= 0),
         ("train.on_nonfinite", cfg.train.on_nonfinite, cfg.train.on_nonfinite in ("halt", "skip")),
         ("train.loss_rise", cfg.train.loss_rise, cfg.train.loss_rise >= 0),
+        ("train.tb_images_every", cfg.train.tb_images_every, cfg.train.tb_images_every >= 0),
         ("train.unroll", cfg.train.unroll, cfg.train.unroll >= 0),
         ("optim.lr", cfg.optim.lr, cfg.optim.lr > 0),
         ("optim.name", cfg.optim.name, cfg.optim.name in ("adam", "adamw", "sgd")),

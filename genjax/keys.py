@@ -33,6 +33,7 @@ _IDS = {
     "figures": 7,
     "sample_metrics": 8,
     "member": 9,
+    "tb_samples": 10,
 }
 
 # numpy seeds of the fixed draws of binarized / dequantized evaluation data: seed + offset

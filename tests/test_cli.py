@@ -180,3 +180,33 @@ def test_gan_on_toy_data_reports_divergences_and_modes(tmp_path, capsys):
     assert s["real_vs_real"]["js"] < s["model"]["js"]
     assert s["real_vs_real"]["wasserstein_exact"] < s["model"]["wasserstein_exact"]
     assert "modes" in capsys.readouterr().out
+
+
+def _tb_events(folder):
+    """Every event in a TensorBoard folder (TFRecord framing: length, crc, payload, crc)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out = []
+    for f in sorted(folder.glob("events.out.tfevents.*")):
+        b, i = f.read_bytes(), 0
+        while i < len(b):
+            (n,) = struct.unpack("<Q", b[i : i + 8])
+            out.append(Event.FromString(b[i + 12 : i + 12 + n]))
+            i += 12 + n + 4
+    return out
+
+
+def test_tensorboard_gets_every_epochs_scalars_samples_and_figures(tmp_path):
+    run = tmp_path / "run"
+    args = [f"--config={SMOKE}", "--config.train.epochs=2", "--config.train.tb_images_every=1", "--noprogress"]
+    assert main(["genjax", "train", *args, f"--workdir={run}"]) == 0
+    events = _tb_events(run / "tb")
+    scalars = {(v.tag, e.step): v.simple_value for e in events for v in e.summary.value if v.HasField("simple_value")}
+    images = {(v.tag, e.step) for e in events for v in e.summary.value if v.HasField("image")}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:  # the same numbers as metrics.jsonl, epoch by epoch
+        for k in ("loss", "kl", "val_nll"):
+            assert scalars[(k, r["epoch"])] == pytest.approx(r[k], rel=1e-6)
+    assert {("samples", 1), ("samples", 2), ("figures/samples", 2), ("figures/curves", 2)} <= images

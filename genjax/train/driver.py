@@ -124,6 +124,21 @@ def fault_point(point: str, epoch: int) -> None:
         os.kill(os.getpid(), {"kill": signal.SIGKILL, "int": signal.SIGINT, "term": signal.SIGTERM}[sig])
 
 
+def tensorboard_figures(workdir: Path, paths: Sequence[Path], step: int) -> None:
+    """Add the PNG figures ``paths`` to ``workdir/tb`` as images at ``step``."""
+    import matplotlib.image
+
+    tb = _tensorboard(Path(workdir))
+    if tb is None:
+        return
+    try:
+        for p in paths:
+            img = matplotlib.image.imread(str(p))[..., :3]
+            tb.add_image(f"figures/{Path(p).stem}", img, step, dataformats="HWC")
+    finally:
+        tb.close()
+
+
 def _tensorboard(workdir: Path):
     """A tensorboardX writer for ``workdir/tb`` (``None`` when tensorboardX is missing)."""
     try:
@@ -152,6 +167,7 @@ def drive(
     shown: Sequence[str] = ("loss",),
     callback: Callable | None = None,
     compiled: Callable | None = None,
+    images: tuple[int, Callable] | None = None,
 ) -> RunResult:
     """Train ``state`` with the pure ``epoch_fn(state, data) -> (state, metrics)`` up to epoch
     ``epochs`` (or until every member stopped early).
@@ -172,6 +188,8 @@ def drive(
         shown: metrics on the progress bar (mean over the members still training).
         callback: ``callback(epoch, state, metrics)`` after every epoch.
         compiled: an epoch compiled earlier for the same shapes (the loop strategy's members).
+        images: ``(every, fn)``: every ``every`` epochs, TensorBoard gets the grid of
+            ``fn(state)`` (``[N, H, W, C]`` in [0, 1]: samples) beside the scalars in ``workdir/tb``.
 
     Raises:
         TrainingError: a member's step went non-finite (``train.on_nonfinite='halt'``: the last
@@ -255,6 +273,8 @@ def drive(
                     for k, v in m.items():
                         if v.dtype != bool and np.isfinite(np.nanmean(np.where(was, np.nan, v))):
                             tb.add_scalar(k, float(np.nanmean(np.where(was, np.nan, v))), e)
+                if tb is not None and images is not None and images[0] > 0 and e % images[0] == 0:
+                    tb.add_images("samples", np.clip(np.asarray(images[1](state)), 0, 1), e, dataformats="NHWC")
                 if "loss" in m:
                     loss = np.where(was, np.nan, m["loss"])
                     rose = ~warned & np.array([loss_rose(a, b, loss_rise) for a, b in zip(loss, low)])

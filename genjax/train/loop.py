@@ -153,6 +153,11 @@ def fit(
     ends this call after epoch ``e`` (with a checkpoint), as a preempted job would.
     """
     prog = build_program(cfg, family, splits)
+    images = None
+    if len(splits.shape) == 3 and int(cfg.train.tb_images_every) > 0:
+        sample = jax.jit(lambda params: family.sample(params, keys.key(cfg.seed, "tb_samples"), 16))
+        to01 = (lambda a: (a + 1) / 2) if cfg.data.scale == "-11" else (lambda a: a)
+        images = (int(cfg.train.tb_images_every), lambda st: to01(sample(select_params(st, False))))
     res = drive(
         prog.epoch,
         prog.init(),
@@ -168,6 +173,7 @@ def fit(
         progress=progress,
         desc=cfg.name,
         shown=family.progress,
+        images=images,
     )
     return FitResult(res.state, res.rows, res.compile_seconds, res.train_seconds, bool(cfg.train.keep_best))
 
