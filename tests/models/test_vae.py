@@ -101,3 +101,78 @@ def test_kl_schedule_reaches_the_loss(smoke_cfg):
     smoke_cfg.model.vae.kl_schedule = "bogus"
     with pytest.raises(ValueError, match="model.vae.kl_schedule"):
         _family(smoke_cfg)
+
+
+def _linear_gaussian_vae(smoke_cfg, exact_posterior: bool = True):
+    """The VAE family with a linear decoder x = W z + b + sigma eps (W with orthogonal columns)
+    and a linear encoder set to the exact posterior N(S W^T (x - b) / sigma^2, S),
+    S = (I + W^T W / sigma^2)^-1 (diagonal), or a perturbed one. Returns the family, its params
+    and log p(x) = log N(x; b, W W^T + sigma^2 I) as a function."""
+    from flax import nnx
+    from scipy.stats import multivariate_normal
+
+    D, K, sigma = 5, 2, 0.7
+    c = smoke_cfg.model.vae
+    c.hidden, c.latent_dim, c.likelihood, c.gaussian_std, c.learn_std = (), K, "gaussian", sigma, False
+    fam = build_family(smoke_cfg, (D,))
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(D, K)))
+    W, b = q * np.array([1.5, 0.6]), rng.normal(size=D)
+    S = 1.0 / (1.0 + np.sum(W**2, 0) / sigma**2)  # diagonal posterior covariance
+    A = W * S / sigma**2  # [D, K]: posterior mean = (x - b) @ A
+    if not exact_posterior:
+        A, S = A * 1.2, S * 1.8  # over-dispersed: importance weights with light tails
+    m = fam.modules(fam.init(jax.random.key(0)))
+    enc, dec = m.encoder.mlp.layers[0], m.decoder.mlp.layers[0]
+    enc.kernel[...] = jnp.asarray(np.concatenate([A, np.zeros((D, K))], 1), jnp.float32)
+    enc.bias[...] = jnp.asarray(np.concatenate([-b @ A, np.log(S)]), jnp.float32)
+    dec.kernel[...], dec.bias[...] = jnp.asarray(W.T, jnp.float32), jnp.asarray(b, jnp.float32)
+    params = {"model": nnx.split(m)[1]}
+    exact = multivariate_normal(b, W @ W.T + sigma**2 * np.eye(D)).logpdf
+    return fam, params, exact, rng.normal(size=(6, D)) * 1.5 + b
+
+
+def test_the_vae_likelihood_figures_against_the_linear_gaussian_closed_form(smoke_cfg):
+    """What eval.json reports for a VAE (the importance-sampled NLL, the ELBO) and what the
+    ELBO / IWAE losses train on, against log p(x) in closed form: with the exact posterior every
+    importance weight equals p(x), so each is exact whatever k, the chunk size or the key."""
+    fam, params, exact, x = _linear_gaussian_vae(smoke_cfg)
+    want = exact(x)
+    xj = jnp.asarray(x, jnp.float32)
+    for k, chunk in [(1, 1), (20, 10), (20, 20), (60, 4)]:
+        got = jax.jit(lambda p, x, k=k, chunk=chunk: fam.log_prob(p, x, jax.random.key(k), k=k, chunk=chunk))(
+            params, xj
+        )
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(fam.bound(params, xj, jax.random.key(1)), want, rtol=2e-5, atol=2e-5)
+    # the IWAE loss is -mean L_k, exact here; the ELBO loss (analytic KL, one z per example) is
+    # -log p(x) only in expectation: averaged over 20,000 copies of one x
+    iwae_cfg = smoke_cfg
+    iwae_cfg.model.vae.objective, iwae_cfg.model.vae.k = "iwae", 5
+    fam_i, _, _, _ = _linear_gaussian_vae(iwae_cfg)
+    ctx = Context(jnp.asarray(10**6), {"beta": jnp.asarray(1.0)})
+    loss_i, _ = fam_i.players[0].loss(params, {"x": xj}, jax.random.key(2), ctx)
+    np.testing.assert_allclose(loss_i, -want.mean(), rtol=2e-5)
+    iwae_cfg.model.vae.objective, iwae_cfg.model.vae.kl_schedule = "elbo", "constant"
+    fam_e, _, _, _ = _linear_gaussian_vae(iwae_cfg)
+    many = jnp.repeat(xj[:1], 20_000, axis=0)
+    loss_e, m = fam_e.players[0].loss(params, {"x": many}, jax.random.key(3), ctx)
+    assert float(loss_e) == pytest.approx(-want[0], abs=0.02)
+    assert float(m["elbo"]) == pytest.approx(want[0], abs=0.02)
+
+
+def test_the_vae_nll_estimate_with_an_inexact_posterior(smoke_cfg):
+    """With a wrong posterior, ELBO < L_k < log p(x) and L_k climbs to log p(x) with k; the
+    estimate does not depend on the chunk size beyond Monte Carlo error."""
+    fam, params, exact, x = _linear_gaussian_vae(smoke_cfg, exact_posterior=False)
+    xj, want = jnp.asarray(x, jnp.float32), exact(x)
+    lp = jax.jit(lambda p, x, key, k, chunk: fam.log_prob(p, x, key, k=k, chunk=chunk), static_argnums=(3, 4))
+    elbo = np.mean([fam.bound(params, xj, jax.random.key(s)) for s in range(200)], 0)
+    l10s = np.stack([lp(params, xj, jax.random.key(s), 10, 10) for s in range(400)])
+    l10, se = l10s.mean(0), l10s.std(0) / np.sqrt(len(l10s))
+    l4000_a = lp(params, xj, jax.random.key(7), 4000, 100)
+    l4000_b = lp(params, xj, jax.random.key(8), 4000, 1000)
+    assert np.all(elbo < l10 - 0.01) and np.all(l10 < want + 3 * se)
+    np.testing.assert_allclose(l4000_a, want, atol=0.03)
+    np.testing.assert_allclose(l4000_a, l4000_b, atol=0.03)
+    assert np.all(want - l4000_a < want - l10)
