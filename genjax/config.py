@@ -64,6 +64,9 @@ def base_config() -> ml_collections.ConfigDict:
             batch_size=100,
             patience=0,  # early stopping: epochs without improvement; 0 = off
             min_delta=0.0,
+            # patience: stop after `patience` epochs without an improvement by more than min_delta;
+            # rise (the notes' rule): stop once NLL_val(t) > NLL_val(t - patience) + min_delta
+            stop_rule="patience",
             keep_best=True,  # evaluate/return the best-validation parameters, not the last
             val_batch_size=500,
             # checkpoints: after epoch 1, then every checkpoint_every epochs or checkpoint_minutes
@@ -144,6 +147,7 @@ def validate(cfg) -> None:
         ("train.val_batch_size", cfg.train.val_batch_size, cfg.train.val_batch_size >= 1),
         ("train.patience", cfg.train.patience, cfg.train.patience >= 0),
         ("train.min_delta", cfg.train.min_delta, cfg.train.min_delta >= 0),
+        ("train.stop_rule", cfg.train.stop_rule, cfg.train.stop_rule in ("patience", "rise")),
         ("train.checkpoint_every", cfg.train.checkpoint_every, cfg.train.checkpoint_every >= 1),
         ("train.checkpoint_minutes", cfg.train.checkpoint_minutes, cfg.train.checkpoint_minutes >= 0),
         ("train.on_nonfinite", cfg.train.on_nonfinite, cfg.train.on_nonfinite in ("halt", "skip")),

@@ -35,6 +35,7 @@ class EarlyStopState(NamedTuple):
     bad_epochs: jax.Array  # epochs since the last improvement by more than min_delta
     stopped: jax.Array  # bool
     best_params: Any  # params at the best epoch
+    recent: jax.Array  # [window] the last validation NLLs, oldest first (+inf before any): the rise rule
 
 
 class TrainState(NamedTuple):
@@ -53,8 +54,14 @@ def split_trainable(state: nnx.State):
 
 
 def init_state(
-    params: dict, txs: dict[str, optax.GradientTransformation], rng: jax.Array, hparams: dict | None = None
+    params: dict,
+    txs: dict[str, optax.GradientTransformation],
+    rng: jax.Array,
+    hparams: dict | None = None,
+    window: int = 1,
 ) -> TrainState:
+    """A fresh state; ``window``: how many past validation NLLs early stopping keeps (the rise
+    rule's k, ``train.patience``)."""
     opt = {name: tx.init(split_trainable(params[name])[0]) for name, tx in txs.items()}
     es = EarlyStopState(
         best=jnp.array(jnp.inf, jnp.float32),
@@ -62,6 +69,7 @@ def init_state(
         bad_epochs=jnp.array(0, jnp.int32),
         stopped=jnp.array(False),
         best_params=jax.tree.map(jnp.copy, params),  # own buffers: the state is donated
+        recent=jnp.full((max(int(window), 1),), jnp.inf, jnp.float32),
     )
     hp = {k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()}
     return TrainState(params, opt, jnp.array(0, jnp.int32), jnp.array(0, jnp.int32), rng, es, hp)
@@ -121,18 +129,38 @@ def make_step(
     return step
 
 
-def early_stop_update(es: EarlyStopState, val: jax.Array, params, epoch, patience: int, min_delta: float):
-    """Improved iff ``val < best - min_delta``; stop after ``patience`` epochs without improvement
-    (``patience = 0`` never stops). A non-finite ``val`` never counts as an improvement."""
+def early_stop_update(
+    es: EarlyStopState, val: jax.Array, params, epoch, patience: int, min_delta: float, rule: str = "patience"
+):
+    """Track the best validation NLL (improved iff ``val < best - min_delta``; a non-finite
+    ``val`` never improves) and decide whether to stop (``patience = 0`` never stops):
+
+    * ``rule="patience"``: after ``patience`` epochs in a row without improvement;
+    * ``rule="rise"`` (the notes' rule): at epoch t once NLL_val(t) > NLL_val(t - k) + min_delta
+      with k = ``patience`` (never in the first k epochs; a non-finite ``val`` counts as a rise).
+    """
     improved = val < es.best - min_delta
     pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(improved, a, b), new, old)  # noqa: E731
     bad = jnp.where(improved, 0, es.bad_epochs + 1)
+    if rule == "patience":
+        stop = bad >= patience
+    elif rule == "rise":
+        k = es.recent.shape[0]
+        if patience > 0 and k != patience:
+            raise ValueError(
+                f"the early-stopping window holds {k} epochs, the rise rule needs train.patience={patience}."
+            )
+        then = es.recent[0]  # NLL_val(t - k); +inf until k epochs have passed
+        stop = jnp.isfinite(then) & ~(val <= then + min_delta)
+    else:
+        raise ValueError(f"train.stop_rule must be 'patience' or 'rise', got {rule!r}.")
     return EarlyStopState(
         best=jnp.where(improved, val, es.best),
         best_epoch=jnp.where(improved, epoch, es.best_epoch),
         bad_epochs=bad,
-        stopped=jnp.asarray(patience > 0) & (bad >= patience),
+        stopped=jnp.asarray(patience > 0) & stop,
         best_params=pick(params, es.best_params),
+        recent=jnp.concatenate([es.recent[1:], jnp.reshape(val, (1,)).astype(es.recent.dtype)]),
     )
 
 
@@ -158,6 +186,7 @@ def make_epoch(
     steps: int,
     patience: int,
     min_delta: float,
+    stop_rule: str = "patience",
     transform: Callable | None = None,
     constrain: Callable | None = None,
     unroll: int = 1,
@@ -222,7 +251,7 @@ def make_epoch(
             es = new.es._replace(best_epoch=epoch_no, best_params=new.params)
         else:
             v = val_nll(new.params, data["val"], k_val)
-            es = early_stop_update(new.es, v, new.params, epoch_no, patience, min_delta)
+            es = early_stop_update(new.es, v, new.params, epoch_no, patience, min_delta, stop_rule)
         new = new._replace(epoch=epoch_no, es=es)
         # A model that had stopped before this epoch keeps its whole state frozen.
         new = jax.tree.map(lambda old, nw: jnp.where(state.es.stopped, old, nw), state, new)

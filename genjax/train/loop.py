@@ -84,6 +84,7 @@ def build_program(
         steps=steps,
         patience=tc.patience,
         min_delta=tc.min_delta,
+        stop_rule=tc.stop_rule,
         transform=epoch_transform(splits.epoch_transform, splits.levels, cfg.data.scale),
         constrain=plan.constrain_batches,
         unroll=steps if int(tc.unroll) == 0 else min(int(tc.unroll), steps),
@@ -97,7 +98,7 @@ def build_program(
         """A fresh state from the root ``key`` (default ``jax.random.key(cfg.seed)``)."""
         root = jax.random.key(cfg.seed) if key is None else key
         params = family.init(keys.stream(root, "init"), example)
-        return init_state(params, txs, keys.stream(root, "train"), hparams)
+        return init_state(params, txs, keys.stream(root, "train"), hparams, window=max(int(tc.patience), 1))
 
     return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step)
 

@@ -66,11 +66,11 @@ def test_two_players_update_in_order_with_n_steps():
 
 def test_early_stopping_rule():
     p = {"w": jnp.zeros(())}
-    es = init_state(p, {}, jax.random.key(0)).es
-    upd = jax.jit(early_stop_update, static_argnums=(4, 5))
+    upd = jax.jit(early_stop_update, static_argnums=(4, 5, 6))
+    es = init_state(p, {}, jax.random.key(0), window=2).es
     es = upd(es, 10.0, {"w": jnp.ones(())}, 1, 2, 0.5)
     assert float(es.best) == 10.0 and int(es.best_epoch) == 1 and float(es.best_params["w"]) == 1.0
-    es = upd(es, 9.6, {"w": 2 * jnp.ones(())}, 2, 2, 0.5)  # better, but not by more than min_delta
+    es = upd(es, 9.5, {"w": 2 * jnp.ones(())}, 2, 2, 0.5)  # better by exactly min_delta: not "more than"
     assert float(es.best) == 10.0 and int(es.bad_epochs) == 1 and not bool(es.stopped)
     es = upd(es, jnp.nan, {"w": 3 * jnp.ones(())}, 3, 2, 0.5)  # non-finite never improves
     assert bool(es.stopped) and float(es.best_params["w"]) == 1.0
@@ -78,6 +78,28 @@ def test_early_stopping_rule():
     for e in range(5):  # patience 0: never stops
         es0 = upd(es0, 1.0, p, e + 1, 0, 0.0)
     assert not bool(es0.stopped)
+
+
+def test_early_stopping_rise_rule_at_its_boundary():
+    """The notes' rule: stop at t once NLL_val(t) > NLL_val(t - k) + eps (k = 2, eps = 0.5)."""
+    p = {"w": jnp.zeros(())}
+    upd = jax.jit(early_stop_update, static_argnums=(4, 5, 6))
+    es = init_state(p, {}, jax.random.key(0), window=2).es
+    stops = []
+    for t, v in enumerate([10.0, 30.0, 10.5, 9.6, 9.0, 10.11], start=1):
+        es = upd(es, v, p, t, 2, 0.5, "rise")
+        stops.append(bool(es.stopped))
+    # t=2: a rise of 20 but no t-2 yet; t=3: 10.5 = 10 + 0.5 is not above; t=4: 9.6 < 30.5;
+    # t=5: 9.0 < 10.5 + 0.5; t=6: 10.11 > 9.6 + 0.5
+    assert stops == [False, False, False, False, False, True]
+    es = init_state(p, {}, jax.random.key(0), window=2).es
+    for t, v in enumerate([10.0, 9.0, 10.51], start=1):  # 10.51 > 10 + 0.5 at t=3
+        es = upd(es, v, p, t, 2, 0.5, "rise")
+    assert bool(es.stopped) and float(es.best) == 9.0 and int(es.best_epoch) == 2
+    es = init_state(p, {}, jax.random.key(0), window=1).es
+    for t, v in enumerate([1.0, float("nan")], start=1):  # a non-finite NLL is a rise
+        es = upd(es, v, p, t, 1, 0.0, "rise")
+    assert bool(es.stopped)
 
 
 def _toy_epoch(patience):
