@@ -6,12 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from genjax.cli import main
 from genjax.config import base_config
 from genjax.data import load_splits
 from genjax.models import Context, DataInfo, build_family
 from genjax.train import fit
+from genjax.train.engine import split_trainable
 
 
 def _cfg(flow, data="toy2d:8gaussians"):
@@ -46,6 +48,19 @@ def test_vector_flows_log_prob_and_sample(flow):
     x = jax.random.normal(jax.random.key(1), (7, 2))
     lp = jax.jit(fam.log_prob)(params, x)
     assert lp.shape == (7,) and np.all(np.isfinite(np.asarray(lp)))
+    # with every weight perturbed (a non-trivial map), the density still integrates to 1
+    noisy = {}
+    for name, st in params.items():  # trainable weights only: masks and permutations stay as built
+        w, rest = split_trainable(st)
+        leaves, tree = jax.tree.flatten(w)
+        ks = jax.random.split(jax.random.fold_in(jax.random.key(5), len(noisy)), len(leaves))
+        w = jax.tree.unflatten(tree, [a + 0.1 * jax.random.normal(k, a.shape) for a, k in zip(leaves, ks)])
+        noisy[name] = nnx.merge_state(w, rest)
+    g = np.linspace(-30, 30, 1201)  # wide: a perturbed IAF has heavy tails
+    xy = jnp.asarray(np.stack(np.meshgrid(g, g), -1).reshape(-1, 2), jnp.float32)
+    dens = jax.lax.map(lambda rows: jnp.exp(fam.log_prob(noisy, rows)), xy.reshape(1201, 1201, 2))
+    assert float(jnp.sum(dens)) * (g[1] - g[0]) ** 2 == pytest.approx(1.0, abs=0.01)
+    assert not np.allclose(np.asarray(jax.jit(fam.log_prob)(noisy, x)), np.asarray(lp), atol=0.05)
     loss, m = fam.players[0].loss(params, {"x": x}, jax.random.key(2), Context(0, {}))
     assert float(loss) == pytest.approx(-float(jnp.mean(lp)), rel=1e-5)
     assert fam.sample(params, jax.random.key(3), 4).shape == (4, 2)

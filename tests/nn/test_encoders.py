@@ -1,5 +1,6 @@
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -32,8 +33,14 @@ def test_mlp_encoder_decoder_and_parameter_count():
 
 def test_dropout_only_with_a_key():
     mlp = MLP([16, 64, 16], dropout=0.5, rngs=nnx.Rngs(0))
-    x = jnp.ones((4, 16))
-    assert jnp.array_equal(mlp(x), mlp(x))  # evaluation: deterministic
+    x = jax.random.normal(jax.random.key(0), (4, 16))
+    # evaluation (no key): exactly the network without dropout, no rescaling
+    l0, l1 = mlp.layers[0], mlp.layers[1]
+    plain = jax.nn.relu(x @ l0.kernel[...] + l0.bias[...]) @ l1.kernel[...] + l1.bias[...]
+    np.testing.assert_allclose(mlp(x), plain, rtol=1e-5, atol=1e-6)
+    # training: inverted dropout, so the mean over many keys is the evaluation output
+    mean = jnp.mean(jax.vmap(lambda k: mlp(x, k))(jax.random.split(jax.random.key(9), 4000)), 0)
+    np.testing.assert_allclose(mean, plain, atol=0.1)
     a, b = mlp(x, jax.random.key(1)), mlp(x, jax.random.key(2))
     assert not jnp.allclose(a, b)
     assert jnp.array_equal(a, mlp(x, jax.random.key(1)))

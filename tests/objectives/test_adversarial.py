@@ -23,6 +23,20 @@ def test_minimax_value_at_the_optimal_discriminator_is_2js_minus_log4():
         np.testing.assert_allclose(A.d_minimax(logit, logit), jax.nn.softplus(-logit) + jax.nn.softplus(logit))
 
 
+def test_discriminator_losses_take_real_then_fake():
+    """Each discriminator loss on distinct real and fake logits, against its formula: swapping
+    the arguments changes every value here."""
+    real, fake = jnp.array([2.0, -1.0, 0.5]), jnp.array([-3.0, 1.5, 0.0])
+    r, f = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    # minimax: -log D(x) - log(1 - D(G(z)))
+    np.testing.assert_allclose(A.d_minimax(real, fake), -np.log(sig(r)) - np.log(1 - sig(f)), rtol=1e-5)
+    np.testing.assert_allclose(A.d_hinge(real, fake), np.maximum(0, 1 - r) + np.maximum(0, 1 + f), rtol=1e-6)
+    np.testing.assert_allclose(A.d_wasserstein(real, fake), f - r, rtol=1e-6)
+    for loss in (A.d_minimax, A.d_hinge, A.d_wasserstein):
+        assert not np.allclose(loss(real, fake), loss(fake, real))
+
+
 def test_generator_losses_and_hinge():
     f = jnp.array([-3.0, 0.0, 2.0])
     np.testing.assert_allclose(A.g_saturating(f), np.log(1 - 1 / (1 + np.exp(-np.asarray(f)))), rtol=1e-5)
