@@ -82,6 +82,7 @@ def test_ema_is_the_warmed_up_average_of_the_generator_after_each_step():
     batch = {"x": jax.random.normal(jax.random.key(2), (50, 2))}
     for t, d in [(0, 0.1), (1, 2 / 11)]:
         before = state.params["gen_ema"]
+        assert int(state.step) == t
         state, _ = step(state, batch)
         want = jax.tree.map(lambda e, g, d=d: d * e + (1 - d) * g, before, state.params["gen"])
         chex.assert_trees_all_close(state.params["gen_ema"], want, rtol=1e-6, atol=1e-7)
