@@ -77,6 +77,23 @@ def test_image_flows_on_dequantized_digits(flow):
     x = jnp.asarray(splits.val["x"][:16])
     lp = jax.jit(fam.log_prob)(params, x)
     assert lp.shape == (16,) and np.all(np.isfinite(np.asarray(lp)))
+    # the value: with perturbed weights, log p(x) = log N(f(x)) + log|det df/dx| by brute force
+    # (jax.jacobian of the whole 64-D map), and the inverse maps f(x) back to x
+    w, rest = split_trainable(params["model"])
+    leaves, tree = jax.tree.flatten(w)
+    ks = jax.random.split(jax.random.key(7), len(leaves))
+    w = jax.tree.unflatten(tree, [a + 0.02 * jax.random.normal(k, a.shape) for a, k in zip(leaves, ks)])
+    noisy = {"model": nnx.merge_state(w, rest)}
+    flow = fam.modules(noisy)
+    jacobian = jax.jit(jax.jacobian(lambda u: flow.forward(u)[0].reshape(-1)))
+    for v in x[:2]:
+        z, logdet = jax.jit(flow.forward)(v)
+        jac = jacobian(v).reshape(64, 64)
+        np.testing.assert_allclose(logdet, jnp.linalg.slogdet(jac)[1], rtol=1e-3, atol=1e-2)
+        z = z.reshape(-1)
+        want = -0.5 * float(z @ z) - 32 * np.log(2 * np.pi) + float(jnp.linalg.slogdet(jac)[1])
+        assert float(jax.jit(fam.log_prob)(noisy, v[None])[0]) == pytest.approx(want, abs=2e-2)
+        np.testing.assert_allclose(jax.jit(flow.inverse)(z.reshape(jnp.shape(flow.forward(v)[0])))[0], v, atol=1e-3)
     s = fam.sample(params, jax.random.key(1), 4)
     assert s.shape == (4, 8, 8, 1)
     assert np.all((np.asarray(s) > -0.2) & (np.asarray(s) < 1.2))  # the logit transform maps back into ~[0, 1]
