@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -171,6 +172,7 @@ def batched_mean(fn: Callable, params, batches, key: jax.Array) -> jax.Array:
     def body(acc, inp):
         i, x, mask = inp
         v = fn(params, x, jax.random.fold_in(key, i))
+        chex.assert_shape(v, mask.shape)  # a per-example [B] value, as the family protocol says
         return acc + jnp.sum(jnp.where(mask > 0, v, 0.0)), None
 
     nb = batches["mask"].shape[0]

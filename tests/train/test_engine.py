@@ -143,6 +143,47 @@ def test_nonfinite_loss_is_caught(smoke_cfg):
         fit(smoke_cfg, fam, splits, progress=False)
 
 
+def test_divergence_keeps_checkpoints_and_saves_the_last_finite_state(smoke_cfg, tmp_path, capsys):
+    """A loss that goes NaN in epoch 3 (step 50) under halt: the error names step and terms,
+    checkpoints of epochs 1 and 2 stay restorable, diverged/ holds the finite state of step 50;
+    a loss that grows 5%/step without going NaN prints one warning and trains on."""
+    from genjax.data import load_splits
+    from genjax.models import DataInfo, build_family
+    from genjax.train import Checkpointer, build_program
+
+    smoke_cfg.train.epochs, smoke_cfg.train.checkpoint_every = 4, 1
+    splits = load_splits(smoke_cfg.data, smoke_cfg.train.batch_size)
+    fam = build_family(smoke_cfg, DataInfo.of(splits))
+    good = fam.players[0].loss
+    steps = len(splits.train["x"]) // smoke_cfg.train.batch_size
+
+    def nan_late(p, b, k, ctx):
+        loss, m = good(p, b, k, ctx)
+        return loss * jnp.where(ctx.step == 2 * steps + 1, jnp.nan, 1.0), m
+
+    bad = dataclasses.replace(fam, players=(Player("model", nan_late),))
+    with pytest.raises(TrainingError, match=rf"at step {2 * steps + 2} \(epoch 3\): non-finite grad_norm, loss"):
+        fit(smoke_cfg, bad, splits, tmp_path / "run", progress=False)
+    template = build_program(smoke_cfg, fam, splits).init()
+    ck = Checkpointer(tmp_path / "run" / "checkpoints")
+    assert ck.epochs() == [1, 2] and int(ck.restore(template).epoch) == 2
+    ck.close()
+    d = Checkpointer(tmp_path / "run" / "diverged")
+    last = d.restore(template)
+    d.close()
+    assert int(last.step) == 2 * steps + 1
+    assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(last.params))
+
+    def rising(p, b, k, ctx):
+        loss, m = good(p, b, k, ctx)
+        return loss * 1.05 ** ctx.step.astype(jnp.float32), m
+
+    capsys.readouterr()
+    res = fit(smoke_cfg, dataclasses.replace(fam, players=(Player("model", rising),)), splits, progress=False)
+    err = capsys.readouterr().err
+    assert len(res.history) == 4 and err.count("warning: the training loss") == 1 and "may be diverging" in err
+
+
 def _nan_at_step(bad_step: int, term: str = "rec"):
     """One scalar w fitting constant data c = 1 by SGD(0.1) on (w - c)^2 (w <- 0.8 w + 0.2 c), whose
     loss term ``term`` is NaN at global step ``bad_step``."""
@@ -224,3 +265,14 @@ def test_optimizers_from_config(smoke_cfg):
     o.name, o.warmup_steps = "adam", 500
     with pytest.raises(ValueError, match="optim.warmup_steps"):
         make_optimizer(o, 100)
+
+
+def test_batched_mean_is_the_masked_mean_and_checks_the_per_example_shape():
+    from genjax.train import batched_mean
+
+    x = jnp.arange(12.0).reshape(3, 4)  # 3 batches of 4, the last 2 padded
+    mask = jnp.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]])
+    got = batched_mean(lambda p, xb, k: xb * p, 2.0, {"x": x, "mask": mask}, jax.random.key(0))
+    assert float(got) == pytest.approx(2 * np.arange(10.0).mean())
+    with pytest.raises(AssertionError, match="shape"):  # a family returning a scalar per batch
+        batched_mean(lambda p, xb, k: jnp.sum(xb), 1.0, {"x": x, "mask": mask}, jax.random.key(0))
