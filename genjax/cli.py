@@ -521,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("GENJAX_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        cause = e.__cause__ or e.__context__
+        if msg.endswith(":") and cause is not None and str(cause).strip():  # absl: "Error whilst parsing ...:"
+            msg = f"{msg} {str(cause).strip().splitlines()[-1]}"
         print(f"genjax: error: {msg}", file=sys.stderr)
         return 2
 

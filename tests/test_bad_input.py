@@ -125,7 +125,10 @@ CASES = {
     "unknown field": (tr("train.nope=1"), ["train.nope"]),
     # config files
     "config missing": (["train", "--config=experiments/nope/config.py"], ["experiments/nope/config.py"]),
-    "config variant": (["train", "--config=experiments/vae_digits/config.py:nosuch"], ["nosuch"]),
+    "config variant": (
+        ["train", "--config=experiments/vae_digits/config.py:nosuch"],
+        ["unknown config variant 'nosuch'"],
+    ),
     "config syntax": (["train", "--config={d}/config_syntax.py"], ["config_syntax.py"]),
     "config returns None": (["train", "--config={d}/config_none.py"], ["config_none.py"]),
     # folders and checkpoints
