@@ -174,10 +174,11 @@ def test_gan_config_errors_are_one_sentence():
 
 
 def test_mixture_experiment_wgan_gp_captures_all_ring_modes():
-    """experiments/gan_mixtures' WGAN-GP on ring, one seed, 25 of its 100 epochs (4,500 generator
-    steps, about a minute on 2 CPU cores): every one of the 8 modes gets high-quality samples."""
+    """experiments/gan_mixtures' WGAN-GP on ring, one seed, 10 of its 100 epochs (1,800 generator
+    steps): every one of the 8 modes gets high-quality samples (measured: 8 modes, reverse KL 0.019,
+    61% high-quality; at 8 epochs 0.023 and 47%)."""
     cfg = gan_mixtures_config("wgan_gp,ring")
-    cfg.train.epochs = 25
+    cfg.train.epochs = 10
     splits = load_splits(cfg.data, cfg.train.batch_size)
     fam = build_family(cfg, DataInfo.of(splits))
     res = fit(cfg, fam, splits, progress=False)
