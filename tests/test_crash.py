@@ -98,14 +98,22 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, reference, 
     assert not list(run.glob("checkpoints/*tmp*"))  # nothing half-written left behind
 
 
-def test_an_outside_sigint_mid_run_checkpoints_and_resumes(tmp_path, reference):
-    run = tmp_path / "run"
-    args = [a.replace("epochs=4", "epochs=400") for a in ARGS]
-    proc = _spawn(tmp_path, "train", *args, f"--workdir={run}")
+def _start(tmp: Path, epochs: int, lines: int) -> tuple[subprocess.Popen, list[str], Path]:
+    """A training run of ``epochs`` in a subprocess, returned once its metrics.jsonl has ``lines``
+    lines (0: exists)."""
+    run = tmp / "run"
+    args = [a.replace("epochs=4", f"epochs={epochs}") for a in ARGS]
+    proc = _spawn(tmp, "train", *args, f"--workdir={run}")
     metrics = run / "metrics.jsonl"
     deadline = time.time() + 240
-    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= lines):
         time.sleep(0.05)
+    return proc, args, run
+
+
+def test_an_outside_sigint_mid_run_checkpoints_the_epoch_it_finishes(tmp_path):
+    proc, _, run = _start(tmp_path, 400, 2)
+    metrics = run / "metrics.jsonl"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
@@ -116,13 +124,8 @@ def test_an_outside_sigint_mid_run_checkpoints_and_resumes(tmp_path, reference):
 
 
 def test_a_second_writer_is_refused_and_touches_nothing(tmp_path, capsys):
-    run = tmp_path / "run"
-    args = [a.replace("epochs=4", "epochs=60") for a in ARGS]
-    proc = _spawn(tmp_path, "train", *args, f"--workdir={run}")
+    proc, args, run = _start(tmp_path, 60, 0)
     metrics = run / "metrics.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and not metrics.exists():
-        time.sleep(0.05)
     for second in (
         ["train", *args, f"--workdir={run}", "--overwrite"],
         ["train", f"--resume={run}"],
