@@ -10,9 +10,12 @@
     genjax params [--config] CONFIG
 
 A run folder holds config.json (the resolved config), run.json (versions, devices, command),
-metrics.jsonl (one line per epoch), checkpoints/, eval.json and PNG figures. A run folder is never
-overwritten unless --overwrite is given. Bad input ends with one sentence on stderr and exit
-status 2; set GENJAX_DEBUG=1 for the traceback.
+metrics.jsonl (one line per epoch), checkpoints/, tb/ (TensorBoard), eval.json and PNG figures.
+A run folder is never overwritten unless --overwrite is given, and only one process at a time
+uses it (a lock beside it: ``genjax.rundir``). Everything is checked before anything is written;
+bad input ends with one sentence on stderr and exit status 2; set GENJAX_DEBUG=1 for the
+traceback. Ctrl-C / SIGTERM checkpoint the epoch under way and exit 130 / 143 with the
+--resume command.
 
 Several hosts: start the same command on every host with GENJAX_COORDINATOR=host:port,
 GENJAX_NUM_PROCESSES and GENJAX_PROCESS_ID set (genjax.train.sharding); process 0 alone writes.
@@ -42,7 +45,9 @@ def _define_flags(argv: list[str]) -> flags.FlagValues:
         "config", None, "Experiment config file (path[:arg]).", flag_values=fv, lock_config=True, sys_argv=argv
     )
     flags.DEFINE_string("workdir", None, "Run folder (default runs/<name>-<time>).", flag_values=fv)
-    flags.DEFINE_string("resume", None, "Continue the run in this folder from its latest checkpoint.", flag_values=fv)
+    flags.DEFINE_string(
+        "resume", None, "Continue the run in this folder from its newest good checkpoint.", flag_values=fv
+    )
     flags.DEFINE_bool("overwrite", False, "Replace an existing run folder.", flag_values=fv)
     flags.DEFINE_integer("stop_after", None, "Stop after this epoch (the run can be resumed).", flag_values=fv)
     flags.DEFINE_integer("n", 64, "sample: number of samples.", flag_values=fv)

@@ -148,9 +148,12 @@ def fit(
     a run of one member, on the mesh of ``train.mesh`` (data-parallel over every device by
     default).
 
-    With ``workdir``: appends ``metrics.jsonl`` and writes checkpoints to ``workdir/checkpoints``
-    every ``train.checkpoint_every`` epochs and at the end. ``resume=True`` restores the latest
-    checkpoint there and continues; the result equals an uninterrupted run's. ``stop_after=e``
+    With ``workdir``: appends ``metrics.jsonl``, writes TensorBoard events to ``workdir/tb`` and
+    checkpoints to ``workdir/checkpoints`` after epoch 1, then every ``train.checkpoint_every``
+    epochs or ``train.checkpoint_minutes`` minutes, and at the end. ``resume=True`` restores the
+    newest checkpoint there that restores cleanly and continues; the result equals an
+    uninterrupted run's. SIGINT/SIGTERM end the call after the epoch under way, checkpointed
+    (``genjax.train.driver.Interrupted``). ``stop_after=e``
     ends this call after epoch ``e`` (with a checkpoint), as a preempted job would.
     """
     prog = build_program(cfg, family, splits)
