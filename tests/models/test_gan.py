@@ -199,6 +199,15 @@ def test_conditional_gan_trains_on_labelled_digits_and_samples_by_class():
     y = jnp.arange(10)
     x = fam.sample(res.params, jax.random.key(0), 10, cond=y)
     assert x.shape == (10, 8, 8, 1) and float(jnp.abs(x).max()) <= 1.0
+    # by value: with the same key (same z), row i depends on its own label and on no other row's
+    x0 = np.asarray(fam.sample(res.params, jax.random.key(0), 10, cond=jnp.zeros(10, jnp.int32)))
+    x = np.asarray(x)
+    np.testing.assert_allclose(x[0], x0[0], rtol=1e-6, atol=1e-6)  # label 0 in both
+    assert all(not np.allclose(x[i], x0[i], atol=1e-4) for i in range(1, 10))
+    x3 = np.asarray(fam.sample(res.params, jax.random.key(0), 10, cond=y.at[3].set(7)))
+    np.testing.assert_allclose(np.delete(x3, 3, 0), np.delete(x, 3, 0), rtol=1e-6, atol=1e-6)
+    x7 = np.asarray(fam.sample(res.params, jax.random.key(0), 10, cond=jnp.full(10, 7)))
+    np.testing.assert_allclose(x3[3], x7[3], rtol=1e-6, atol=1e-6)
     # a GAN has no likelihood to cross-validate with: one sentence
     from genjax.train.cv import cross_validate
 
