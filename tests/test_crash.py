@@ -19,8 +19,6 @@ import pytest
 
 from genjax.cli import main
 
-pytestmark = pytest.mark.xdist_group("crash")  # one worker: the reference run is computed once
-
 ARGS = [
     "--config=experiments/vae_digits/config.py:smoke",
     "--config.train.epochs=4",

@@ -17,7 +17,6 @@ import pytest
 from genjax.train.sharding import parse_mesh
 
 CASES = Path(__file__).with_name("sharded_cases.py")
-pytestmark = pytest.mark.xdist_group("sharding")  # one worker runs the shared subprocess once
 
 
 def run_case(*args, devices: int = 4, env: dict | None = None, wait: bool = True):
