@@ -111,9 +111,9 @@ def _load_config(run_dir: Path) -> ConfigDict:
     return ConfigDict(fill(saved, base_config().to_dict()))
 
 
-def _prepare(cfg, dry_run: bool = True):
-    """Validate the config, load the data, build the family and (``dry_run``) the whole program,
-    initialized abstractly with ``jax.eval_shape``: what can fail on bad input fails here, before
+def _prepare(cfg):
+    """Validate the config, load the data, build the family and the whole program, initialized
+    abstractly with ``jax.eval_shape``: what can fail on bad input fails here, before
     anything is written (``_check_mesh`` checks the mesh)."""
     import jax
 
@@ -126,8 +126,7 @@ def _prepare(cfg, dry_run: bool = True):
     splits = load_splits(cfg.data, cfg.train.batch_size)
     try:
         family = build_family(cfg, DataInfo.of(splits))
-        if dry_run:
-            jax.eval_shape(build_program(cfg, family, splits).init)
+        jax.eval_shape(build_program(cfg, family, splits).init)
     except (TypeError, KeyError, IndexError, ZeroDivisionError) as e:  # a config value the model cannot take
         raise UsageError(f"the config does not build a {cfg.model.family} model ({type(e).__name__}: {e}).") from None
     return splits, family
@@ -135,6 +134,7 @@ def _prepare(cfg, dry_run: bool = True):
 
 def _restore(cfg, run_dir: Path, splits, family):
     from genjax.train import Checkpointer, build_program
+    from genjax.train.checkpoint import why_skipped
 
     if not (run_dir / "checkpoints").is_dir():
         raise UsageError(f"{str(run_dir)!r} has no checkpoints/ folder; was the run trained?")
@@ -144,8 +144,9 @@ def _restore(cfg, run_dir: Path, splits, family):
     finally:
         ckpt.close()
     if epoch is None:
-        why = "; ".join(f"epoch {ep}: {w}" for ep, w in skipped) or "there is none"
-        raise UsageError(f"{str(run_dir)!r} has no checkpoint that restores ({why}).")
+        raise UsageError(
+            f"{str(run_dir)!r} has no checkpoint that restores ({why_skipped(skipped) or 'there is none'})."
+        )
     for ep, why in skipped:
         print(f"genjax: skipped checkpoint of epoch {ep}: it does not restore ({why}).", file=sys.stderr)
     return state
@@ -335,7 +336,7 @@ def _print_eval(m: dict) -> None:
 
 
 def _run_dir_arg(args: list[str], cmd: str) -> Path:
-    """An existing run folder, locked for this process."""
+    """An existing, writable run folder (the caller locks it once its config has loaded)."""
     if len(args) != 1:
         raise UsageError(f"{cmd} needs exactly one RUN_DIR, got {len(args)} arguments.")
     run_dir = Path(args[0])

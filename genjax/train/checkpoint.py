@@ -38,6 +38,11 @@ def _flat(state):
     return arrays, spec, treedef, [x for _, x in leaves]
 
 
+def why_skipped(skipped: list[tuple[int, str]]) -> str:
+    """``Checkpointer.restore_newest``'s skipped checkpoints in one clause: 'epoch 3: ...; ...'."""
+    return "; ".join(f"epoch {ep}: {why}" for ep, why in skipped)
+
+
 class Checkpointer:
     """Save and restore ``TrainState``s under ``directory`` (one sub-folder per epoch)."""
 

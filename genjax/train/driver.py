@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from genjax.train.checkpoint import Checkpointer
+from genjax.train.checkpoint import Checkpointer, why_skipped
 from genjax.train.engine import TrainState
 from genjax.train.sharding import Plan, is_main_process, to_host
 
@@ -212,8 +212,9 @@ def drive(
                     raise TrainingError("resume needs a workdir.")
                 state, at, skipped = ckpt.restore_newest(state)
                 if at is None and skipped:
-                    why = "; ".join(f"epoch {ep}: {w}" for ep, w in skipped)
-                    raise TrainingError(f"no checkpoint in {workdir / 'checkpoints'} restores ({why}).")
+                    raise TrainingError(
+                        f"no checkpoint in {workdir / 'checkpoints'} restores ({why_skipped(skipped)})."
+                    )
                 if skipped and main:  # moved aside, so this run can write those epochs afresh
                     aside = ckpt.set_aside([ep for ep, _ in skipped], workdir / "damaged_checkpoints")
                     for ep, why in skipped:
