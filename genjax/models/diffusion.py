@@ -112,6 +112,11 @@ def _check(mcfg, data: DataInfo):
     for field in ("ode_steps", "langevin_steps", "corrector_steps", "ssm_projections"):
         if int(mcfg[field]) < 1:
             bad(field, "must be >= 1")
+    if int(mcfg.timesteps) and int(mcfg.sample_steps) > int(mcfg.timesteps):
+        bad(
+            "sample_steps",
+            f"cannot exceed the {mcfg.timesteps} steps of the discrete ladder (model.diffusion.timesteps)",
+        )
     if not 0.0 < float(mcfg.t_eps) < 1.0:
         bad("t_eps", "must lie in (0, 1)")
     if not 0.0 <= float(mcfg.ema) < 1.0:
@@ -265,6 +270,8 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
     def sampler(kind, steps=None, eta=None):
         ladder = T if T else 0
         n = int(steps or mcfg.sample_steps or T or 1000)
+        if T and n > T:  # a sub-grid of the ladder repeats no step
+            raise ValueError(f"{kind} sampling: {n} steps exceed the {T} steps of the discrete ladder.")
 
         def sample(params, key, n_samples, cond=None):
             k_y, k = jax.random.split(key)

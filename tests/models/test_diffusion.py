@@ -114,7 +114,15 @@ def test_conditional_model_uses_labels_and_guidance():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("process", "vpx"), ("loss", "sm"), ("sampler", "euler"), ("timesteps", -1), ("sigma_min", 20.0), ("ema", 1.0)],
+    [
+        ("process", "vpx"),
+        ("loss", "sm"),
+        ("sampler", "euler"),
+        ("timesteps", -1),
+        ("sample_steps", 11),
+        ("sigma_min", 20.0),
+        ("ema", 1.0),
+    ],
 )
 def test_bad_fields_are_refused_in_one_sentence(field, value):
     with pytest.raises(ValueError, match=f"model.diffusion.{field}"):
