@@ -86,6 +86,9 @@ def base_config() -> ml_collections.ConfigDict:
             # gradients inside an XLA loop run ~20x slower (jax-ml/jax#12868): conv models on
             # CPU train much faster with 0, at the price of compile time
             unroll=1,
+            # players of a multi-player family (a GAN): alternating (each update sees the ones
+            # before it) | simultaneous (all gradients at the same parameters, applied together)
+            update_order="alternating",
         )
     )
     c.cv = ml_collections.ConfigDict(
@@ -156,6 +159,7 @@ def validate(cfg) -> None:
         ("train.loss_rise", cfg.train.loss_rise, cfg.train.loss_rise >= 0),
         ("train.tb_images_every", cfg.train.tb_images_every, cfg.train.tb_images_every >= 0),
         ("train.unroll", cfg.train.unroll, cfg.train.unroll >= 0),
+        ("train.update_order", cfg.train.update_order, cfg.train.update_order in ("alternating", "simultaneous")),
         ("optim.clip_norm", cfg.optim.clip_norm, cfg.optim.clip_norm >= 0),
         ("optim.weight_decay", cfg.optim.weight_decay, cfg.optim.weight_decay >= 0),
         ("optim.warmup_steps", cfg.optim.warmup_steps, cfg.optim.warmup_steps >= 0),

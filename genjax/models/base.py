@@ -15,7 +15,8 @@ gives it (trainable ``nnx.Param``s and any other variables):
   non-trainable variables (spectral-norm vectors, ActNorm init) returns them in
   ``metrics["_vars"]``. A player with ``split_batch`` (a critic taking ``n_steps`` updates) gets a
   fresh slice of the step's batch for each update: the epoch then draws ``n_steps x batch_size``
-  examples per step and every other player sees the first slice. ``post_update(params, ctx) ->
+  examples per step and every other player sees the first slice. A player with ``per_update = m``
+  takes ``m x batch_size`` examples per update (a PacGAN discriminator packing m samples). ``post_update(params, ctx) ->
   params`` runs after the player's updates (e.g. an EMA copy of the generator's weights kept in
   ``params["gen_ema"]``, a params entry that is no player's). ``lr`` overrides ``optim.lr`` for
   this player (two time-scale GAN updates).
@@ -54,6 +55,7 @@ class Player(NamedTuple):
     split_batch: bool = False  # each of the n_steps updates gets its own slice of the batch
     post_update: Callable[..., Any] | None = None  # (params, ctx) -> params, after the updates
     lr: float | None = None  # this player's learning rate (None: optim.lr)
+    per_update: int = 1  # batches of train.batch_size one update takes (a packed discriminator's m)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +134,7 @@ class Family:
 
     @property
     def batch_multiple(self) -> int:
-        """Examples drawn per step, in units of ``train.batch_size`` (a split-batch critic's
-        ``n_steps``; 1 otherwise)."""
+        """Examples drawn per step, in units of ``train.batch_size`` (``batch_multiple``)."""
         return batch_multiple(self.players)
 
     @property
@@ -148,5 +149,6 @@ class Family:
 
 
 def batch_multiple(players) -> int:
-    """Batches drawn per training step: the largest ``n_steps`` of a split-batch player, else 1."""
-    return max([p.n_steps for p in players if p.split_batch] or [1])
+    """Batches of ``train.batch_size`` drawn per training step: the most any player uses, a
+    split-batch player ``n_steps x per_update``, any other ``per_update``."""
+    return max(p.per_update * (p.n_steps if p.split_batch else 1) for p in players)

@@ -15,6 +15,11 @@ value f and per-example terms from ``genjax.objectives.adversarial``:
 
 plus ``gp`` (x) the gradient penalty (||grad f(x_hat)|| - 1)^2 on interpolates (WGAN-GP with
 ``wgan``, ``gp = 10``, ``n_critic = 5``) and ``r1 / 2`` (x) ||grad f(x)||^2 on real data.
+``pack = m`` (PacGAN, Lin et al. 2018) gives the discriminator m samples at once: m real
+examples, or m generated ones, concatenated along the last axis (features of a vector,
+channels of an image), so D sees inputs of m x the data's last dimension and judges the
+group; each update takes m x ``batch_size`` examples (``Player.per_update``) and every loss and
+penalty above applies to the packed groups unchanged.
 ``spectral_norm`` normalizes every discriminator layer (SN-GAN; its power-iteration
 vectors are state, advanced once per discriminator update). ``gp`` and ``r1`` are loss
 hyperparameters in the training state, so seeds or settings vmap.
@@ -78,6 +83,7 @@ def default_config() -> ml_collections.ConfigDict:
             gp=0.0,  # gradient-penalty weight (WGAN-GP: 10)
             r1=0.0,  # R1 weight gamma (penalty gamma/2 ||grad D(x)||^2)
             disc_lr=0.0,  # the discriminator's own learning rate (0 = optim.lr)
+            pack=1,  # PacGAN: samples the discriminator judges together (1 = no packing)
         )
     )
 
@@ -101,6 +107,16 @@ def output_activation(mcfg, data: DataInfo) -> str | None:
     return out
 
 
+def pack(x: jax.Array, m: int) -> jax.Array:
+    """PacGAN packing: ``[m B, ..., C] -> [B, ..., m C]``, group ``i`` being examples
+    ``i m, ..., i m + m - 1`` concatenated along the last axis."""
+    if m == 1:
+        return x
+    b = x.shape[0] // m
+    g = x.reshape(b, m, *x.shape[1:])
+    return jnp.moveaxis(g, 1, -2).reshape(b, *x.shape[1:-1], m * x.shape[-1])
+
+
 def make_gan(mcfg, data: DataInfo) -> Family:
     ocfg = mcfg
     data_shape = tuple(int(s) for s in data.shape)
@@ -117,6 +133,11 @@ def make_gan(mcfg, data: DataInfo) -> Family:
             raise ValueError(f"model.gan.{field} must be >= 0, got {ocfg[field]}.")
     if not 0.0 <= float(mcfg.dropout) < 1.0:
         raise ValueError(f"model.gan.dropout must lie in [0, 1), got {mcfg.dropout}.")
+    m = int(mcfg.pack)
+    if m < 1:
+        raise ValueError(f"model.gan.pack must be >= 1, got {mcfg.pack}.")
+    if m > 1 and mcfg.conditional:
+        raise ValueError(f"model.gan.pack={m} packs unlabelled samples; it cannot be combined with conditional=True.")
     d_term, g_term = LOSSES[ocfg.objective]
     n_classes = int(mcfg.n_classes) if mcfg.conditional else 0
     latent, ema = int(mcfg.latent_dim), float(mcfg.ema)
@@ -130,11 +151,12 @@ def make_gan(mcfg, data: DataInfo) -> Family:
 
     def new_disc(rngs):
         return build_discriminator(
-            mcfg.arch, data_shape, hidden=tuple(mcfg.disc_hidden), channels=tuple(mcfg.channels),
+            mcfg.arch, disc_shape, hidden=tuple(mcfg.disc_hidden), channels=tuple(mcfg.channels),
             act=mcfg.disc_activation, dropout=float(mcfg.dropout), n_classes=n_classes,
             sn=bool(mcfg.spectral_norm), rngs=rngs,
         )  # fmt: skip
 
+    disc_shape = data_shape[:-1] + (m * data_shape[-1],)  # what D sees: m samples packed
     gen_def, _ = nnx.split(nnx.eval_shape(lambda: new_gen(nnx.Rngs(0))))
     disc_def, _ = nnx.split(nnx.eval_shape(lambda: new_disc(nnx.Rngs(0))))
 
@@ -158,11 +180,12 @@ def make_gan(mcfg, data: DataInfo) -> Family:
         d = nnx.merge(disc_def, params["disc"])
         x, y = batch["x"], labels(batch)
         k_z, k_d1, k_d2, k_gp = jax.random.split(key, 4)
-        fake = jax.lax.stop_gradient(generate(params["gen"], k_z, x.shape[0], y))
+        fake = pack(jax.lax.stop_gradient(generate(params["gen"], k_z, x.shape[0], y)), m)
+        x = pack(x, m)
         real_logit = d(x, y, k_d1, update=True)
         fake_logit = d(fake, y, k_d2)
         loss = jnp.mean(d_term(real_logit, fake_logit))
-        m = {"d_real": jnp.mean(real_logit), "d_fake": jnp.mean(fake_logit)}
+        logs = {"d_real": jnp.mean(real_logit), "d_fake": jnp.mean(fake_logit)}
         critic = lambda v: d(v, y)  # evaluation mode: no dropout, no power-iteration step
         # each penalty is computed where its weight (a state hyperparameter: a sweep may set it
         # per member) is positive; under vmap over members the cond becomes a select
@@ -170,16 +193,16 @@ def make_gan(mcfg, data: DataInfo) -> Family:
         gp = jax.lax.cond(ctx.hp["gp"] > 0, lambda: jnp.mean(adv.gradient_penalty(critic, x, fake, k_gp)), zero)
         r1 = jax.lax.cond(ctx.hp["r1"] > 0, lambda: jnp.mean(adv.r1_penalty(critic, x)), zero)
         loss = loss + ctx.hp["gp"] * gp + 0.5 * ctx.hp["r1"] * r1
-        m |= {"gp": gp, "r1": r1}
+        logs |= {"gp": gp, "r1": r1}
         if mcfg.spectral_norm:
-            m["_vars"] = nnx.split_state(nnx.split(d)[1], nnx.Param, ...)[1]
-        return loss, m
+            logs["_vars"] = nnx.split_state(nnx.split(d)[1], nnx.Param, ...)[1]
+        return loss, logs
 
     def gen_loss(params, batch, key, ctx):
         d = nnx.merge(disc_def, params["disc"])
         y = labels(batch)
         k_z, k_d = jax.random.split(key)
-        fake_logit = d(generate(params["gen"], k_z, batch["x"].shape[0], y), y, k_d)
+        fake_logit = d(pack(generate(params["gen"], k_z, batch["x"].shape[0], y), m), y, k_d)
         return jnp.mean(g_term(fake_logit)), {}
 
     def sampler(which):
@@ -194,8 +217,15 @@ def make_gan(mcfg, data: DataInfo) -> Family:
 
     disc_lr = float(mcfg.disc_lr)
     players = (
-        Player("disc", disc_loss, n_steps=int(ocfg.n_critic), split_batch=True, lr=disc_lr if disc_lr > 0 else None),
-        Player("gen", gen_loss, post_update=ema_update("gen", "gen_ema", ema) if ema > 0 else None),
+        Player(
+            "disc",
+            disc_loss,
+            n_steps=int(ocfg.n_critic),
+            split_batch=True,
+            lr=disc_lr if disc_lr > 0 else None,
+            per_update=m,
+        ),
+        Player("gen", gen_loss, post_update=ema_update("gen", "gen_ema", ema) if ema > 0 else None, per_update=m),
     )
     return Family(
         name="gan",

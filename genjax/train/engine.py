@@ -1,6 +1,6 @@
 """The training core: one state pytree, a pure step, a scanned epoch, early stopping.
 
-    step(state, batch) -> (state, metrics)             players updated in order
+    step(state, batch) -> (state, metrics)             players updated in turn (or together)
     epoch(state, train, val) -> (state, metrics)       lax.scan of steps, validation, early stop
 
 Both are pure functions of one ``TrainState`` pytree, so ``jax.jit(epoch)`` trains one model,
@@ -77,54 +77,105 @@ def init_state(
 
 
 def make_step(
-    players: Sequence[Player], txs: dict[str, optax.GradientTransformation], *, regularize: bool = False
+    players: Sequence[Player],
+    txs: dict[str, optax.GradientTransformation],
+    *,
+    regularize: bool = False,
+    order: str = "alternating",
 ) -> Callable:
-    """The pure training step: each player in order takes ``n_steps`` gradient steps on its own
-    loss with its own optax chain; only its ``nnx.Param`` leaves are differentiated.
+    """The pure training step: each player takes ``n_steps`` gradient steps on its own loss with
+    its own optax chain; only its ``nnx.Param`` leaves are differentiated.
+
+    ``order`` (``train.update_order``): ``"alternating"`` updates the players one after the other,
+    each seeing the parameters its predecessors just updated (Gauss-Seidel);
+    ``"simultaneous"`` computes every player's gradient at the step's incoming parameters and
+    applies all updates together (Jacobi: theta_i <- theta_i - lr g_i(theta_1, ..., theta_n)),
+    which needs one update per player per step. ``post_update`` hooks run after a player's
+    updates (simultaneous: after all of them).
 
     With ``regularize``, each player's objective is ``loss + l1 L1(w) + l2 L2(w)`` over its own
     kernels (``genjax.objectives.regularizers``), strengths from ``state.hparams``; the penalty
     is logged as ``reg`` apart from the data term ``loss``.
     """
+    if order not in ("alternating", "simultaneous"):
+        raise ValueError(f"train.update_order must be 'alternating' or 'simultaneous', got {order!r}.")
+    if order == "simultaneous":
+        for pl in players:
+            if pl.n_steps != 1:
+                raise ValueError(
+                    f"train.update_order='simultaneous' takes one update per player per step; player "
+                    f"{pl.name!r} takes {pl.n_steps} (e.g. model.gan.n_critic={pl.n_steps}): set it to 1."
+                )
     single = len(players) == 1
     mult = batch_multiple(players)
 
-    def slice_of(batch, j: int):
-        """Slice ``j`` of ``mult`` equal parts of the step's batch."""
+    def slice_of(batch, pl: Player, j: int):
+        """The examples of player ``pl``'s update ``j``: ``per_update`` of the ``mult`` equal parts
+        of the step's batch, part ``j x per_update`` on for a split-batch player, else the first."""
         if mult == 1:
             return batch
-        return jax.tree.map(lambda a: a.reshape(mult, a.shape[0] // mult, *a.shape[1:])[j], batch)
+        start = (j if pl.split_batch else 0) * pl.per_update
+
+        def cut(a):
+            unit = a.shape[0] // mult
+            return a[start * unit : (start + pl.per_update) * unit]
+
+        return jax.tree.map(cut, batch)
+
+    def grads(params, state, pl: Player, b, k):
+        """(gradient, (data loss, metrics)) of ``pl``'s objective at ``params``."""
+        diff, rest = split_trainable(params[pl.name])
+
+        def own(d):
+            # fresh Variable objects inside this trace, so a loss may mutate non-Param ones
+            r = jax.tree.map(lambda v: v, rest)
+            ctx = Context(state.step, state.hparams)
+            loss, m = pl.loss({**params, pl.name: nnx.merge_state(d, r)}, b, k, ctx)
+            if not regularize:
+                return loss, (loss, m)
+            reg = penalty(d, state.hparams["l1"], state.hparams["l2"])
+            return loss + reg, (loss, m | {"reg": reg})
+
+        (_, (loss, m)), g = jax.value_and_grad(own, has_aux=True)(diff)
+        return g, loss, dict(m)
+
+    def apply(params, opt, pl: Player, g, m):
+        """``params`` with ``pl``'s update from gradient ``g`` applied (and the non-trainable
+        variables its loss returned in ``m["_vars"]``)."""
+        diff, rest = split_trainable(params[pl.name])
+        new_vars = m.pop("_vars", None)
+        updates, opt[pl.name] = txs[pl.name].update(g, opt[pl.name], diff)
+        diff = optax.apply_updates(diff, updates)
+        return {**params, pl.name: nnx.merge_state(diff, rest if new_vars is None else new_vars)}
+
+    def log(metrics, pl, loss, g, m):
+        prefix = "" if single else f"{pl.name}/"
+        metrics |= {prefix + "loss": loss, prefix + "grad_norm": optax.global_norm(g)}
+        return metrics | {prefix + n: v for n, v in m.items()}
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
         key = keys.stream(state.rng, "step", state.step)
         params, opt, metrics = dict(state.params), dict(state.opt), {}
-        for i, pl in enumerate(players):
-            for j in range(pl.n_steps):
-                k = keys.update_key(key, i, j)
-                diff, rest = split_trainable(params[pl.name])
-                b = slice_of(batch, j if pl.split_batch else 0)
-
-                def own(d, pl=pl, rest=rest, k=k, b=b):
-                    # fresh Variable objects inside this trace, so a loss may mutate non-Param ones
-                    rest = jax.tree.map(lambda v: v, rest)
-                    ctx = Context(state.step, state.hparams)
-                    loss, m = pl.loss({**params, pl.name: nnx.merge_state(d, rest)}, b, k, ctx)
-                    if not regularize:
-                        return loss, (loss, m)
-                    reg = penalty(d, state.hparams["l1"], state.hparams["l2"])
-                    return loss + reg, (loss, m | {"reg": reg})
-
-                (_, (loss, m)), g = jax.value_and_grad(own, has_aux=True)(diff)
-                m = dict(m)
-                new_vars = m.pop("_vars", None)
-                updates, opt[pl.name] = txs[pl.name].update(g, opt[pl.name], diff)
-                diff = optax.apply_updates(diff, updates)
-                params[pl.name] = nnx.merge_state(diff, rest if new_vars is None else new_vars)
-            if pl.post_update is not None:
-                params = pl.post_update(params, Context(state.step, state.hparams))
-            prefix = "" if single else f"{pl.name}/"
-            metrics |= {prefix + "loss": loss, prefix + "grad_norm": optax.global_norm(g)}
-            metrics |= {prefix + n: v for n, v in m.items()}
+        ctx = Context(state.step, state.hparams)
+        if order == "simultaneous":
+            at = params  # every gradient at the incoming parameters
+            outs = [
+                grads(at, state, pl, slice_of(batch, pl, 0), keys.update_key(key, i, 0)) for i, pl in enumerate(players)
+            ]
+            for pl, (g, loss, m) in zip(players, outs):
+                params = apply(params, opt, pl, g, m)
+                metrics = log(metrics, pl, loss, g, m)
+            for pl in players:
+                if pl.post_update is not None:
+                    params = pl.post_update(params, ctx)
+        else:
+            for i, pl in enumerate(players):
+                for j in range(pl.n_steps):
+                    g, loss, m = grads(params, state, pl, slice_of(batch, pl, j), keys.update_key(key, i, j))
+                    params = apply(params, opt, pl, g, m)
+                if pl.post_update is not None:
+                    params = pl.post_update(params, ctx)
+                metrics = log(metrics, pl, loss, g, m)
         return state._replace(params=params, opt=opt, step=state.step + 1), metrics
 
     return step

@@ -64,6 +64,61 @@ def test_two_players_update_in_order_with_n_steps():
     assert float(state.params["a"]["w"][...]) == pytest.approx(2 * c, abs=1e-3)
 
 
+def test_simultaneous_updates_take_every_gradient_at_the_old_parameters():
+    """Hand-written Jacobi step on the same game (b fits c, a chases 2b, SGD lr 0.1):
+    b <- 0.8 b + 0.2 c and a <- 0.8 a + 0.4 b_old, both from the incoming (a, b)."""
+    fam = _two_player_family(n_steps_b=1)
+    txs = {"a": optax.sgd(0.1), "b": optax.sgd(0.1)}
+    state = init_state(fam.init(None), txs, jax.random.key(0))
+    sim = jax.jit(make_step(fam.players, txs, order="simultaneous"))
+    alt = jax.jit(make_step(fam.players, txs))
+    c, a, b = 1.5, 0.0, 0.0
+    s_sim, s_alt = state, state
+    for _ in range(3):
+        s_sim, m = sim(s_sim, {"x": jnp.full((4,), c)})
+        s_alt, _ = alt(s_alt, {"x": jnp.full((4,), c)})
+        a, b = 0.8 * a + 0.4 * b, 0.8 * b + 0.2 * c
+    assert float(s_sim.params["a"]["w"][...]) == pytest.approx(a, rel=1e-6)
+    assert float(s_sim.params["b"]["w"][...]) == pytest.approx(b, rel=1e-6)
+    assert int(s_sim.params["b"]["calls"][...]) == 3 and set(m) >= {"a/loss", "b/loss"}
+    assert abs(float(s_alt.params["a"]["w"][...]) - a) > 0.05  # alternating differs
+    with pytest.raises(ValueError, match="player 'b' takes 3"):
+        make_step(_two_player_family(3).players, txs, order="simultaneous")
+
+
+@pytest.mark.parametrize("order", ["simultaneous", "alternating"])
+@pytest.mark.parametrize("gamma", [0.0, 1.0])
+def test_dirac_gan_follows_its_closed_form(order, gamma):
+    """The engine on the Dirac-GAN (Wasserstein losses, plain SGD, step h) equals the closed-form
+    linear map (theta, psi) <- M (theta, psi): simultaneous without penalty spirals outward by
+    sqrt(1 + h^2) per step, alternating stays on a bounded orbit, R1 (gamma = 1 > h) converges."""
+    from experiments.dirac_gan.dirac import init_params, linear_map, players, point
+    from genjax.config import base_config
+
+    h, steps = 0.1, 300
+    oc = base_config().optim
+    oc.name, oc.lr, oc.momentum = "sgd", h, 0.0
+    txs = {n: make_optimizer(oc, steps) for n in ("disc", "gen")}
+    step = make_step(players("wgan", gamma), txs, order=order)
+    state = init_state(init_params(1.0, 0.5), txs, jax.random.key(0))
+
+    def body(st, _):
+        st, _ = step(st, {"x": jnp.zeros((4, 1))})
+        return st, jnp.stack(point(st.params))
+
+    _, path = jax.lax.scan(body, state, None, length=steps)
+    M = linear_map(h, gamma, order)
+    want = np.stack([np.linalg.matrix_power(M, t + 1) @ np.array([1.0, 0.5]) for t in range(steps)])
+    np.testing.assert_allclose(np.asarray(path), want, rtol=1e-4, atol=1e-5)
+    r = np.linalg.norm(np.asarray(path), axis=1)
+    if gamma == 0 and order == "simultaneous":
+        np.testing.assert_allclose(r[1:] / r[:-1], np.sqrt(1 + h * h), rtol=1e-5)  # outward spiral
+    elif gamma == 0:
+        assert r.max() < 1.2 * np.hypot(1.0, 0.5) and r[-100:].min() > 0.8 * np.hypot(1.0, 0.5)  # bounded, no decay
+    else:
+        assert r[-1] < 0.05 * r[0]  # converges to the equilibrium (0, 0)
+
+
 def test_early_stopping_rule():
     p = {"w": jnp.zeros(())}
     upd = jax.jit(early_stop_update, static_argnums=(4, 5, 6))
