@@ -53,11 +53,20 @@ def base_config() -> ml_collections.ConfigDict:
             momentum=0.9,  # sgd only
             nesterov=False,
             clip_norm=0.0,  # >0: clip_by_global_norm
-            schedule="constant",  # constant | warmup_cosine
-            warmup_steps=0,
-            final_lr_ratio=0.0,
+            # constant | warmup_cosine | linear | exponential | step | plateau (genjax.train.optim)
+            schedule="constant",
+            warmup_steps=0,  # linear warm-up from 0, before any schedule
+            final_lr_ratio=0.0,  # warmup_cosine, linear, exponential: the last step's fraction of lr
+            step_at=(0.5, 0.75),  # step: fractions of the (post-warm-up) steps where lr drops
+            step_factor=0.1,  # step: the drop
+            plateau_factor=0.5,  # plateau: lr scale x this after plateau_patience epochs without
+            plateau_patience=2,  # a validation NLL better than the best by more than plateau_min_delta
+            plateau_min_delta=0.0,
+            plateau_min_scale=0.0,
         )
     )
+    # per-player overrides of any optim field, e.g. {"disc": {"lr": 4e-4, "schedule": "constant"}}
+    c.optim.players = ml_collections.ConfigDict()
     c.train = ml_collections.ConfigDict(
         dict(
             epochs=50,
@@ -124,7 +133,7 @@ def _type_errors(cfg, base, prefix: str = ""):
             continue
         v, name = cfg[k], f"{prefix}{k}"
         if isinstance(default, ml_collections.ConfigDict):
-            if isinstance(v, ml_collections.ConfigDict) and k != "sweep":
+            if isinstance(v, ml_collections.ConfigDict) and k not in ("sweep", "players"):
                 yield from _type_errors(v, default, name + ".")
         elif isinstance(default, tuple | list) and default and all(isinstance(a, int | float) for a in default):
             number = lambda a: isinstance(a, int | float) and not isinstance(a, bool)  # noqa: E731

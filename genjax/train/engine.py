@@ -28,6 +28,7 @@ from genjax import keys
 from genjax.data.batching import epoch_batches
 from genjax.models.base import Context, Player, batch_multiple
 from genjax.objectives.regularizers import penalty
+from genjax.train.optim import plateau_scale
 
 
 class EarlyStopState(NamedTuple):
@@ -244,6 +245,7 @@ def make_epoch(
     constrain: Callable | None = None,
     unroll: int = 1,
     on_nonfinite: str = "halt",
+    observe: Callable | None = None,
 ) -> Callable:
     """``epoch(state, data) -> (state, metrics)``, pure.
 
@@ -272,6 +274,8 @@ def make_epoch(
             ``nonfinite_steps`` counts the bad steps, ``nonfinite_at`` is the first one's global
             index (-1: none) and ``nonfinite/<term>`` says which terms were bad at it. The epoch's
             metrics are means over the steps whose update was applied.
+        observe: ``(opt, val_nll) -> opt``, run after validation (reduce-on-plateau,
+            ``genjax.train.optim.plateau_observer``); its scale is logged as ``lr_scale``.
     """
     if on_nonfinite not in ("halt", "skip"):
         raise ValueError(f"train.on_nonfinite must be 'halt' or 'skip', got {on_nonfinite!r}.")
@@ -305,6 +309,8 @@ def make_epoch(
         else:
             v = val_nll(new.params, data["val"], k_val)
             es = early_stop_update(new.es, v, new.params, epoch_no, patience, min_delta, stop_rule)
+            if observe is not None:
+                new = new._replace(opt=observe(new.opt, v))
         new = new._replace(epoch=epoch_no, es=es)
         # A model that had stopped before this epoch keeps its whole state frozen.
         new = jax.tree.map(lambda old, nw: jnp.where(state.es.stopped, old, nw), state, new)
@@ -322,6 +328,8 @@ def make_epoch(
         metrics |= {"stopped": new.es.stopped}
         if v is not None:
             metrics |= {"val_nll": v, "best_val_nll": new.es.best}
+        if observe is not None:
+            metrics["lr_scale"] = plateau_scale(new.opt)
         if "train_eval" in data and val_nll is not None:
             metrics["train_nll"] = val_nll(new.params, data["train_eval"], jax.random.fold_in(k_val, 1))
         return new, metrics

@@ -22,7 +22,7 @@ from genjax.models.base import Family
 from genjax.train import sharding
 from genjax.train.driver import TrainingError, drive
 from genjax.train.engine import TrainState, batched_mean, init_state, make_epoch, make_step
-from genjax.train.optim import make_optimizer
+from genjax.train.optim import make_optimizers, plateau_observer
 
 BASE_SWEEPABLE = ("optim.lr", "optim.weight_decay", "objective.l1", "objective.l2")
 
@@ -64,7 +64,8 @@ def build_program(
             f"{len(splits.train['x'])} training examples."
         )
     plan = sharding.plan(tc.mesh if mesh is None else mesh, n_members, per_step)
-    txs = {p.name: make_optimizer(cfg.optim, tc.epochs * steps, lr=p.lr) for p in family.players}
+    txs = make_optimizers(cfg.optim, family.players, tc.epochs * steps)
+    observe = plateau_observer(cfg.optim, family.players)
     val_lp = family.validation_log_prob
     if val_lp is None:
         if tc.patience > 0:
@@ -73,6 +74,10 @@ def build_program(
                 f"{family.name} family has not; set train.patience=0."
             )
         val_nll = None
+        if observe is not None:
+            raise ValueError(
+                f"optim.schedule='plateau' watches the validation NLL, which the {family.name} family has not."
+            )
     else:
         val_nll = lambda params, batches, key: -batched_mean(val_lp, params, batches, key)  # noqa: E731
     regularize = cfg.objective.l1 > 0 or cfg.objective.l2 > 0 or bool(swept & {"objective.l1", "objective.l2"})
@@ -89,6 +94,7 @@ def build_program(
         constrain=plan.constrain_batches,
         unroll=steps if int(tc.unroll) == 0 else min(int(tc.unroll), steps),
         on_nonfinite=tc.on_nonfinite,
+        observe=observe,
     )
 
     # an example batch in evaluation form, for data-dependent initialization (ActNorm)

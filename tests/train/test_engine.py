@@ -322,6 +322,68 @@ def test_optimizers_from_config(smoke_cfg):
         make_optimizer(o, 100)
 
 
+@pytest.mark.parametrize(
+    "kind,extra,want",
+    [
+        # total 110 steps, 10 of warm-up: u = (s - 10) / 100 after it; final_lr_ratio r = 0.1
+        ("constant", {}, {0: 0.0, 5: 0.5, 10: 1.0, 60: 1.0, 109: 1.0}),
+        ("warmup_cosine", {}, {5: 0.5, 10: 1.0, 35: 0.1 + 0.9 * (1 + np.cos(np.pi / 4)) / 2, 60: 0.55, 110: 0.1}),
+        ("linear", {}, {5: 0.5, 10: 1.0, 35: 0.775, 60: 0.55, 110: 0.1}),
+        ("exponential", {}, {10: 1.0, 35: 0.1**0.25, 60: 0.1**0.5, 110: 0.1}),
+        ("step", {"step_at": (0.5, 0.75), "step_factor": 0.2}, {10: 1.0, 59: 1.0, 60: 0.2, 84: 0.2, 85: 0.04}),
+    ],
+)
+def test_schedule_values_at_chosen_steps(smoke_cfg, kind, extra, want):
+    from genjax.train.optim import make_schedule
+
+    o = smoke_cfg.optim
+    o.schedule, o.warmup_steps, o.final_lr_ratio = kind, 10, 0.1
+    for k, v in extra.items():
+        o[k] = v
+    f = make_schedule(o, 110)
+    for step, value in want.items():
+        assert float(f(step)) == pytest.approx(value, rel=1e-5, abs=1e-7), (kind, step)
+
+
+def test_reduce_on_plateau_scales_the_update_after_patience_epochs(smoke_cfg):
+    from genjax.train.optim import observe_plateau, plateau_scale
+
+    o = smoke_cfg.optim
+    o.name, o.lr, o.momentum, o.schedule = "sgd", 1.0, 0.0, "plateau"
+    o.plateau_factor, o.plateau_patience, o.plateau_min_delta = 0.5, 2, 0.1
+    tx = make_optimizer(o, 100)
+    params = {"w": jnp.zeros(())}
+    s = tx.init(params)
+    # best 5.0; 4.95 is not better by more than 0.1, 5.3 is worse: two bad epochs -> x 0.5
+    scales = []
+    for v in (5.0, 4.95, 5.3, -1.0, -1.0, -1.05, -1.2):
+        s = observe_plateau(o, s, jnp.asarray(v))
+        scales.append(float(plateau_scale(s)))
+    assert scales == [1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25]  # negative NLLs: the threshold is absolute
+    upd, _ = tx.update({"w": jnp.ones(())}, s, params)
+    assert float(upd["w"]) == pytest.approx(-0.25)  # the step: -lr x scale x g
+
+
+def test_plateau_schedule_runs_in_training_and_needs_a_likelihood(smoke_cfg):
+    from genjax.data.pipeline import load_splits
+    from genjax.models import DataInfo, build_family
+    from genjax.train.optim import make_optimizers
+
+    smoke_cfg.optim.schedule, smoke_cfg.optim.plateau_patience = "plateau", 1
+    smoke_cfg.train.epochs = 3
+    splits = load_splits(smoke_cfg.data, smoke_cfg.train.batch_size)
+    res = fit(smoke_cfg, build_family(smoke_cfg, DataInfo.of(splits)), splits, progress=False)
+    sc = [r["lr_scale"] for r in res.history]
+    assert all(b in (a, a * 0.5) for a, b in zip(sc, sc[1:])) and sc[0] == 1.0
+    fam = _two_player_family(1)
+    smoke_cfg.optim.players = {"a": {"lr": 0.5, "schedule": "linear"}}
+    txs = make_optimizers(smoke_cfg.optim, fam.players, 10)
+    assert float(txs["a"].init({"w": jnp.zeros(())}).hyperparams["learning_rate"]) == 0.5
+    smoke_cfg.optim.players = {"z": {"lr": 0.5}}
+    with pytest.raises(ValueError, match="optim.players names 'z'"):
+        make_optimizers(smoke_cfg.optim, fam.players, 10)
+
+
 def test_batched_mean_is_the_masked_mean_and_checks_the_per_example_shape():
     from genjax.train import batched_mean
 
