@@ -43,8 +43,10 @@ def point(params) -> tuple[jax.Array, jax.Array]:
     return params["gen"]["v"][...], params["disc"]["v"][...]
 
 
-def players(objective: str = "wgan", r1: float = 0.0) -> tuple[Player, Player]:
-    """The discriminator and generator players; the batch is ``{"x": zeros [B, 1]}`` (the data)."""
+def players(objective: str = "wgan", r1: float = 0.0, gp: float = 0.0) -> tuple[Player, Player]:
+    """The discriminator and generator players; the batch is ``{"x": zeros [B, 1]}`` (the data).
+    ``r1``: gamma of the R1 penalty gamma/2 ||grad_x D(x)||^2 on the data; ``gp``: lambda of the
+    WGAN-GP penalty lambda (||grad_x D(x_hat)|| - 1)^2 on interpolates (here |psi| - 1)."""
     d_term, g_term = LOSSES[objective]
 
     def disc_loss(params, batch, key, ctx):
@@ -53,7 +55,8 @@ def players(objective: str = "wgan", r1: float = 0.0) -> tuple[Player, Player]:
         critic = lambda v: psi * v[:, 0]  # noqa: E731
         fake = jnp.full((x.shape[0], 1), theta)
         loss = jnp.mean(d_term(critic(x), critic(fake)))
-        return loss + 0.5 * r1 * jnp.mean(adv.r1_penalty(critic, x)), {}
+        loss = loss + 0.5 * r1 * jnp.mean(adv.r1_penalty(critic, x))
+        return loss + gp * jnp.mean(adv.gradient_penalty(critic, x, fake, key)), {}
 
     def gen_loss(params, batch, key, ctx):
         theta, psi = point(params)
