@@ -132,6 +132,55 @@ def _prepare(cfg):
     return splits, family
 
 
+def _easy_scores(cfg, splits):
+    """Per-training-example scores for ``train.easy_first`` (``None`` without it), checked."""
+    spec = str(cfg.train.easy_first)
+    if not spec:
+        return None
+    import numpy as np
+
+    from genjax.train import split_data
+
+    kind, _, path = spec.partition(":")
+    if kind == "npy":
+        if not Path(path).is_file():
+            raise UsageError(f"train.easy_first: no such file {path!r}.")
+        try:
+            scores = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise UsageError(f"train.easy_first: {path!r} is not a .npy array ({e}).") from None
+    elif kind == "run":
+        scores = _scores_from_run(cfg, Path(path), splits)
+    else:
+        raise UsageError(f"train.easy_first must be npy:<path> or run:<run folder>, got {spec!r}.")
+    split_data(cfg, splits, scores)  # one score per training example, all finite
+    return scores
+
+
+def _scores_from_run(cfg, prev: Path, splits):
+    """The NLL of the model trained in run folder ``prev`` on this run's training examples."""
+    from genjax import keys
+    from genjax.models import DataInfo, build_family
+    from genjax.train import select_params
+    from genjax.train.curriculum import nll_scores
+
+    if not prev.is_dir():
+        raise UsageError(f"train.easy_first: no run folder {str(prev)!r}.")
+    pcfg = _load_config(prev)
+    for f in ("name", "scale", "binarize", "dequantize"):
+        if pcfg.data[f] != cfg.data[f]:
+            raise UsageError(
+                f"train.easy_first: {str(prev)!r} was trained with data.{f}={pcfg.data[f]!r}, this run has "
+                f"{cfg.data[f]!r}; its likelihoods would not rank these examples."
+            )
+    family = build_family(pcfg, DataInfo.of(splits))
+    if family.log_prob is None:
+        raise UsageError(f"train.easy_first: the {family.name} model in {str(prev)!r} has no likelihood to rank by.")
+    params = select_params(_restore(pcfg, prev, splits, family), pcfg.train.keep_best)
+    x = splits.eval_view(splits.train["x"])
+    return nll_scores(family.log_prob, params, x, keys.key(cfg.seed, "easy_first"), int(cfg.eval.batch_size))
+
+
 def _restore(cfg, run_dir: Path, splits, family):
     from genjax.train import Checkpointer, build_program
     from genjax.train.checkpoint import why_skipped
@@ -243,6 +292,7 @@ def cmd_train(args: list[str]) -> int:
         run_dir = _run_dir_arg([FLAGS.resume], "--resume")
         cfg = _load_config(run_dir)
         splits, family = _prepare(cfg)
+        scores = _easy_scores(cfg, splits)
         _lock(run_dir)
     else:
         if FLAGS.config is None:
@@ -250,6 +300,7 @@ def cmd_train(args: list[str]) -> int:
         cfg = FLAGS.config
         run_dir = _new_run_dir(cfg, "", "pass --overwrite to replace it or --resume to continue it")
         splits, family = _prepare(cfg)  # bad data or config fails before anything is written
+        scores = _easy_scores(cfg, splits)
         mesh = _check_mesh(cfg, family)
         _open_run_dir(run_dir, cfg, "pass --overwrite to replace it or --resume to continue it")
         say(mesh)
@@ -263,6 +314,7 @@ def cmd_train(args: list[str]) -> int:
             resume=bool(FLAGS.resume),
             progress=FLAGS.progress,
             stop_after=FLAGS.stop_after,
+            scores=scores,
         )
     except Interrupted as e:
         where = f"checkpoint of epoch {e.epoch} saved" if e.saved and e.epoch else "nothing trained yet"

@@ -98,6 +98,18 @@ def base_config() -> ml_collections.ConfigDict:
             # players of a multi-player family (a GAN): alternating (each update sees the ones
             # before it) | simultaneous (all gradients at the same parameters, applied together)
             update_order="alternating",
+            # curricula (genjax.train.curriculum). Resolution: image side lengths shown before
+            # full resolution, curriculum_epochs epochs each, the first curriculum_fade epochs of
+            # a stage blending in from the previous one; e.g. (2, 4) on 8x8 digits
+            curriculum=(),
+            curriculum_epochs=1,
+            curriculum_fade=0,
+            # easy first: "npy:<path>" (one score per training example, low = easy) or
+            # "run:<run folder>" (that model's NLL on this run's training examples); epoch t
+            # draws from the easiest min(1, easy_start + (1 - easy_start) t / easy_epochs)
+            easy_first="",
+            easy_start=0.25,
+            easy_epochs=5,
         )
     )
     c.cv = ml_collections.ConfigDict(

@@ -42,6 +42,7 @@ def _files(tmp: Path) -> Path:
     np.savez(d / "labels.npz", image=img, label=np.zeros((49,), np.int64))
     np.savez(d / "test_shape.npz", image=img, test_image=rng.random((10, 6, 6)))
     np.savez(d / "tiny.npz", image=img[:5])
+    np.save(d / "scores5.npy", np.arange(5.0))
     (d / "random.npz").write_bytes(rng.bytes(300))
     (d / "zero.npz").write_bytes(b"")
     (d / "config_syntax.py").write_text("def get_config(:\n")
@@ -106,11 +107,24 @@ CASES = {
     "mesh": (tr("train.mesh=members=3"), ["members", "3"]),
     "mesh syntax": (tr("train.mesh=data:2"), ["train.mesh", "data:2"]),
     "unroll": (tr("train.unroll=-1"), ["train.unroll", "-1"]),
+    "update_order": (tr("train.update_order=random"), ["train.update_order", "random"]),
+    "simultaneous n_critic": (tr("train.update_order=simultaneous", config=TOY), ["simultaneous", "n_critic=5"]),
+    "curriculum": (tr("train.curriculum=(3,)"), ["train.curriculum", "3"]),
+    "curriculum toy": (tr("train.curriculum=(1,)", config=TOY), ["train.curriculum", "(2,)"]),
+    "easy_first kind": (tr("train.easy_first=csv:x"), ["train.easy_first", "csv:x"]),
+    "easy_first npy": (tr("train.easy_first=npy:{d}/nope.npy"), ["train.easy_first", "nope.npy"]),
+    "easy_first length": (tr("train.easy_first=npy:{d}/scores5.npy"), ["train.easy_first", "(5,)"]),
+    "easy_first run": (tr("train.easy_first=run:{d}/missing"), ["train.easy_first", "missing"]),
+    "easy_start": (tr("train.easy_first=npy:{d}/scores5.npy", "train.easy_start=0"), ["train.easy_start", "0"]),
     "lr 0": (tr("optim.lr=0"), ["optim.lr", "0"]),
     "lr negative": (tr("optim.lr=-0.1"), ["optim.lr", "-0.1"]),
     "optimizer": (tr("optim.name=adamx"), ["optim.name", "adamx"]),
     "schedule": (tr("optim.schedule=zigzag"), ["optim.schedule", "zigzag"]),
     "clip_norm": (tr("optim.clip_norm=-1"), ["optim.clip_norm", "-1"]),
+    "step_at": (tr("optim.schedule=step", "optim.step_at=(1.5,)"), ["optim.step_at", "1.5"]),
+    "plateau factor": (tr("optim.schedule=plateau", "optim.plateau_factor=2"), ["optim.plateau_factor", "2"]),
+    "plateau on a GAN": (tr("optim.schedule=plateau", config=TOY), ["optim.schedule='plateau'", "gan"]),
+    "pack": (tr("model.gan.pack=0", config=TOY), ["model.gan.pack", "0"]),
     "l1": (tr("objective.l1=-1"), ["objective.l1", "-1"]),
     "family": (tr("model.family=transformer9"), ["model.family", "transformer9"]),
     "hidden text": (tr("model.vae.hidden=abc"), ["model.vae.hidden", "abc"]),

@@ -6,7 +6,9 @@ discriminator 3 x 200, both without PacGAN's batch norm and maxout; z has 2 dims
 (b1, b2) = (0.5, 0.9), batch 100, 90,000 training points. Variants (``VARIANTS``): the minimax
 GAN (saturating generator loss), NS-GAN, WGAN-GP (5 critic steps, gradient-penalty weight 0.1 as
 in Gulrajani et al.'s toy experiments: 10 trains far slower here) and SN-GAN (spectrally
-normalized discriminator; non-saturating loss with 1 step, or hinge with 5).
+normalized discriminator; non-saturating loss with 1 step, or hinge with 5), WGAN-GP with one critic
+step (``wgan_gp1``), and PacGAN2/3/4 (``pacgan<m>``: the minimax GAN with ``model.gan.pack = m``;
+a packed discriminator draws m batches per step, so an epoch has 1/m of the steps).
 
     genjax train --config experiments/gan_mixtures/config.py:wgan_gp,ring
     python experiments/gan_mixtures/main.py        # all variants x both datasets x 10 seeds
@@ -15,12 +17,17 @@ normalized discriminator; non-saturating loss with 1 step, or hinge with 5).
 from genjax.config import base_config
 
 VARIANTS = {
-    # name: (objective.name, n_critic, gp, spectral_norm, lr, disc_lr)
-    "gan": ("gan", 1, 0.0, False, 1e-4, 0.0),
-    "nsgan": ("nsgan", 1, 0.0, False, 1e-4, 0.0),
-    "wgan_gp": ("wgan", 5, 0.1, False, 1e-4, 0.0),
-    "sngan": ("nsgan", 1, 0.0, True, 2e-4, 0.0),
-    "sngan_hinge": ("hinge", 5, 0.0, True, 2e-4, 0.0),
+    # name: (objective.name, n_critic, gp, spectral_norm, lr, disc_lr, pack)
+    "gan": ("gan", 1, 0.0, False, 1e-4, 0.0, 1),
+    "nsgan": ("nsgan", 1, 0.0, False, 1e-4, 0.0, 1),
+    "wgan_gp": ("wgan", 5, 0.1, False, 1e-4, 0.0, 1),
+    "wgan_gp1": ("wgan", 1, 0.1, False, 1e-4, 0.0, 1),  # one critic step: runs simultaneously too
+    "sngan": ("nsgan", 1, 0.0, True, 2e-4, 0.0, 1),
+    "sngan_hinge": ("hinge", 5, 0.0, True, 2e-4, 0.0, 1),
+    # PacGAN (Lin et al. 2018): the minimax GAN whose discriminator judges m samples packed
+    "pacgan2": ("gan", 1, 0.0, False, 1e-4, 0.0, 2),
+    "pacgan3": ("gan", 1, 0.0, False, 1e-4, 0.0, 3),
+    "pacgan4": ("gan", 1, 0.0, False, 1e-4, 0.0, 4),
 }
 
 
@@ -30,7 +37,7 @@ def get_config(arg: str = "wgan_gp,ring"):
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}.")
     if data not in ("ring", "grid"):
         raise ValueError(f"data must be ring or grid, got {data!r}.")
-    obj, n_critic, gp, sn, lr, disc_lr = VARIANTS[variant]
+    obj, n_critic, gp, sn, lr, disc_lr, pack = VARIANTS[variant]
     c = base_config()
     c.name = f"gan_mixtures_{variant}_{data}"
     c.data.name = f"toy2d:{data}"
@@ -45,6 +52,7 @@ def get_config(arg: str = "wgan_gp,ring"):
     c.model.gan.objective = obj
     c.model.gan.n_critic = n_critic
     c.model.gan.gp = gp
+    c.model.gan.pack = pack
     c.optim.lr = lr
     c.model.gan.disc_lr = disc_lr
     c.optim.b1, c.optim.b2 = 0.5, 0.9

@@ -1,7 +1,10 @@
 """GAN variants on the PacGAN mixtures, every seed trained at once; a table beside PacGAN Table 1.
 
     python experiments/gan_mixtures/main.py [--seeds 10] [--variants gan,nsgan,wgan_gp,sngan]
-        [--data ring,grid] [--epochs N] [--out runs/gan_mixtures]
+        [--data ring,grid] [--epochs N] [--update_order alternating] [--out runs/gan_mixtures]
+
+A packed variant (``pacgan<m>``) trains m x the epochs, so every variant takes the same number of
+generator steps (a packed discriminator draws m batches per step).
 
 For each variant and dataset, ``genjax.train.cv.train_seeds`` trains the seeds in one vmapped,
 jitted program; each seed's generator then draws 2,500 samples (as in PacGAN) scored with
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -41,16 +45,20 @@ PACGAN = {
 }
 
 
-def run_one(variant: str, data: str, seeds: list[int], epochs: int | None, n_eval: int, progress=True):
+def run_one(
+    variant: str, data: str, seeds: list[int], epochs: int | None, n_eval: int, progress=True, order="alternating"
+):
     """Train ``seeds`` of one variant on one dataset; per-seed mode statistics and samples."""
     cfg = get_config(f"{variant},{data}")
     if epochs is not None:
         cfg.train.epochs = epochs
+    cfg.train.epochs *= int(cfg.model.gan.pack)  # the same generator steps as an unpacked variant
+    cfg.train.update_order = order
     splits = load_splits(cfg.data, cfg.train.batch_size)
     family = build_family(cfg, DataInfo.of(splits))
     res = train_seeds(cfg, family, splits, seeds, progress=progress)
     means, std = mixture_modes(data)
-    keys = jax.vmap(lambda s: genjax_keys.key(s, "eval"))(np.array(seeds))
+    keys = jnp.stack([genjax_keys.key(s, "eval") for s in seeds])
     online = family.samplers.get("online", family.sample)  # the raw generator (EMA runs)
     xs = np.asarray(jax.jit(jax.vmap(lambda p, k: family.sample(p, k, n_eval)))(res.params(), keys))
     xo = np.asarray(jax.jit(jax.vmap(lambda p, k: online(p, k, n_eval)))(res.params(), keys))
@@ -58,6 +66,7 @@ def run_one(variant: str, data: str, seeds: list[int], epochs: int | None, n_eva
     stats_online = [mode_coverage(x, means, std) for x in xo]
     return {
         "variant": variant,
+        "update_order": order,
         "data": data,
         "seeds": seeds,
         "epochs": int(cfg.train.epochs),
@@ -87,8 +96,9 @@ def report(rows: list[dict]) -> str:
             for label, st in ((f"EMA {r['ema']}", r), ("raw weights", r["online"])):
                 m, hq = mean_se(st["modes"]), mean_se(np.array(st["high_quality"]) * 100)
                 kl = mean_se(st["reverse_kl"])
+                name = r["variant"] + (", simultaneous" if r.get("update_order") == "simultaneous" else "")
                 lines.append(
-                    f"| genjax {r['variant']}, {label} | {data} | {m[0]:.1f} +- {m[1]:.1f} | "
+                    f"| genjax {name}, {label} | {data} | {m[0]:.1f} +- {m[1]:.1f} | "
                     f"{hq[0]:.1f} +- {hq[1]:.1f} | {kl[0]:.3f} +- {kl[1]:.3f} | {len(r['seeds'])} | "
                     f"{r['generator_steps']} | {r['train_s']:.0f} |"
                 )
@@ -119,6 +129,7 @@ def main(argv=None):
     ap.add_argument("--data", default="ring,grid")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--n_eval", type=int, default=2500)
+    ap.add_argument("--update_order", default="alternating", help="alternating | simultaneous | both")
     ap.add_argument("--out", default="runs/gan_mixtures")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -126,11 +137,13 @@ def main(argv=None):
     rows, t0 = [], time.perf_counter()
     for data in args.data.split(","):
         samples = {}
+        orders = ("alternating", "simultaneous") if args.update_order == "both" else (args.update_order,)
         for variant in args.variants.split(","):
-            row, xs = run_one(variant, data, list(range(args.seeds)), args.epochs, args.n_eval)
-            rows.append(row)
-            samples[variant] = xs[0]
-            print("\n".join(report([row]).splitlines()[2:4]), flush=True)
+            for order in orders:
+                row, xs = run_one(variant, data, list(range(args.seeds)), args.epochs, args.n_eval, order=order)
+                rows.append(row)
+                samples[variant + ("" if order == "alternating" else ", simultaneous")] = xs[0]
+                print("\n".join(report([row]).splitlines()[2:4]), flush=True)
         scatter(data, samples, out / f"scatter_{data}.png")
     device = jax.devices()[0].device_kind
     text = f"# GANs on the PacGAN mixtures\n\nDevice: {device}; total {time.perf_counter() - t0:.0f} s.\n\n"

@@ -19,7 +19,9 @@ def epoch_batches(tree, key: jax.Array, batch_size: int, steps: int | None = Non
     Without ``idx``: a random permutation of all N rows, ``steps = N // batch_size`` by default;
     the remainder (different rows each epoch) is dropped. With ``idx [M]`` (int) and ``n`` (a
     possibly traced count): draw from the first ``n`` entries of ``idx`` only, in random order —
-    how k folds of different sizes share one pooled array under ``jax.vmap``.
+    how k folds of different sizes share one pooled array under ``jax.vmap``, and how an
+    easy-first curriculum draws from its easiest examples; when ``n < steps x batch_size`` the
+    epoch cycles through those ``n`` in one random order.
     """
     n_rows = jax.tree.leaves(tree)[0].shape[0]
     if idx is None:
@@ -28,7 +30,7 @@ def epoch_batches(tree, key: jax.Array, batch_size: int, steps: int | None = Non
     else:
         u = jax.random.uniform(key, idx.shape)
         u = jnp.where(jnp.arange(idx.shape[0]) < n, u, jnp.inf)  # padding sorts last
-        perm = idx[jnp.argsort(u)[: steps * batch_size]]
+        perm = idx[jnp.argsort(u)[jnp.arange(steps * batch_size) % n]]
     return jax.tree.map(lambda a: jnp.take(a, perm, axis=0).reshape(steps, batch_size, *a.shape[1:]), tree)
 
 

@@ -250,6 +250,8 @@ def cross_validate(
     strategy = strategy or cfg.cv.strategy
     mesh = _strategy_mesh(cfg, strategy)
     settings = settings or [{}]
+    if cfg.train.easy_first:
+        raise ValueError("train.easy_first ranks one training set; cross-validation does not take it.")
     folds = make_folds(cfg, splits, cfg.train.batch_size * family.batch_multiple)
     members = [(g, f) for g in range(len(settings)) for f in range(folds.k)]
     swept = frozenset(f for s in settings for f in s)

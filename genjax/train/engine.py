@@ -246,6 +246,8 @@ def make_epoch(
     unroll: int = 1,
     on_nonfinite: str = "halt",
     observe: Callable | None = None,
+    curriculum: Callable | None = None,
+    easy: Callable | None = None,
 ) -> Callable:
     """``epoch(state, data) -> (state, metrics)``, pure.
 
@@ -276,6 +278,10 @@ def make_epoch(
             metrics are means over the steps whose update was applied.
         observe: ``(opt, val_nll) -> opt``, run after validation (reduce-on-plateau,
             ``genjax.train.optim.plateau_observer``); its scale is logged as ``lr_scale``.
+        curriculum: ``(epoch, x) -> x`` applied to the epoch's training batches after
+            ``transform`` (``genjax.train.curriculum.resolution_curriculum``).
+        easy: ``(epoch, n) -> n_t`` shrinking the pool ``idx[:n]`` (ranked easiest first) the
+            epoch draws from (``genjax.train.curriculum.easy_first``); needs ``idx`` and ``n``.
     """
     if on_nonfinite not in ("halt", "skip"):
         raise ValueError(f"train.on_nonfinite must be 'halt' or 'skip', got {on_nonfinite!r}.")
@@ -296,11 +302,16 @@ def make_epoch(
     def epoch(state: TrainState, data: dict):
         k_data = keys.stream(state.rng, "data", state.epoch)
         k_val = keys.stream(state.rng, "val", state.epoch)
-        batches = epoch_batches(data["train"], k_data, batch_size, steps, data.get("idx"), data.get("n"))
+        n = data.get("n")
+        if easy is not None:
+            n = easy(state.epoch, n)
+        batches = epoch_batches(data["train"], k_data, batch_size, steps, data.get("idx"), n)
         if constrain is not None:
             batches = constrain(batches)
         if transform is not None:
             batches = batches | {"x": transform(jax.random.fold_in(k_data, 1), batches["x"])}
+        if curriculum is not None:
+            batches = batches | {"x": curriculum(state.epoch, batches["x"])}
         (new, halted), (ms, bad, ok) = jax.lax.scan(guarded, (state, jnp.array(False)), batches, unroll=unroll)
         epoch_no = state.epoch + 1
         if val_nll is None:

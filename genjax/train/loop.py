@@ -13,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from genjax import keys
 from genjax.data.batching import eval_batches
 from genjax.data.pipeline import DataSplits
 from genjax.data.transforms import epoch_transform
 from genjax.models.base import Family
-from genjax.train import sharding
+from genjax.train import curriculum, sharding
 from genjax.train.driver import TrainingError, drive
 from genjax.train.engine import TrainState, batched_mean, init_state, make_epoch, make_step
 from genjax.train.optim import make_optimizers, plateau_observer
@@ -95,6 +96,10 @@ def build_program(
         unroll=steps if int(tc.unroll) == 0 else min(int(tc.unroll), steps),
         on_nonfinite=tc.on_nonfinite,
         observe=observe,
+        curriculum=curriculum.resolution_curriculum(
+            tuple(tc.curriculum), splits.shape, int(tc.curriculum_epochs), int(tc.curriculum_fade)
+        ),
+        easy=curriculum.easy_first(float(tc.easy_start), int(tc.easy_epochs)) if tc.easy_first else None,
     )
 
     # an example batch in evaluation form, for data-dependent initialization (ActNorm)
@@ -109,12 +114,25 @@ def build_program(
     return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step)
 
 
-def split_data(cfg, splits: DataSplits) -> dict:
+def split_data(cfg, splits: DataSplits, scores=None) -> dict:
     """The epoch's data for one train/validation split (host arrays; the driver places them):
-    ``{"train": {"x": [N, ...]}, "val": {"x": [nb, B, ...], "mask": [nb, B]}}`` (+ ``train_eval``)."""
+    ``{"train": {"x": [N, ...]}, "val": {"x": [nb, B, ...], "mask": [nb, B]}}`` (+ ``train_eval``).
+    ``scores [N]`` (an easy-first curriculum, ``train.easy_first``): ``idx`` ranks the training
+    examples by score, lowest (easiest) first, and ``n = N``."""
     tc = cfg.train
     xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
     data = {"train": splits.train, "val": {"x": xb, "mask": mask}}
+    if bool(tc.easy_first) != (scores is not None):
+        raise ValueError(f"train.easy_first={tc.easy_first!r} needs per-example scores, and scores go with it.")
+    if scores is not None:
+        scores = np.asarray(scores, np.float64)
+        n = len(splits.train["x"])
+        if scores.shape != (n,) or not np.all(np.isfinite(scores)):
+            raise ValueError(
+                f"train.easy_first: the scores must be {n} finite numbers (one per training example), got "
+                f"shape {scores.shape}" + ("" if scores.shape != (n,) else " with non-finite values") + "."
+            )
+        data |= {"idx": np.argsort(scores, kind="stable").astype(np.int32), "n": np.int32(n)}
     if tc.train_eval:  # a fixed training subset as large as the validation set, scored alike
         xb, mask = eval_batches(splits.eval_view(splits.train["x"][: len(splits.val["x"])]), tc.val_batch_size)
         data["train_eval"] = {"x": xb, "mask": mask}
@@ -149,6 +167,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    scores=None,
 ) -> FitResult:
     """Train ``family`` on ``splits`` for ``cfg.train.epochs`` epochs (or until early stopping):
     a run of one member, on the mesh of ``train.mesh`` (data-parallel over every device by
@@ -160,7 +179,8 @@ def fit(
     newest checkpoint there that restores cleanly and continues; the result equals an
     uninterrupted run's. SIGINT/SIGTERM end the call after the epoch under way, checkpointed
     (``genjax.train.driver.Interrupted``). ``stop_after=e``
-    ends this call after epoch ``e`` (with a checkpoint), as a preempted job would.
+    ends this call after epoch ``e`` (with a checkpoint), as a preempted job would. ``scores``:
+    one per training example for an easy-first curriculum (``train.easy_first``, ``split_data``).
     """
     prog = build_program(cfg, family, splits)
     images = None
@@ -171,7 +191,7 @@ def fit(
     res = drive(
         prog.epoch,
         prog.init(),
-        split_data(cfg, splits),
+        split_data(cfg, splits, scores),
         prog.plan,
         epochs=int(cfg.train.epochs),
         workdir=workdir,
