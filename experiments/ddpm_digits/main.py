@@ -119,10 +119,10 @@ def main():
         f"({m['nll_kind']}, {cfg.model.diffusion.ode_steps} RK4 steps); DDPM bound "
         f"{-m['ddpm_bound']:.2f} nats = {m['ddpm_bound_bits_per_dim']:.4f} bits/dim ({m['bound_steps']} terms). "
         + (
-            f"Trained on dequantized data: both are bounds on the discrete {info.levels}-level NLL "
+            f"Trained on dequantized data: both are bounds on the discrete {splits.levels}-level NLL "
             "(the dequantization counted)."
             if cfg.data.dequantize
-            else f"Trained on the {info.levels} discrete levels; the ODE likelihood dequantizes inside, the bound's "
+            else f"Trained on the {splits.levels} discrete levels; the ODE likelihood dequantizes inside, the bound's "
             "decoder is discretized: discrete likelihoods."
         ),
         "",
