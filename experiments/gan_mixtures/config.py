@@ -6,8 +6,8 @@ discriminator 3 x 200, both without PacGAN's batch norm and maxout; z has 2 dims
 (b1, b2) = (0.5, 0.9), batch 100, 90,000 training points. Variants (``VARIANTS``): the minimax
 GAN (saturating generator loss), NS-GAN, WGAN-GP (5 critic steps, gradient-penalty weight 0.1 as
 in Gulrajani et al.'s toy experiments: 10 trains far slower here) and SN-GAN (spectrally
-normalized discriminator; non-saturating loss with 1 step, or hinge with 5), WGAN-GP with one critic
-step (``wgan_gp1``), and PacGAN2/3/4 (``pacgan<m>``: the minimax GAN with ``model.gan.pack = m``;
+normalized discriminator; non-saturating loss with 1 step, or hinge with 5), NS-GAN with the gradient
+penalty (``nsgan_gp``), and PacGAN2/3/4 (``pacgan<m>``: the minimax GAN with ``model.gan.pack = m``;
 a packed discriminator draws m batches per step, so an epoch has 1/m of the steps).
 
     genjax train --config experiments/gan_mixtures/config.py:wgan_gp,ring
@@ -21,7 +21,7 @@ VARIANTS = {
     "gan": ("gan", 1, 0.0, False, 1e-4, 0.0, 1),
     "nsgan": ("nsgan", 1, 0.0, False, 1e-4, 0.0, 1),
     "wgan_gp": ("wgan", 5, 0.1, False, 1e-4, 0.0, 1),
-    "wgan_gp1": ("wgan", 1, 0.1, False, 1e-4, 0.0, 1),  # one critic step: runs simultaneously too
+    "nsgan_gp": ("nsgan", 1, 0.1, False, 1e-4, 0.0, 1),  # NS-GAN + gradient penalty (one D step)
     "sngan": ("nsgan", 1, 0.0, True, 2e-4, 0.0, 1),
     "sngan_hinge": ("hinge", 5, 0.0, True, 2e-4, 0.0, 1),
     # PacGAN (Lin et al. 2018): the minimax GAN whose discriminator judges m samples packed
