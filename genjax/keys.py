@@ -9,6 +9,8 @@ with the id below, and indices (a step, an epoch, a fold, a player) are folded i
     key(seed, "eval")                 held-out NLL estimates
     key(seed, "figures")              sample grids and interpolations
     key(seed, "sample_metrics")       samples scored by FID/KID/IS, precision/recall, ...
+    key(seed, "tb_samples")           TensorBoard sample grids
+    key(seed, "easy_first")           a previous run's NLL estimates ranking the training examples
     stream(rng, "step", t)            the training step t (inside the state)
     stream(rng, "data", e)            epoch e's shuffle and data transform
     stream(rng, "val", e)             epoch e's validation estimate
@@ -34,6 +36,7 @@ _IDS = {
     "sample_metrics": 8,
     "member": 9,
     "tb_samples": 10,
+    "easy_first": 11,
 }
 
 # numpy seeds of the fixed draws of binarized / dequantized evaluation data: seed + offset

@@ -46,6 +46,11 @@ def test_train_eval_sample(tmp_path, capsys):
     assert json.loads((run / "eval.json").read_text())["nll"] == pytest.approx(ev["nll"], rel=1e-6)
     assert main(["genjax", "sample", str(run), "--n=9", "--seed=3"]) == 0
     assert (run / "samples-seed3.png").is_file() and np.load(run / "samples-seed3.npy").shape == (9, 8, 8, 1)
+    # an easy-first curriculum ranked by this run's NLL on the next run's training examples
+    run2 = tmp_path / "easy"
+    argv = ["genjax", "train", f"--config={SMOKE}", f"--workdir={run2}", "--noprogress", "--noplots"]
+    assert main([*argv, f"--config.train.easy_first=run:{run}", "--config.train.epochs=1"]) == 0
+    assert len((run2 / "metrics.jsonl").read_text().splitlines()) == 1
     # a run folder is never overwritten unless asked
     before = (run / "metrics.jsonl").read_text()
     assert main(["genjax", "train", f"--config={SMOKE}", f"--workdir={run}", "--noprogress"]) == 2

@@ -52,7 +52,7 @@ def run(cfg, every: int, log=print) -> list[dict]:
         state, m = epoch(state, data)
         if e % every == 0 or e == int(cfg.train.epochs):
             secs = time.perf_counter() - t0
-            sm = sample_metrics(cfg, splits, family, select_params(state, False), keys.key(0, "curriculum"),
+            sm = sample_metrics(cfg, splits, family, select_params(state, False), keys.key(0, "sample_metrics"),
                                 log=lambda s: None)  # fmt: skip
             fid = next(k for k in sm["model"] if k.startswith("fid_"))
             row = {"epoch": e, "steps": int(state.step), "train_s": secs, "fid": sm["model"][fid],

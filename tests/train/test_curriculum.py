@@ -77,3 +77,11 @@ def test_easy_first_draws_from_the_easiest_fraction():
     state = init_state({"m": nnx.split(W())[1]}, txs, jax.random.key(0))
     _, m = epoch(state, data)
     assert float(m["xsum"]) * 10 == pytest.approx(4 * sum(range(25)))
+
+
+def test_nll_scores_are_per_example_over_padded_batches():
+    from genjax.train.curriculum import nll_scores
+
+    x = np.random.default_rng(0).normal(size=(23, 3)).astype(np.float32)
+    got = nll_scores(lambda p, xb, k: -jnp.sum(xb**2, -1) * p, 2.0, x, jax.random.key(0), batch_size=7)
+    np.testing.assert_allclose(got, 2.0 * np.sum(x**2, -1), rtol=1e-6)
