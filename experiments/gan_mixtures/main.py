@@ -146,7 +146,9 @@ def main(argv=None):
                 print("\n".join(report([row]).splitlines()[2:4]), flush=True)
         scatter(data, samples, out / f"scatter_{data}.png")
     device = jax.devices()[0].device_kind
-    text = f"# GANs on the PacGAN mixtures\n\nDevice: {device}; total {time.perf_counter() - t0:.0f} s.\n\n"
+    cmd = " ".join(["python experiments/gan_mixtures/main.py", *(argv if argv is not None else sys.argv[1:])])
+    text = f"# GANs on the PacGAN mixtures\n\nCommand: `{cmd}`\n\n"
+    text += f"Device: {device}; total {time.perf_counter() - t0:.0f} s.\n\n"
     text += report(rows)
     (out / "report.md").write_text(text)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
