@@ -135,6 +135,20 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, t0 = [], time.perf_counter()
+    device = jax.devices()[0].device_kind
+    cmd = " ".join(["python experiments/gan_mixtures/main.py", *(argv if argv is not None else sys.argv[1:])])
+
+    def write(done: bool) -> str:
+        """report.md and results.json of the rows so far (after every variant: a stopped study
+        keeps what it finished)."""
+        text = f"# GANs on the PacGAN mixtures\n\nCommand: `{cmd}`\n\n"
+        state = "total" if done else "unfinished; so far"
+        text += f"Device: {device}; {state} {time.perf_counter() - t0:.0f} s.\n\n"
+        text += report(rows)
+        (out / "report.md").write_text(text)
+        (out / "results.json").write_text(json.dumps(rows, indent=1))
+        return text
+
     for data in args.data.split(","):
         samples = {}
         orders = ("alternating", "simultaneous") if args.update_order == "both" else (args.update_order,)
@@ -144,15 +158,9 @@ def main(argv=None):
                 rows.append(row)
                 samples[variant + ("" if order == "alternating" else ", simultaneous")] = xs[0]
                 print("\n".join(report([row]).splitlines()[2:4]), flush=True)
+                write(False)
         scatter(data, samples, out / f"scatter_{data}.png")
-    device = jax.devices()[0].device_kind
-    cmd = " ".join(["python experiments/gan_mixtures/main.py", *(argv if argv is not None else sys.argv[1:])])
-    text = f"# GANs on the PacGAN mixtures\n\nCommand: `{cmd}`\n\n"
-    text += f"Device: {device}; total {time.perf_counter() - t0:.0f} s.\n\n"
-    text += report(rows)
-    (out / "report.md").write_text(text)
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
-    print(text)
+    print(write(True))
 
 
 if __name__ == "__main__":
