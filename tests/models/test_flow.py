@@ -141,6 +141,7 @@ def test_mnist_flow_config_on_mock_tfds(tmp_path):
                 "--config.model.flow.channels=8",
                 "--config.train.epochs=1",
                 "--config.optim.schedule=constant",
+                "--config.optim.warmup_steps=0",  # warm-up applies to every schedule
                 f"--workdir={run}",
                 "--noprogress",
                 "--noplots",
