@@ -219,6 +219,8 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
             num_dims=splits.num_dims,
             bin_width=splits.bin_width,
         )
+        if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
+            m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
     if cfg.eval.sample_metrics:
         out = run_dir if _main() else None
         m["samples"] = sample_metrics(cfg, splits, family, params, keys.key(seed, "sample_metrics"), out)
@@ -240,6 +242,11 @@ def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> 
     key = keys.key(seed, "figures")
     out = [plots.curves(history, run_dir / "curves.png", cfg.name, family.curves)] if history else []
     test = splits.test["x"]
+    if splits.vocab is not None:  # text: decoded samples, one per block, in samples.txt
+        s = np.asarray(family.sample(params, key, min(int(cfg.eval.n_samples), 16)))
+        path = run_dir / "samples.txt"
+        path.write_text("".join(f"--- sample {i}\n{splits.decode(row)}\n" for i, row in enumerate(s)))
+        return out
     if len(splits.shape) != 3:  # 2-D toy data
         s = np.asarray(family.sample(params, key, min(len(test), 2000)))
         return out + [plots.scatter2d(test[:2000], s, run_dir / "samples.png", cfg.name)]
@@ -302,7 +309,7 @@ def cmd_train(args: list[str]) -> int:
         splits, family = _prepare(cfg)  # bad data or config fails before anything is written
         scores = _easy_scores(cfg, splits)
         mesh = _check_mesh(cfg, family)
-        _open_run_dir(run_dir, cfg, "pass --overwrite to replace it or --resume to continue it")
+        _open_run_dir(run_dir, cfg, "pass --overwrite to replace it or --resume to continue it", splits)
         say(mesh)
     say(f"run folder: {run_dir}", flush=True)
     try:
@@ -365,6 +372,8 @@ def _print_eval(m: dict) -> None:
             f"held-out test NLL ({m['nll_kind']}, n={m['n']}): {m['nll']:.3f} nats, "
             f"{m['bits_per_dim']:.4f} bits/dim{extra}"
         )
+    if "perplexity" in m:
+        print(f"  {m['bits_per_token']:.4f} bits per token, perplexity {m['perplexity']:.3f}")
     s = m.get("samples") or {}
     if "model" in s:
         if "classifier" in s:
@@ -438,6 +447,12 @@ def cmd_sample(args: list[str]) -> int:
     params = select_params(_restore(cfg, run_dir, splits, family), cfg.train.keep_best)
     x = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), FLAGS.n))
     np.save(run_dir / f"samples-seed{FLAGS.seed}.npy", x)
+    if splits.vocab is not None:
+        path = run_dir / f"samples-seed{FLAGS.seed}.txt"
+        path.write_text("".join(f"--- sample {i}\n{splits.decode(row)}\n" for i, row in enumerate(x)))
+        print(f"wrote {path} and {path.with_suffix('.npy')}")
+        print(splits.decode(x[0]))
+        return 0
     if len(splits.shape) == 3:
         x01 = (x + 1) / 2 if cfg.data.scale == "-11" else x
         path = plots.image_grid(
@@ -462,10 +477,10 @@ def _new_run_dir(cfg, suffix: str, hint: str = "pass --overwrite to replace it")
     return run_dir
 
 
-def _open_run_dir(run_dir: Path, cfg, hint: str = "pass --overwrite to replace it") -> None:
+def _open_run_dir(run_dir: Path, cfg, hint: str = "pass --overwrite to replace it", splits=None) -> None:
     """Lock the run folder and create it atomically (replacing it under --overwrite) with
-    config.json and run.json. Called only once the config, data and model have passed their
-    checks; process 0 only."""
+    config.json and run.json (and, for text, vocab.json: the token strings). Called only once
+    the config, data and model have passed their checks; process 0 only."""
     from genjax import rundir
 
     if not _main():
@@ -476,6 +491,8 @@ def _open_run_dir(run_dir: Path, cfg, hint: str = "pass --overwrite to replace i
             "config.json": cfg.to_json_best_effort(indent=2) + "\n",
             "run.json": json.dumps(_run_info(cfg), indent=2) + "\n",
         }
+        if splits is not None and splits.vocab is not None:
+            files["vocab.json"] = json.dumps({"tokens": splits.tokens, "vocab": list(splits.vocab)}) + "\n"
         rundir.create(run_dir, files, overwrite=FLAGS.overwrite)
     except rundir.RunFolderError as e:
         raise UsageError(f"{e} {hint[0].upper()}{hint[1:]}.") from None

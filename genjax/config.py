@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict(
         dict(
-            name="digits",  # digits | npz:<path> | tfds:<name> | toy2d:<name>
+            name="digits",  # digits | mnist5k | text:[<path>] | npz:<path> | tfds:<name> | toy2d:<name>
             data_dir="",  # TFDS data_dir ('' = TFDS default)
             seed=0,
             val_fraction=0.1,
@@ -29,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
             dequantize=False,
             scale="01",  # 01 | -11
             toy_n=10000,  # toy2d: training-pool size (the test set is a fifth of it)
+            block_size=64,  # text: tokens per example (a window of the stream)
+            tokens="char",  # text: char | byte
+            text_chars=1_000_000,  # text: keep the first this many characters (0 = all)
         )
     )
     # model.family picks the family; each family owns its block model.<family> (its
@@ -86,6 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
             # warn (once) when the epoch's training loss exceeds its running minimum m by more
             # than loss_rise * |m| (0 = never)
             loss_rise=10.0,
+            # compute dtype of the training step: float32 | bfloat16 (mixed precision: parameters,
+            # optimizer state and the loss stay float32; the forward and backward passes run in bf16)
+            dtype="float32",
             tb_images_every=10,  # epochs between sample grids in TensorBoard (runs/<run>/tb); 0 = none
             train_eval=False,  # also score a fixed training subset each epoch (train_nll)
             # device mesh: "" = all devices on the data axis; or e.g. "data=-1", "members=5,data=2"
@@ -180,6 +186,7 @@ def validate(cfg) -> None:
         ("train.loss_rise", cfg.train.loss_rise, cfg.train.loss_rise >= 0),
         ("train.tb_images_every", cfg.train.tb_images_every, cfg.train.tb_images_every >= 0),
         ("train.unroll", cfg.train.unroll, cfg.train.unroll >= 0),
+        ("train.dtype", cfg.train.dtype, cfg.train.dtype in ("float32", "bfloat16")),
         ("train.update_order", cfg.train.update_order, cfg.train.update_order in ("alternating", "simultaneous")),
         ("optim.clip_norm", cfg.optim.clip_norm, cfg.optim.clip_norm >= 0),
         ("optim.weight_decay", cfg.optim.weight_decay, cfg.optim.weight_decay >= 0),

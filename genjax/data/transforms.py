@@ -47,9 +47,13 @@ def scale(x, to: str):
 
 def epoch_transform(name: str, levels: int | None = None, to: str = "01") -> Callable | None:
     """The per-epoch transform ``(key, x) -> x`` named ``name`` ('none', 'binarize',
-    'dequantize'), followed by ``scale(., to)``; None when there is nothing to do."""
+    'dequantize', 'window'), followed by ``scale(., to)``; None when there is nothing to do."""
     if name == "none":
         return None if to == "01" else (lambda key, x: scale(x, to))
+    if name == "window":  # text: a random window of each training row (genjax.data.text)
+        from genjax.data.text import random_window
+
+        return random_window
     if name == "binarize":
         return lambda key, x: scale(binarize(key, x), to)
     if name == "dequantize":

@@ -107,6 +107,9 @@ def points_metrics(real_train, real_test, fake, toy: str | None = None) -> dict:
 
 def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) -> dict:
     """Apply the metrics that fit ``splits`` to samples of ``family`` (see the module docstring)."""
+    if splits.vocab is not None:
+        log(f"{splits.name!r} is text: no sample metrics (the samples are in samples.txt)")
+        return {}
     test, train = np.asarray(splits.test["x"]), np.asarray(splits.train["x"])
     n = min(len(test), len(train), int(cfg.eval.max_samples))
     test = test[:n]

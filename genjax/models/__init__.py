@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from genjax.models import diffusion, flow, gan, vae
+from genjax.models import autoregressive, diffusion, flow, gan, vae
 from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player
 
 
@@ -26,6 +26,9 @@ FAMILIES = {
     "flow": FamilySpec(flow.make_flow, flow.default_config, flow.LEGACY),
     "gan": FamilySpec(gan.make_gan, gan.default_config, gan.LEGACY),
     "diffusion": FamilySpec(diffusion.make_diffusion, diffusion.default_config, diffusion.LEGACY),
+    "autoregressive": FamilySpec(
+        autoregressive.make_autoregressive, autoregressive.default_config, autoregressive.LEGACY
+    ),
 }
 
 
@@ -43,7 +46,13 @@ def build_family(cfg, data) -> Family:
     if not isinstance(data, DataInfo):
         data = DataInfo(tuple(int(s) for s in data))
     block = family_config(cfg)
-    return FAMILIES[cfg.model.family].make(block, data)
+    family = FAMILIES[cfg.model.family].make(block, data)
+    if data.vocab and not family.tokens:
+        raise ValueError(
+            f"model.family={cfg.model.family!r} does not model token sequences (data.name={cfg.data.name!r} is "
+            "text); use a family that does, e.g. model.family='autoregressive'."
+        )
+    return family
 
 
 def upgrade_legacy(saved: dict) -> dict:

@@ -66,16 +66,18 @@ class DataInfo:
     scale: str = "01"  # '01' | '-11': the range image pixels live in
     n_classes: int = 0  # classes of the labels (0: unlabelled)
     levels: int = 0  # the values are this many evenly spaced levels over the scale's range (0: continuous)
+    vocab: int = 0  # token data (text): examples are int token ids in 0..vocab-1 (0: not token data)
 
     @classmethod
     def of(cls, splits) -> DataInfo:
         """From ``genjax.data.DataSplits``: its shape, scale, the classes of its labels and its
         discrete levels (2 for binary or binarized images, the source's grey levels for images
-        that are not dequantized, 0 for continuous data)."""
+        that are not dequantized, 0 for continuous data) and, for text, its vocabulary size."""
         labels = [d["y"] for d in (splits.train, splits.test) if "y" in d]
         n_classes = 1 + max(int(y.max()) for y in labels) if "y" in splits.train else 0
         levels = 0 if splits.epoch_transform == "dequantize" else (2 if splits.discrete else int(splits.levels or 0))
-        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes, levels)
+        vocab = len(splits.vocab) if getattr(splits, "vocab", None) is not None else 0
+        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes, levels, vocab)
 
     @property
     def image(self) -> bool:
@@ -131,6 +133,7 @@ class Family:
     curves: Curves = Curves()
     samplers: Mapping[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)  # other samplers
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded with eval results
+    tokens: bool = False  # models sequences of token ids (text data, DataInfo.vocab > 0)
 
     @property
     def batch_multiple(self) -> int:

@@ -83,6 +83,7 @@ def make_step(
     *,
     regularize: bool = False,
     order: str = "alternating",
+    dtype: str = "float32",
 ) -> Callable:
     """The pure training step: each player takes ``n_steps`` gradient steps on its own loss with
     its own optax chain; only its ``nnx.Param`` leaves are differentiated.
@@ -97,6 +98,12 @@ def make_step(
     With ``regularize``, each player's objective is ``loss + l1 L1(w) + l2 L2(w)`` over its own
     kernels (``genjax.objectives.regularizers``), strengths from ``state.hparams``; the penalty
     is logged as ``reg`` apart from the data term ``loss``.
+
+    ``dtype`` (``train.dtype``): ``"bfloat16"`` is mixed precision — the loss sees every floating
+    parameter and batch leaf cast to bfloat16, so the forward and backward passes compute in
+    bfloat16, while the parameters, the optimizer state, the gradients (the cast's cotangent is
+    float32) and the loss and metrics (cast back) stay float32. A family keeps its reductions
+    exact by casting its logits or per-example terms to float32 before summing.
     """
     if order not in ("alternating", "simultaneous"):
         raise ValueError(f"train.update_order must be 'alternating' or 'simultaneous', got {order!r}.")
@@ -107,8 +114,15 @@ def make_step(
                     f"train.update_order='simultaneous' takes one update per player per step; player "
                     f"{pl.name!r} takes {pl.n_steps} (e.g. model.gan.n_critic={pl.n_steps}): set it to 1."
                 )
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"train.dtype must be 'float32' or 'bfloat16', got {dtype!r}.")
     single = len(players) == 1
     mult = batch_multiple(players)
+    low = None if dtype == "float32" else jnp.dtype(dtype)
+
+    def to(tree, dt):
+        """Floating leaves of ``tree`` cast to ``dt``."""
+        return jax.tree.map(lambda a: a.astype(dt) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
 
     def slice_of(batch, pl: Player, j: int):
         """The examples of player ``pl``'s update ``j``: ``per_update`` of the ``mult`` equal parts
@@ -131,7 +145,12 @@ def make_step(
             # fresh Variable objects inside this trace, so a loss may mutate non-Param ones
             r = jax.tree.map(lambda v: v, rest)
             ctx = Context(state.step, state.hparams)
-            loss, m = pl.loss({**params, pl.name: nnx.merge_state(d, r)}, b, k, ctx)
+            p = {**params, pl.name: nnx.merge_state(d, r)}
+            if low is None:
+                loss, m = pl.loss(p, b, k, ctx)
+            else:  # mixed precision: compute in bf16, hand back float32
+                loss, m = pl.loss(to(p, low), to(b, low), k, ctx)
+                loss, m = loss.astype(jnp.float32), to(dict(m), jnp.float32)
             if not regularize:
                 return loss, (loss, m)
             reg = penalty(d, state.hparams["l1"], state.hparams["l2"])

@@ -1,0 +1,260 @@
+"""Autoregressive models over discrete data: exact likelihood by the chain rule,
+
+    log p(x) = sum_d log p(x_d | x_<d),      NLL per token in bits = -log p(x) / (D ln 2),
+
+trained by maximum likelihood (teacher forcing: every conditional of a sequence in one pass),
+sampled one position at a time. The data are tokens: text token ids (``DataInfo.vocab``), or
+image pixels on ``levels`` evenly spaced values (2 for binarized images, 17 for the digits,
+256 for 8-bit images) mapped to ids 0..K-1; images are read in raster order. Block
+``model.autoregressive``, ``arch``:
+
+* ``made`` — a masked MLP (Germain et al. 2015); ``n_orders > 1`` trains that many orderings
+  (one drawn per step) and averages them at test time: p(x) = (1/K) sum_k p_k(x), exact for the
+  mixture;
+* ``pixelcnn`` — masked convolutions (``gated``: without the blind spot), images with 1 channel;
+* ``bigram`` — a table of next-token logits (the first step toward the GPT, and its baseline);
+* ``transformer`` — a GPT-style causal transformer, sampled with a key-value cache.
+
+For K = 2, MADE and PixelCNN output one logit per position (Bernoulli); otherwise (and the token
+models always) K logits (categorical).
+``conditional=True`` (labelled data): the class enters every network (MADE: a context vector;
+PixelCNN: a class embedding in every layer; bigram / transformer: the start token is the class's
+own), the loss is -log p(x | y), and ``log_prob`` is the exact likelihood of the joint model with a
+uniform class prior, log p(x) = logsumexp_y log p(x | y) - log C, so its NLL compares with the
+unconditional models'. Samples: temperature and top-k (``temperature``, ``top_k``); conditional
+samples take the class per row (``cond``), random classes by default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from genjax.models.base import Curves, DataInfo, Family, Player
+from genjax.nn.autoregressive import MADE, Bigram, PixelCNN, Transformer
+
+ARCHS = ("made", "pixelcnn", "bigram", "transformer")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """``model.autoregressive``: the network and its sampler."""
+    return ml_collections.ConfigDict(
+        dict(
+            arch="transformer",  # made | pixelcnn | bigram | transformer
+            hidden=(512,),  # made: hidden widths
+            n_orders=1,  # made: orderings trained (one per step) and averaged at test time
+            random_order=False,  # made: the first ordering random too (else natural)
+            channels=64,  # pixelcnn: feature maps
+            n_layers=4,  # pixelcnn: residual / gated blocks; transformer: blocks
+            gated=False,  # pixelcnn: gated blocks with vertical + horizontal stacks (no blind spot)
+            d_model=128,  # transformer width
+            n_heads=4,
+            mlp_ratio=4,
+            dropout=0.0,  # transformer: on embeddings, attention output and MLP output
+            tie=True,  # transformer: output layer = token embeddings (weight tying)
+            conditional=False,  # class-conditional (labelled data)
+            temperature=1.0,  # sampling: logits / temperature
+            top_k=0,  # sampling: keep the k most likely tokens (0 = all)
+            seed=0,  # made: the random orderings and hidden degrees
+        )
+    )
+
+
+LEGACY: dict = {}
+
+
+def adjust_logits(logits, temperature: float = 1.0, top_k: int = 0):
+    """``logits / temperature``, with every token outside the ``top_k`` largest at -inf."""
+    logits = logits / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    return logits
+
+
+def token_log_probs(out, tokens):
+    """``log p(token)`` per position from a network output: categorical over ``out [..., K]``,
+    or a Bernoulli of a single logit ``out [..., 1]`` (the logits [0, l])."""
+    lp = jax.nn.log_softmax(full_logits(out), axis=-1)
+    return jnp.take_along_axis(lp, tokens[..., None], axis=-1)[..., 0]
+
+
+def full_logits(out):
+    """The logits of a position from a network output, in float32: ``[0, l]`` for a single
+    Bernoulli logit ``l``."""
+    out = out.astype(jnp.float32)
+    return jnp.concatenate([jnp.zeros_like(out), out], axis=-1) if out.shape[-1] == 1 else out
+
+
+def make_autoregressive(mcfg, data: DataInfo) -> Family:
+    arch = str(mcfg.arch)
+    if arch not in ARCHS:
+        raise ValueError(f"model.autoregressive.arch must be one of {', '.join(ARCHS)}, got {arch!r}.")
+    shape = tuple(int(s) for s in data.shape)
+    d = math.prod(shape)
+    k = int(data.vocab or data.levels)
+    if k < 2:
+        raise ValueError(
+            "model.family='autoregressive' models discrete data (token ids or images on a fixed number of grey "
+            "levels); these data are continuous: binarize them (data.binarize) or turn data.dequantize off."
+        )
+    n_cls = int(data.n_classes) if mcfg.conditional else 0
+    if mcfg.conditional and n_cls < 2:
+        raise ValueError("model.autoregressive.conditional=True needs class labels, and this dataset has none.")
+    if arch == "pixelcnn" and not (len(shape) == 3 and shape[-1] == 1):
+        raise ValueError(f"model.autoregressive.arch='pixelcnn' takes images with one channel, got shape {shape}.")
+    if float(mcfg.temperature) <= 0:
+        raise ValueError(f"model.autoregressive.temperature must be positive, got {mcfg.temperature}.")
+    if int(mcfg.n_orders) < 1:
+        raise ValueError(f"model.autoregressive.n_orders must be >= 1, got {mcfg.n_orders}.")
+    n_out = 1 if k == 2 else k
+    temperature, top_k = float(mcfg.temperature), int(mcfg.top_k)
+
+    def build(rngs):
+        if arch == "made":
+            return MADE(
+                d, tuple(mcfg.hidden), n_out, n_orders=int(mcfg.n_orders), random_order=bool(mcfg.random_order),
+                context_dim=n_cls, seed=int(mcfg.seed), rngs=rngs,
+            )  # fmt: skip
+        if arch == "pixelcnn":
+            c, n = int(mcfg.channels), int(mcfg.n_layers)
+            return PixelCNN(n_out, c, n, gated=bool(mcfg.gated), n_classes=n_cls, rngs=rngs)
+        if arch == "bigram":
+            return Bigram(k, max(n_cls, 1), rngs=rngs)
+        return Transformer(
+            k, max(n_cls, 1), d, int(mcfg.d_model), int(mcfg.n_layers), int(mcfg.n_heads), int(mcfg.mlp_ratio),
+            float(mcfg.dropout), bool(mcfg.tie), rngs=rngs,
+        )  # fmt: skip
+
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
+
+    def module(params):
+        return nnx.merge(graphdef, params["model"])
+
+    def to_tokens(x):
+        """``[B, *shape]`` data -> token ids ``[B, D]``."""
+        if data.vocab:
+            return x.reshape(x.shape[0], d).astype(jnp.int32)
+        u = (x + 1.0) / 2.0 if data.scale == "-11" else x
+        return jnp.clip(jnp.round(u.reshape(u.shape[0], d) * (k - 1)), 0, k - 1).astype(jnp.int32)
+
+    def from_tokens(tok):
+        if data.vocab:
+            return tok.reshape(-1, *shape)
+        u = (tok.astype(jnp.float32) / (k - 1)).reshape(-1, *shape)
+        return 2.0 * u - 1.0 if data.scale == "-11" else u
+
+    def start_of(y, b):
+        """Start token ids: the class's own (conditional) or the one start token."""
+        return k + (jnp.zeros((b,), jnp.int32) if y is None else y.astype(jnp.int32))
+
+    def net_out(net, tok, y, key=None, which=0):
+        """Network output per position ``[B, D, n_out]`` (teacher forcing)."""
+        b = tok.shape[0]
+        if arch == "made":
+            ctx = None if not n_cls else jax.nn.one_hot(y, n_cls)
+            return net(tok.astype(jnp.float32) / (k - 1), ctx, which)
+        if arch == "pixelcnn":
+            img = (tok.astype(jnp.float32) / (k - 1)).reshape(b, *shape)
+            return net(img, y).reshape(b, d, n_out)
+        inp = jnp.concatenate([start_of(y, b)[:, None], tok[:, :-1]], axis=1)
+        return net(inp) if arch == "bigram" else net(inp, key)
+
+    def cond_log_prob(net, tok, y, key=None, which=0):
+        return jnp.sum(token_log_probs(net_out(net, tok, y, key, which), tok), axis=-1)
+
+    def mixture_log_prob(net, tok, y):
+        """log p(x | y), averaged over MADE's orderings: log (1/K) sum_k p_k(x | y)."""
+        n = net.n_orders if arch == "made" else 1
+        if n == 1:
+            return cond_log_prob(net, tok, y)
+        lps = jnp.stack([cond_log_prob(net, tok, y, which=i) for i in range(n)])
+        return jax.nn.logsumexp(lps, axis=0) - math.log(n)
+
+    def log_prob(params, x, key=None):
+        """Exact log p(x) ``[B]`` in nats (conditional models: with a uniform class prior)."""
+        net = module(params)
+        tok = to_tokens(x)
+        if not n_cls:
+            return mixture_log_prob(net, tok, None)
+        b = tok.shape[0]
+        per_class = jnp.stack([mixture_log_prob(net, tok, jnp.full((b,), c, jnp.int32)) for c in range(n_cls)])
+        return jax.nn.logsumexp(per_class, axis=0) - math.log(n_cls)
+
+    def loss(params, batch, key, ctx):
+        net = module(params)
+        tok = to_tokens(batch["x"])
+        y = batch["y"] if n_cls else None
+        which = jax.random.randint(jax.random.fold_in(key, 1), (), 0, net.n_orders) if arch == "made" else 0
+        nll = -jnp.mean(cond_log_prob(net, tok, y, key, which))
+        return nll, {"nll": nll, "bits_per_token": nll / (d * math.log(2.0))}
+
+    def labels(key, n, cond):
+        if not n_cls:
+            return None
+        return jax.random.randint(key, (n,), 0, n_cls) if cond is None else jnp.asarray(cond, jnp.int32)
+
+    def draw(key, logits):
+        return jax.random.categorical(key, adjust_logits(logits, temperature, top_k)).astype(jnp.int32)
+
+    def sample_full(params, key, n, cond=None):
+        """One whole-network pass per position (MADE in its first ordering, PixelCNN in raster
+        order; the transformer without its cache)."""
+        net = module(params)
+        k_y, key = jax.random.split(key)
+        y = labels(k_y, n, cond)
+        positions = jnp.argsort(net.orders[...][0]) if arch == "made" else jnp.arange(d)
+
+        def body(i, tok):
+            p = positions[i]
+            out = net_out(net, tok, y)[:, p]
+            return tok.at[:, p].set(draw(jax.random.fold_in(key, i), full_logits(out)))
+
+        return from_tokens(jax.lax.fori_loop(0, d, body, jnp.zeros((n, d), jnp.int32)))
+
+    def sample_cached(params, key, n, cond=None):
+        """Transformer: one position per step of a ``lax.scan``, keys and values of the earlier
+        positions cached; bigram: the table row of the previous token."""
+        net = module(params)
+        k_y, key = jax.random.split(key)
+        y = labels(k_y, n, cond)
+        first = start_of(y, n)
+
+        if arch == "bigram":
+
+            def body(prev, i):
+                t = draw(jax.random.fold_in(key, i), net(prev))
+                return t, t
+
+            _, toks = jax.lax.scan(body, first, jnp.arange(d))
+        else:
+            dtype = net.tok.embedding[...].dtype
+
+            def body(carry, i):
+                prev, cache = carry
+                logits, cache = net.step(prev, cache, i)
+                t = draw(jax.random.fold_in(key, i), logits.astype(jnp.float32))
+                return (t, cache), t
+
+            _, toks = jax.lax.scan(body, (first, net.init_cache(n, dtype)), jnp.arange(d))
+        return from_tokens(toks.T)
+
+    cached = arch in ("bigram", "transformer")
+    return Family(
+        name="autoregressive",
+        init=lambda key, example=None: {"model": nnx.split(build(nnx.Rngs(key)))[1]},
+        players=(Player("model", loss),),
+        sample=sample_cached if cached else sample_full,
+        log_prob=log_prob,
+        log_prob_kind="exact",
+        modules=module,
+        progress=("loss", "bits_per_token"),
+        curves=Curves("nll", 1.0, "train NLL"),
+        samplers={"uncached": sample_full} if arch == "transformer" else {},
+        info={"arch": arch, "tokens": k, "positions": d},
+        tokens=True,
+    )
