@@ -15,6 +15,7 @@ import pytest
 from genjax.cli import main
 
 SMOKE = "experiments/vae_digits/config.py:smoke"
+GPT = "experiments/gpt_text/config.py:smoke"
 TOY = "experiments/gan_mixtures/config.py"
 
 
@@ -51,6 +52,8 @@ def _files(tmp: Path) -> Path:
         (d / name).mkdir()
     (d / "corrupt_config" / "config.json").write_text("{ not json")
     (d / "a_file").write_text("x")
+    (d / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 500)
+    (d / "short.txt").write_text("tiny text")
     return d
 
 
@@ -88,6 +91,22 @@ CASES = {
     "tfds not prepared": (tr("data.name=tfds:mnist", "data.data_dir={d}/notrun"), ["mnist", "notrun"]),
     "data scheme": (tr("data.name=csv:x"), ["data.name", "csv:x"]),
     "toy2d name": (tr("data.name=toy2d:spiral9", config=TOY), ["toy2d:spiral9"]),
+    "text missing": (tr("data.name=text:{d}/nope.txt", config=GPT), ["nope.txt", "no such file"]),
+    "text not utf-8": (tr("data.name=text:{d}/latin1.txt", config=GPT), ["latin1.txt", "UTF-8"]),
+    "text too short": (tr("data.name=text:{d}/short.txt", config=GPT), ["short.txt", "data.block_size=16"]),
+    "block_size": (tr("data.block_size=1", config=GPT), ["data.block_size", "1"]),
+    "text tokens": (tr("data.tokens=word", config=GPT), ["data.tokens", "word"]),
+    "vae on text": (tr("model.family=vae", config=GPT), ["model.family='vae'", "text"]),
+    "pixelcnn on text": (tr("model.autoregressive.arch=pixelcnn", config=GPT), ["pixelcnn", "(16,)"]),
+    "autoregressive on continuous": (
+        tr("model.family=autoregressive", "data.binarize=none", "data.dequantize=True"),
+        ["autoregressive", "data.dequantize"],
+    ),
+    "ar arch": (tr("model.autoregressive.arch=rnn", config=GPT), ["model.autoregressive.arch", "rnn"]),
+    "temperature": (tr("model.autoregressive.temperature=0", config=GPT), ["temperature", "0"]),
+    "heads": (tr("model.autoregressive.n_heads=3", config=GPT), ["d_model=32", "n_heads=3"]),
+    "cv on text": (["cv", GPT], ["cross-validation", "text:"]),
+    "dtype": (tr("train.dtype=float16"), ["train.dtype", "float16"]),
     # config fields, every section
     "val_fraction": (tr("data.val_fraction=1.5"), ["data.val_fraction", "1.5"]),
     "test_fraction": (tr("data.test_fraction=-0.1"), ["data.test_fraction", "-0.1"]),

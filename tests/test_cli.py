@@ -215,3 +215,26 @@ def test_tensorboard_gets_every_epochs_scalars_samples_and_figures(tmp_path):
         for k in ("loss", "kl", "val_nll"):
             assert scalars[(k, r["epoch"])] == pytest.approx(r[k], rel=1e-6)
     assert {("samples", 1), ("samples", 2), ("figures/samples", 2), ("figures/curves", 2)} <= images
+
+
+def test_text_gpt_trains_evaluates_and_samples_text(tmp_path, capsys):
+    """The GPT on the default corpus through the CLI: the vocabulary saved with the run, bits per
+    character and perplexity from the exact NLL, generated text in samples.txt and from `sample`."""
+    run = tmp_path / "gpt"
+    cfg = "experiments/gpt_text/config.py:smoke"
+    assert main(["genjax", "train", f"--config={cfg}", f"--workdir={run}", "--noprogress"]) == 0
+    out = capsys.readouterr().out
+    voc = json.loads((run / "vocab.json").read_text())
+    assert voc["tokens"] == "char" and len(voc["vocab"]) > 50 and voc["vocab"] == sorted(voc["vocab"])
+    ev = json.loads((run / "eval.json").read_text())
+    t = 16  # the smoke config's block_size
+    assert ev["bits_per_token"] == pytest.approx(ev["nll"] / (t * np.log(2)), rel=1e-6)
+    assert ev["perplexity"] == pytest.approx(np.exp(ev["nll"] / t), rel=1e-6)
+    assert ev["bits_per_token"] < np.log2(len(voc["vocab"]))  # it learned something in 2 epochs
+    assert "perplexity" in out
+    text = (run / "samples.txt").read_text()
+    assert text.count("--- sample") == 2 and all(c in voc["vocab"] or c == "\n" for c in text.replace("--- sample", ""))
+    assert main(["genjax", "sample", str(run), "--n=3", "--seed=7"]) == 0
+    x = np.load(run / "samples-seed7.npy")
+    assert x.shape == (3, t) and x.dtype.kind == "i" and x.max() < len(voc["vocab"])
+    assert (run / "samples-seed7.txt").read_text().count("--- sample") == 3
