@@ -190,8 +190,9 @@ def make_gan(mcfg, data: DataInfo) -> Family:
         # each penalty is computed where its weight (a state hyperparameter: a sweep may set it
         # per member) is positive; under vmap over members the cond becomes a select
         zero = lambda: jnp.zeros((), jnp.float32)  # noqa: E731
-        gp = jax.lax.cond(ctx.hp["gp"] > 0, lambda: jnp.mean(adv.gradient_penalty(critic, x, fake, k_gp)), zero)
-        r1 = jax.lax.cond(ctx.hp["r1"] > 0, lambda: jnp.mean(adv.r1_penalty(critic, x)), zero)
+        mean32 = lambda v: jnp.mean(v.astype(jnp.float32))  # noqa: E731  (float32 under train.dtype=bfloat16 too)
+        gp = jax.lax.cond(ctx.hp["gp"] > 0, lambda: mean32(adv.gradient_penalty(critic, x, fake, k_gp)), zero)
+        r1 = jax.lax.cond(ctx.hp["r1"] > 0, lambda: mean32(adv.r1_penalty(critic, x)), zero)
         loss = loss + ctx.hp["gp"] * gp + 0.5 * ctx.hp["r1"] * r1
         logs |= {"gp": gp, "r1": r1}
         if mcfg.spectral_norm:

@@ -32,7 +32,7 @@ def reparameterize(key: jax.Array, mean: ArrayLike, log_var: ArrayLike, n: int |
     """
     mean, log_var = jnp.asarray(mean), jnp.asarray(log_var)
     shape = mean.shape if n is None else (n, *mean.shape)
-    eps = jax.random.normal(key, shape, mean.dtype)
+    eps = jax.random.normal(key, shape).astype(mean.dtype)  # float32 draw: the same noise under bf16
     return mean + jnp.exp(0.5 * log_var) * eps
 
 

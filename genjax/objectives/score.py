@@ -133,7 +133,7 @@ def posterior(x0, xt, a_s, s_s, a_t, s_t):
 
 def perturb(x0, key, a, s):
     """x_t = a x0 + s eps with eps ~ N(0, I); ``a``, ``s`` scalars or ``[B]``. Returns (x_t, eps)."""
-    eps = jax.random.normal(key, x0.shape, x0.dtype)
+    eps = jax.random.normal(key, x0.shape).astype(x0.dtype)  # float32 draw: the same noise under bf16
     return _bcast(jnp.broadcast_to(a, x0.shape[:1]), x0) * x0 + _bcast(jnp.broadcast_to(s, x0.shape[:1]), x0) * eps, eps
 
 
@@ -191,7 +191,7 @@ def sliced_score_matching(score_fn, x, key, n_projections: int = 1, dist: str = 
     Jacobian-vector product per projection. ``dist``: 'gaussian' | 'rademacher'. ``[B]``."""
     if dist not in ("gaussian", "rademacher"):
         raise ValueError(f"the projection distribution must be 'gaussian' or 'rademacher', got {dist!r}.")
-    vs = jax.random.normal(key, (n_projections,) + x.shape, x.dtype)
+    vs = jax.random.normal(key, (n_projections,) + x.shape).astype(x.dtype)
     if dist == "rademacher":
         vs = jnp.sign(vs)
 

@@ -393,3 +393,36 @@ def test_batched_mean_is_the_masked_mean_and_checks_the_per_example_shape():
     assert float(got) == pytest.approx(2 * np.arange(10.0).mean())
     with pytest.raises(AssertionError, match="shape"):  # a family returning a scalar per batch
         batched_mean(lambda p, xb, k: jnp.sum(xb), 1.0, {"x": x, "mask": mask}, jax.random.key(0))
+
+
+@pytest.mark.parametrize("family", ["vae", "flow", "gan", "diffusion", "autoregressive"])
+def test_bfloat16_mixed_precision_step_for_every_family(family):
+    """train.dtype='bfloat16': the loss computes in bf16 (it differs from float32 by rounding, not
+    by more), while parameters, optimizer state, gradients and metrics stay float32."""
+    from genjax.config import base_config
+    from genjax.models import DataInfo, build_family
+
+    c = base_config()
+    c.model.family = family
+    info = DataInfo((16,)) if family == "gan" else DataInfo((4, 4, 1), levels=2)  # the MLP GAN takes vectors
+    if family in ("vae", "flow", "gan"):
+        c.model[family].hidden = (16,)
+    c.model.vae.arch = c.model.gan.arch = "mlp"
+    c.model.gan.disc_hidden = (16,)
+    c.model.diffusion.update(arch="mlp", hidden=(16,))
+    c.model.autoregressive.update(arch="made", hidden=(16,))
+    fam = build_family(c, info)
+    x = (jax.random.uniform(jax.random.key(0), (8, *info.shape)) > 0.5).astype(jnp.float32)
+    txs = {p.name: optax.sgd(1e-2) for p in fam.players}
+    st0 = init_state(fam.init(jax.random.key(1), x), txs, jax.random.key(2), fam.hparams)
+    out = {}
+    for dt in ("float32", "bfloat16"):
+        new, m = jax.jit(make_step(fam.players, txs, dtype=dt))(st0, {"x": x})
+        out[dt] = m
+        assert all(v.dtype == jnp.float32 for v in m.values() if jnp.issubdtype(v.dtype, jnp.floating))
+        assert all(a.dtype == b.dtype for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(st0)))
+    for k, v in out["float32"].items():
+        if k.endswith("loss") and k in out["bfloat16"]:
+            assert np.isfinite(out["bfloat16"][k])
+            np.testing.assert_allclose(out["bfloat16"][k], v, rtol=0.05, atol=0.05, err_msg=k)
+    assert any(out["bfloat16"][k] != v for k, v in out["float32"].items() if k.endswith("loss"))  # it did use bf16
