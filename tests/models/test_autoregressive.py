@@ -60,8 +60,9 @@ def test_pixelcnn_output_never_sees_the_current_or_later_pixels(gated):
     later = np.arange(h * w)[None, :] >= np.arange(h * w)[:, None]
     assert not np.any(dep & later)
     assert dep[h * w - 1, : h * w - 1].sum() > 0
-    if gated:  # no blind spot: the last pixel sees every earlier pixel of the row above, right side too
-        assert dep[(h - 1) * w + 1, (h - 2) * w + w - 1]
+    # the plain network's blind spot: output (5, 1) never sees pixel (4, 5), up and to the right,
+    # however deep; the gated stacks see it
+    assert dep[(h - 1) * w + 1, (h - 2) * w + w - 1] == gated
 
 
 def test_transformer_logits_at_t_ignore_later_tokens():
