@@ -44,9 +44,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--out", default="experiments/gpt_text/results")
+    ap.add_argument("--report_only", action="store_true", help="rewrite report.md and curves.png from results.json")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.report_only:
+        return report(json.loads((out / "results.json").read_text()), out, a, get_config("gpt"))
     results = {}
     for variant in ("bigram", "gpt"):
         cfg = get_config(variant)
@@ -109,8 +112,9 @@ def report(results, out: Path, a, cfg) -> None:
         unc = f"{r['uncached_sample_tokens_per_s']:,.0f}" if "uncached_sample_tokens_per_s" in r else "-"
         lines.append(f"| {name} | {r['params']:,} | {r['test_bits_per_char']:.3f} | {r['test_perplexity']:.2f} | "
                      f"{r['train_tokens_per_s']:,.0f} | {r['sample_tokens_per_s']:,.0f} | {unc} |")  # fmt: skip
-    lines += ["", "![curves](curves.png)", "", f"A sample of the GPT (temperature {m.temperature}):", "", "```"]
-    lines += [results["gpt"]["samples"][0], "```", ""]
+    lines += ["", "![curves](curves.png)", "", f"Samples of the GPT ({results['gpt']['context']} characters each, "
+              f"temperature {m.temperature}):", "", "```"]  # fmt: skip
+    lines += [x for smp in results["gpt"]["samples"] for x in (smp, "-" * 16)][:-1] + ["```", ""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines), flush=True)
 
