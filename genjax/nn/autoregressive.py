@@ -32,15 +32,16 @@ from genjax.nn.layers import Dropout, split_key
 
 def made_masks(dim: int, hidden: Sequence[int], order: np.ndarray, rng: np.random.Generator | None, n_out: int):
     """The masks of a MADE for the ordering ``order`` (``order[d]``: the position of input d in
-    the ordering, 0..D-1): hidden unit degrees m(k) in 1..D-1 (cycled, or drawn with ``rng``);
+    the ordering, 0..D-1): hidden unit degrees m(k) in 1..D-1 (evenly spread, or drawn with
+    ``rng`` from Germain et al.'s U{min of the layer below, .., D-1});
     a hidden unit of degree m sees inputs of degree <= m; output d (``n_out`` numbers each) sees
     hidden units of degree < its own degree ``order[d] + 1``. Returns ``[in, out]`` 0/1 arrays."""
     deg_in = order + 1
     degs = [deg_in]
     for h in hidden:
         lo = int(np.min(degs[-1])) if len(degs) > 1 else 1
-        if rng is None:
-            degs.append(np.arange(h) % max(dim - 1, 1) + 1)
+        if rng is None:  # evenly spread over 1..D-1 (cycling them would leave inputs unused when h < D - 1)
+            degs.append(np.round(np.linspace(1, max(dim - 1, 1), h)).astype(np.int64))
         else:
             degs.append(rng.integers(min(lo, max(dim - 1, 1)), max(dim - 1, 1) + 1, size=h))
     masks = [(degs[i + 1][None, :] >= degs[i][:, None]) for i in range(len(hidden))]

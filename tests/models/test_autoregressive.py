@@ -229,3 +229,14 @@ def test_bfloat16_training_tracks_float32():
     assert losses["float32"][-1] < losses["float32"][0]  # it learns
     np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.02)
     assert losses["float32"][-1] > entropy - 0.5  # no model beats the source's entropy (up to noise)
+
+
+def test_made_natural_degrees_use_every_input_even_with_fewer_hidden_units():
+    """With h < D - 1 hidden units the deterministic degrees must still span 1..D-1: cycling
+    them (1..h) would leave the inputs of degree > h connected to nothing."""
+    from genjax.nn.autoregressive import made_masks
+
+    masks = made_masks(784, (500,), np.arange(784), None, 1)
+    used = masks[0].sum(1) > 0
+    assert used[:783].all() and not used[783]  # every input but the last feeds some hidden unit
+    assert (masks[1].sum(0) > 0)[1:].all()  # every output but the first sees some hidden unit
