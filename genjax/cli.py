@@ -245,7 +245,7 @@ def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> 
     if splits.vocab is not None:  # text: decoded samples, one per block, in samples.txt
         s = np.asarray(family.sample(params, key, min(int(cfg.eval.n_samples), 16)))
         path = run_dir / "samples.txt"
-        path.write_text("".join(f"--- sample {i}\n{splits.decode(row)}\n" for i, row in enumerate(s)))
+        path.write_text(splits.samples_text(s))
         return out
     if len(splits.shape) != 3:  # 2-D toy data
         s = np.asarray(family.sample(params, key, min(len(test), 2000)))
@@ -449,7 +449,7 @@ def cmd_sample(args: list[str]) -> int:
     np.save(run_dir / f"samples-seed{FLAGS.seed}.npy", x)
     if splits.vocab is not None:
         path = run_dir / f"samples-seed{FLAGS.seed}.txt"
-        path.write_text("".join(f"--- sample {i}\n{splits.decode(row)}\n" for i, row in enumerate(x)))
+        path.write_text(splits.samples_text(x))
         print(f"wrote {path} and {path.with_suffix('.npy')}")
         print(splits.decode(x[0]))
         return 0

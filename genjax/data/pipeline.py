@@ -47,6 +47,10 @@ class DataSplits:
             raise ValueError(f"{self.name!r} is not text; it has no vocabulary to decode with.")
         return decode(ids, self.vocab if self.tokens == "char" else None)
 
+    def samples_text(self, rows) -> str:
+        """Text data: sampled token rows as one text, each under a ``--- sample i`` line."""
+        return "".join(f"--- sample {i}\n{self.decode(row)}\n" for i, row in enumerate(rows))
+
     def eval_view(self, x: np.ndarray) -> np.ndarray:
         """Training-space images ``x`` (as in ``train["x"]``) as an evaluation set sees them: the
         epoch transform's fixed draw (static binarization or dequantization) and the scaling,
