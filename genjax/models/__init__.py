@@ -18,7 +18,9 @@ from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player
 class FamilySpec:
     make: Callable[..., Family]  # (its config block, DataInfo) -> Family
     default_config: Callable  # () -> ConfigDict, the block model.<name>
-    legacy: dict  # field -> "section.field" in flat configs saved before the block existed
+    # field -> "section.field" in flat configs saved before the block existed; None: the family
+    # came after the blocks, so a flat config holds none of its fields (its block takes defaults)
+    legacy: dict | None
 
 
 FAMILIES = {
@@ -67,6 +69,9 @@ def upgrade_legacy(saved: dict) -> dict:
     new_model = {"family": model.get("family", "vae")}
     for name, spec in FAMILIES.items():
         block = {}
+        if spec.legacy is None:
+            new_model[name] = block
+            continue
         for field in spec.default_config():
             where = spec.legacy.get(field)
             candidates = [where] if where else [f"model.{field}", f"objective.{field}"]

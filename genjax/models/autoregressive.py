@@ -64,7 +64,8 @@ def default_config() -> ml_collections.ConfigDict:
     )
 
 
-LEGACY: dict = {}
+# added after the family blocks: no flat config ever held these fields (see upgrade_legacy)
+LEGACY = None
 
 
 def adjust_logits(logits, temperature: float = 1.0, top_k: int = 0):

@@ -8,6 +8,7 @@ from pathlib import Path
 from experiments.flow_toy2d.config import get_config as flow_config
 from experiments.gan_mixtures.config import get_config as gan_config
 from experiments.vae_digits.config import get_config as vae_config
+from genjax.config import base_config, validate
 from genjax.models import FAMILIES, upgrade_legacy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,15 @@ def test_old_flat_configs_map_onto_the_family_blocks():
         assert all(want[k] == defaults[k] for k in later), key
         assert up["model"][fam] == {k: v for k, v in want.items() if k not in later}, key
         assert up["objective"] == {"l1": 0.0, "l2": 0.0}
+        # the other families' blocks: only the fields those families had then (none for a family
+        # added after the blocks), so the loaded config still passes validation
+        loaded = base_config()
+        assert all(not up["model"][f] for f, spec in FAMILIES.items() if spec.legacy is None), key
+        for f, b in up["model"].items():
+            if isinstance(b, dict):
+                for k, v in b.items():
+                    loaded.model[f][k] = tuple(v) if isinstance(v, list) else v
+        validate(loaded)
     # already in the block layout: unchanged
     cur = json.loads(vae_config("smoke").to_json_best_effort())
     assert upgrade_legacy(json.loads(json.dumps(cur))) == cur
