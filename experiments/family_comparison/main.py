@@ -37,8 +37,8 @@ from genjax.data.transforms import binarize_static  # noqa: E402
 from genjax.eval import heldout_metrics  # noqa: E402
 from genjax.eval.plots import _tile, save  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
+from genjax.nn.summary import param_count  # noqa: E402
 from genjax.train import fit  # noqa: E402
-from genjax.train.engine import split_trainable  # noqa: E402
 
 # published dynamically binarized MNIST test NLLs (nats), 60,000 training images
 PUBLISHED = {"VAE (Burda et al. 2016)": 86.76, "IWAE 2-layer k=50 (Burda et al. 2016)": 82.90,
@@ -82,10 +82,6 @@ def binarized_source(data: str, seed: int = 0) -> Source:
         src = Source(data, src.x[perm[n_test:]], src.y[perm[n_test:]], src.x[perm[:n_test]], src.y[perm[:n_test]])
     x, tx = binarize_static(src.x, seed + 101), binarize_static(src.test_x, seed + 102)
     return Source(f"{data}-binarized", x, src.y, tx, src.test_y, levels=2, binary=True)
-
-
-def count_params(params) -> int:
-    return sum(int(np.prod(a.shape)) for s in params.values() for a in jax.tree.leaves(split_trainable(s)[0]))
 
 
 def main(argv=None):
@@ -134,7 +130,7 @@ def main(argv=None):
             "test_nll_nats": m["bits_per_dim"] * splits.num_dims * math.log(2.0),
             "bits_per_dim": m["bits_per_dim"],
             "nll_kind": m["nll_kind"] + (" (dequantized density, bound)" if flow else ""),
-            "params": count_params(res.params),
+            "params": param_count(res.params),
             "epochs": len(res.history),
             "best_epoch": int(res.state.es.best_epoch),
             "train_s": res.train_seconds,

@@ -26,6 +26,7 @@ from genjax.data import load_splits  # noqa: E402
 from genjax.eval import heldout_metrics  # noqa: E402
 from genjax.eval.plots import save  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
+from genjax.nn.summary import param_count  # noqa: E402
 from genjax.train import fit  # noqa: E402
 
 
@@ -68,7 +69,7 @@ def main(argv=None):
             "train_tokens_per_s": steps * len(res.history) * cfg.train.batch_size * t / res.train_seconds,
             "train_s": res.train_seconds,
             "compile_s": res.compile_seconds,
-            "params": sum(int(np.prod(v.shape)) for v in jax.tree.leaves(res.params)),
+            "params": param_count(res.params),
             "vocab": len(splits.vocab),
             "context": t,
         }

@@ -18,6 +18,12 @@ def _count(module) -> int:
     return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
+def param_count(params: dict) -> int:
+    """Trainable parameters (``nnx.Param`` leaves) of a family's params ``{player: nnx.State}``;
+    masks, dropout rates and other variables are not counted."""
+    return sum(x.size for s in params.values() for x in jax.tree.leaves(nnx.split_state(s, nnx.Param, ...)[0]))
+
+
 def param_table(module: nnx.Module) -> list[dict]:
     """One row per Linear / Conv / ConvTranspose layer (and one for any other parameters):
     ``layer`` (path), ``kind``, ``shape`` (kernel), ``params``, and for conv layers with known
@@ -74,4 +80,4 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["param_table", "mlp_param_count", "format_table"]
+__all__ = ["param_count", "param_table", "mlp_param_count", "format_table"]

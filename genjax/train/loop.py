@@ -84,7 +84,7 @@ def build_program(
     regularize = cfg.objective.l1 > 0 or cfg.objective.l2 > 0 or bool(swept & {"objective.l1", "objective.l2"})
     hparams = {**family.hparams, "l1": float(cfg.objective.l1), "l2": float(cfg.objective.l2)}
     epoch = make_epoch(
-        make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.get("dtype", "float32")),
+        make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.dtype),
         val_nll,
         batch_size=per_step,
         steps=steps,
