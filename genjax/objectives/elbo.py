@@ -36,10 +36,18 @@ def reparameterize(key: jax.Array, mean: ArrayLike, log_var: ArrayLike, n: int |
     return mean + jnp.exp(0.5 * log_var) * eps
 
 
-def gaussian_kl(mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
-    """KL(N(mean, diag(exp(log_var))) || N(0, I)), analytic, per example.
+def gaussian_kl_per_dim(mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
+    """KL(N(mean_k, exp(log_var_k)) || N(0, 1)) for each latent dimension: ``[B, K]``.
 
-    KL = 1/2 sum_k [exp(log_var_k) + mean_k^2 - 1 - log_var_k]   (Kingma & Welling 2014, App. B).
+    KL_k = 1/2 [exp(log_var_k) + mean_k^2 - 1 - log_var_k]   (Kingma & Welling 2014, App. B).
+    """
+    mean, log_var = jnp.asarray(mean), jnp.asarray(log_var)
+    return 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)
+
+
+def gaussian_kl(mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
+    """KL(N(mean, diag(exp(log_var))) || N(0, I)), analytic, per example: the sum over
+    dimensions of ``gaussian_kl_per_dim``.
 
     Args:
         mean, log_var: ``[B, K]``.
@@ -47,8 +55,78 @@ def gaussian_kl(mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
     Returns:
         ``[B]``.
     """
-    mean, log_var = jnp.asarray(mean), jnp.asarray(log_var)
-    return 0.5 * jnp.sum(jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var, axis=-1)
+    return jnp.sum(gaussian_kl_per_dim(mean, log_var), axis=-1)
+
+
+def gaussian_kl_between(mean_q, log_var_q, mean_p, log_var_p) -> jax.Array:
+    """KL(N(mean_q, diag var_q) || N(mean_p, diag var_p)) per example ``[B]``:
+    1/2 sum [log var_p - log var_q + (var_q + (mean_q - mean_p)^2) / var_p - 1]."""
+    return 0.5 * jnp.sum(
+        log_var_p - log_var_q + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p)) * jnp.exp(-log_var_p) - 1.0,
+        axis=-1,
+    )
+
+
+def free_bits_kl(kl_per_dim: ArrayLike, free_bits: ArrayLike) -> jax.Array:
+    """The free-bits KL (Kingma et al. 2016, Improved Variational Inference with Inverse
+    Autoregressive Flow, Sec. 3.7 / App. C.8), per example ``[B]`` from ``[B, K]`` terms:
+
+        KL_lambda = sum_k max(lambda, E_batch[KL_k])
+
+    Each latent dimension whose minibatch-mean KL is below ``lambda`` nats costs the constant
+    lambda, so its KL gets no gradient (the encoder may use those nats for free); above lambda it
+    is the plain KL. The per-example terms returned average over the batch to KL_lambda exactly:
+    example b contributes KL_bk on the dimensions above the threshold and lambda on the others.
+    ``lambda = 0`` gives the plain KL.
+    """
+    kl = jnp.asarray(kl_per_dim)
+    above = jax.lax.stop_gradient(jnp.mean(kl, axis=0) > free_bits)  # [K]
+    return jnp.sum(jnp.where(above, kl, jnp.asarray(free_bits, kl.dtype)), axis=-1)
+
+
+def active_units(means: ArrayLike, threshold: float = 0.01) -> tuple[int, jax.Array]:
+    """Active latent units (Burda et al. 2016, Sec. 5.2): dimension k is active when
+
+        A_k = Cov_x(E_{q(z|x)}[z_k]) > threshold   (0.01 in the paper),
+
+    the variance over data points of the posterior mean. A collapsed unit's posterior mean does
+    not depend on x. Args: ``means [N, K]`` posterior means over a data set. Returns the count and
+    ``A [K]``."""
+    a = jnp.var(jnp.asarray(means, jnp.float32), axis=0)
+    return int(jnp.sum(a > threshold)), a
+
+
+def rbf_kernel(a: ArrayLike, b: ArrayLike, bandwidth: float | None = None) -> jax.Array:
+    """k(a, b) = exp(-||a - b||^2 / (2 s^2)) for all pairs: ``[N, K] x [M, K] -> [N, M]``;
+    ``s^2 = K`` by default (the scale of N(0, I) distances in K dimensions)."""
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    s2 = float(a.shape[-1]) if bandwidth is None else bandwidth**2
+    d2 = jnp.sum(jnp.square(a[:, None, :] - b[None, :, :]), axis=-1)
+    return jnp.exp(-d2 / (2.0 * s2))
+
+
+def imq_kernel(a: ArrayLike, b: ArrayLike, bandwidth: float | None = None) -> jax.Array:
+    """Inverse multiquadratic k(a, b) = C / (C + ||a - b||^2), C = 2 K s^2 with s = 1 by default
+    (heavier tails than the RBF; Tolstikhin et al. 2018, WAE)."""
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    c = 2.0 * a.shape[-1] * (1.0 if bandwidth is None else bandwidth**2)
+    d2 = jnp.sum(jnp.square(a[:, None, :] - b[None, :, :]), axis=-1)
+    return c / (c + d2)
+
+
+KERNELS = {"rbf": rbf_kernel, "imq": imq_kernel}
+
+
+def mmd(x: ArrayLike, y: ArrayLike, kernel: str = "rbf", bandwidth: float | None = None) -> jax.Array:
+    """Squared maximum mean discrepancy between samples ``x [N, K]`` and ``y [M, K]``
+    (Gretton et al. 2012), the biased (V-statistic) estimate InfoVAE uses:
+
+        MMD^2 = mean k(x, x') + mean k(y, y') - 2 mean k(x, y)
+
+    It is >= 0, exactly 0 for identical samples, and -> 0 as both grow from the same
+    distribution. A scalar (a statistic of two sets, not per example)."""
+    k = KERNELS[kernel]
+    return jnp.mean(k(x, x, bandwidth)) + jnp.mean(k(y, y, bandwidth)) - 2.0 * jnp.mean(k(x, y, bandwidth))
 
 
 def elbo(log_px_z: ArrayLike, kl: ArrayLike, beta: ArrayLike = 1.0) -> jax.Array:

@@ -57,3 +57,93 @@ def bits_per_dim(nll_nats: ArrayLike, num_dims: int, bin_width: float | None = N
     if bin_width is not None:
         nll = nll - num_dims * math.log(bin_width)
     return nll / (num_dims * math.log(2.0))
+
+
+# ------------------------------------------------------- conditional likelihoods p(y | x), per example
+
+
+def heteroscedastic_gaussian_nll(
+    y: ArrayLike, mean: ArrayLike, log_var: ArrayLike, min_var: float = 0.0, event_ndims: int = 1
+) -> jax.Array:
+    """-log N(y | mean(x), var(x)) with a predicted variance per input and per dimension:
+
+        NLL = 1/2 sum_d [log 2pi + log var_d + (y_d - mean_d)^2 / var_d],   var = exp(log_var) + min_var
+
+    (Nix & Weigend 1994; Lakshminarayanan et al. 2017). ``min_var`` > 0 floors the variance,
+    smoothly, so a network cannot drive it to 0 on a few points and the NLL to -inf. For a
+    fixed residual r the NLL is minimized over the variance at var = r^2 (when r^2 >= min_var).
+
+    Args:
+        y, mean, log_var: ``[B, *event]`` (``event_ndims`` trailing axes are summed).
+
+    Returns:
+        ``[B]`` in nats.
+    """
+    y, mean, log_var = jnp.asarray(y), jnp.asarray(mean), jnp.asarray(log_var)
+    var = jnp.exp(log_var) + min_var
+    return _sum_event(0.5 * (LOG_2PI + jnp.log(var) + jnp.square(y - mean) / var), event_ndims)
+
+
+def student_t_nll(
+    y: ArrayLike, loc: ArrayLike, log_scale: ArrayLike, df: ArrayLike, min_scale: float = 0.0, event_ndims: int = 1
+) -> jax.Array:
+    """-log t_nu(y | loc, scale), the heavy-tailed alternative to the Gaussian NLL:
+
+        log t = lgamma((nu + 1)/2) - lgamma(nu/2) - 1/2 log(nu pi) - log s - (nu + 1)/2 log(1 + u^2 / nu),
+        u = (y - loc) / s,   s = exp(log_scale) + min_scale.
+
+    Tends to the Gaussian NLL with variance s^2 as nu -> inf.
+
+    Returns:
+        ``[B]`` in nats.
+    """
+    y, loc = jnp.asarray(y), jnp.asarray(loc)
+    scale = jnp.exp(jnp.asarray(log_scale)) + min_scale
+    df = jnp.asarray(df, y.dtype)
+    u = (y - loc) / scale
+    # lgamma((nu+1)/2) - lgamma(nu/2) - 1/2 log(nu pi) = -log B(1/2, nu/2) - 1/2 log nu, the beta
+    # function form staying exact in float32 for large nu
+    log_t = (
+        -jax.scipy.special.betaln(0.5, df / 2)
+        - 0.5 * jnp.log(df)
+        - jnp.log(scale)
+        - (df + 1) / 2 * jnp.log1p(jnp.square(u) / df)
+    )
+    return _sum_event(-log_t, event_ndims)
+
+
+def categorical_nll(logits: ArrayLike, y: ArrayLike) -> jax.Array:
+    """-log softmax(logits)[y], the cross-entropy with integer targets.
+
+    Args:
+        logits: ``[B, C]``; y: ``[B]`` integer classes.
+
+    Returns:
+        ``[B]`` in nats.
+    """
+    logp = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
+    return -jnp.take_along_axis(logp, jnp.asarray(y, jnp.int32)[..., None], axis=-1)[..., 0]
+
+
+def focal_loss(logits: ArrayLike, y: ArrayLike, gamma: float = 2.0, alpha: ArrayLike | None = None) -> jax.Array:
+    """The focal loss (Lin et al. 2017, Focal Loss for Dense Object Detection), multi-class:
+
+        FL(p_t) = -alpha_t (1 - p_t)^gamma log p_t,     p_t = softmax(logits)[y]
+
+    gamma = 0 (and no alpha) is the cross-entropy; gamma > 0 multiplies each example's
+    cross-entropy by (1 - p_t)^gamma, so well-classified (easy) examples, p_t near 1, count
+    less. ``alpha``: ``None`` (1), a scalar, or per-class weights ``[C]`` (alpha_t = alpha[y]),
+    e.g. inverse class frequencies for imbalanced data.
+
+    Returns:
+        ``[B]``.
+    """
+    logp = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
+    logp_t = jnp.take_along_axis(logp, jnp.asarray(y, jnp.int32)[..., None], axis=-1)[..., 0]
+    # (1 - p_t)^gamma computed as exp(gamma log(-expm1(log p_t))): exact near p_t = 1
+    weight = jnp.power(-jnp.expm1(logp_t), gamma) if gamma else 1.0
+    loss = -weight * logp_t
+    if alpha is not None:
+        alpha = jnp.asarray(alpha, loss.dtype)
+        loss = loss * (alpha[jnp.asarray(y, jnp.int32)] if alpha.ndim else alpha)
+    return loss
