@@ -59,10 +59,14 @@ class Model:
     def sample(self, n: int, seed: int = 0, cond=None):
         return self.family.sample(self.params, jax.random.key(seed), n, cond)
 
-    def log_prob(self, x, seed: int = 0):
+    def log_prob(self, x, seed: int = 0, y=None):
+        """log p(x) per example (a labelled family: log p(x | y), or log p(y | x) for a predictor)."""
         if self.family.log_prob is None:
             raise ValueError(f"the {self.family.name} family has no likelihood.")
-        return self.family.log_prob(self.params, jax.numpy.asarray(x), jax.random.key(seed))
+        labels = () if y is None else (jax.numpy.asarray(y),)
+        if self.family.labelled and not labels:
+            raise ValueError(f"the {self.family.name} model scores labelled examples: pass y.")
+        return self.family.log_prob(self.params, jax.numpy.asarray(x), jax.random.key(seed), *labels)
 
 
 def fit(cfg, data, workdir=None, *, progress: bool = True) -> Model:
@@ -91,6 +95,7 @@ def evaluate(model: Model, data, seed: int = 0) -> dict:
         data.test["x"],
         keys.key(seed, "eval"),
         batch_size=model.cfg.eval.batch_size,
-        num_dims=data.num_dims,
+        num_dims=model.family.event_dims or data.num_dims,
         bin_width=data.bin_width,
+        y=data.test.get("y"),
     )

@@ -178,7 +178,8 @@ def _scores_from_run(cfg, prev: Path, splits):
         raise UsageError(f"train.easy_first: the {family.name} model in {str(prev)!r} has no likelihood to rank by.")
     params = select_params(_restore(pcfg, prev, splits, family), pcfg.train.keep_best)
     x = splits.eval_view(splits.train["x"])
-    return nll_scores(family.log_prob, params, x, keys.key(cfg.seed, "easy_first"), int(cfg.eval.batch_size))
+    y = splits.train.get("y") if family.labelled else None
+    return nll_scores(family.log_prob, params, x, keys.key(cfg.seed, "easy_first"), int(cfg.eval.batch_size), y)
 
 
 def _restore(cfg, run_dir: Path, splits, family):
@@ -216,8 +217,9 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
             splits.test["x"],
             keys.key(seed, "eval"),
             batch_size=cfg.eval.batch_size,
-            num_dims=splits.num_dims,
+            num_dims=family.event_dims or splits.num_dims,
             bin_width=splits.bin_width,
+            y=splits.test.get("y") if family.labelled else None,
         )
         if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
             m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
@@ -520,7 +522,7 @@ def cmd_cv(args: list[str]) -> int:
     from genjax.train.cv import make_folds
 
     sweep_grid(cfg, DataInfo.of(splits))  # a bad sweep fails before anything is written
-    make_folds(cfg, splits, int(cfg.train.batch_size) * family.batch_multiple)  # so do impossible folds
+    make_folds(cfg, splits, int(cfg.train.batch_size) * family.batch_multiple, family.labelled)  # impossible folds too
     _open_run_dir(run_dir, cfg)
     say(f"run folder: {run_dir}", flush=True)
     report = run_cv(cfg, run_dir, splits=splits, progress=FLAGS.progress)

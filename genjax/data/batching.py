@@ -43,3 +43,15 @@ def eval_batches(x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray
     xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
     mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
     return xp.reshape(nb, bs, *x.shape[1:]), mask.reshape(nb, bs)
+
+
+def eval_set(x: np.ndarray, batch_size: int, y: np.ndarray | None = None) -> dict:
+    """Padded evaluation batches as the epoch scores them: ``{"x": [nb, B, ...], "mask": [nb, B]}``
+    and, given labels (a labelled family: ``Family.labelled``), ``"y": [nb, B, ...]``."""
+    xb, mask = eval_batches(np.asarray(x), batch_size)
+    if y is None:
+        return {"x": xb, "mask": mask}
+    y = np.asarray(y)
+    if len(y) != len(x):
+        raise ValueError(f"evaluation labels: {len(y)} labels for {len(x)} examples.")
+    return {"x": xb, "mask": mask, "y": eval_batches(y, batch_size)[0]}

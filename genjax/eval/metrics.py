@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 
 import jax
+import numpy as np
 
-from genjax.data.batching import eval_batches
+from genjax.data.batching import eval_set
 from genjax.objectives.likelihood import bits_per_dim
 from genjax.train.engine import batched_mean
 
@@ -26,10 +27,12 @@ def _mean(fn, params, batches, key):
     return batched_mean(fn, params, batches, key)
 
 
-def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, bin_width=None) -> dict:
-    """NLL (nats/example), bits/dim and, where available, the ELBO on ``x``."""
-    xb, mask = eval_batches(x, batch_size)
-    batches = jax.device_put({"x": xb, "mask": mask})
+def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, bin_width=None, y=None) -> dict:
+    """NLL (nats/example), bits/dim and, where available, the ELBO on ``x`` (with its labels
+    ``y`` for a labelled family: -log p(x | y) or, for a predictor, -log p(y | x))."""
+    if family.labelled and y is None:
+        raise ValueError(f"the {family.name} model scores labelled examples; the evaluation split has no labels.")
+    batches = jax.device_put(eval_set(np.asarray(x), batch_size, y if family.labelled else None))
     k_nll, k_elbo = jax.random.split(key)
     nll = -float(_mean(family.log_prob, params, batches, k_nll))
     out = {

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 
 from genjax.models import autoregressive, diffusion, flow, gan, vae
-from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player
+from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player, Predictor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +95,7 @@ __all__ = [
     "FamilySpec",
     "Latent",
     "Player",
+    "Predictor",
     "build_family",
     "family_config",
     "upgrade_legacy",

@@ -25,7 +25,10 @@ gives it (trainable ``nnx.Param``s and any other variables):
 * ``sample(params, key, n, cond=None) -> x``
 * ``log_prob(params, x, key) -> [B]``: exact, or an estimate/bound, as ``log_prob_kind`` says;
   ``None`` for an implicit model (a GAN): then training has no validation NLL and no early
-  stopping, and evaluation uses sample-based metrics only.
+  stopping, and evaluation uses sample-based metrics only. A family with ``labelled = True``
+  scores labelled examples: ``log_prob(params, x, key, y)`` (and so its ``val_log_prob`` and
+  ``bound``) — log p(x | y) for a conditional generator, log p(y | x) for a predictor — and
+  every held-out score (validation, k-fold, test) hands it the split's labels.
 
 Families are built by ``make(fcfg, data: DataInfo)`` from their own config block
 (``model.<family>``) and what the data say; they never read the data, optim or train sections.
@@ -67,17 +70,22 @@ class DataInfo:
     n_classes: int = 0  # classes of the labels (0: unlabelled)
     levels: int = 0  # the values are this many evenly spaced levels over the scale's range (0: continuous)
     vocab: int = 0  # token data (text): examples are int token ids in 0..vocab-1 (0: not token data)
+    target_shape: tuple | None = None  # real-valued targets y: their per-example shape (None: none)
 
     @classmethod
     def of(cls, splits) -> DataInfo:
         """From ``genjax.data.DataSplits``: its shape, scale, the classes of its labels and its
         discrete levels (2 for binary or binarized images, the source's grey levels for images
         that are not dequantized, 0 for continuous data) and, for text, its vocabulary size."""
+        import numpy as np
+
         labels = [d["y"] for d in (splits.train, splits.test) if "y" in d]
-        n_classes = 1 + max(int(y.max()) for y in labels) if "y" in splits.train else 0
+        real = "y" in splits.train and not np.issubdtype(np.asarray(splits.train["y"]).dtype, np.integer)
+        n_classes = 1 + max(int(y.max()) for y in labels) if "y" in splits.train and not real else 0
+        target = tuple(int(s) for s in np.shape(splits.train["y"])[1:]) if real else None
         levels = 0 if splits.epoch_transform == "dequantize" else (2 if splits.discrete else int(splits.levels or 0))
         vocab = len(splits.vocab) if getattr(splits, "vocab", None) is not None else 0
-        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes, levels, vocab)
+        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes, levels, vocab, target)
 
     @property
     def image(self) -> bool:
@@ -114,6 +122,21 @@ class Curves:
 
 
 @dataclasses.dataclass(frozen=True)
+class Predictor:
+    """A model of a target y given an input x, p(y | x) (``genjax.eval.predictive`` scores it).
+
+    ``kind``: ``"class"`` (``probs(params, x) -> [B, C]``) or ``"real"`` (``mean(params, x)``
+    and ``interval(params, x, level) -> (lo, hi)``, the central ``level`` predictive interval,
+    both shaped like y)."""
+
+    kind: str
+    probs: Callable[..., Any] | None = None
+    mean: Callable[..., Any] | None = None
+    interval: Callable[..., Any] | None = None
+    std: Callable[..., Any] | None = None  # (params, x) -> predictive std, shaped like y
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
     name: str
     init: Callable[..., Any]
@@ -134,6 +157,10 @@ class Family:
     samplers: Mapping[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)  # other samplers
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded with eval results
     tokens: bool = False  # models sequences of token ids (text data, DataInfo.vocab > 0)
+    labelled: bool = False  # log_prob / val_log_prob / bound take the labels: (params, x, key, y)
+    classes: int = 0  # >0: sample(params, key, n, cond) draws class cond[i] (int [n]) for row i
+    predictor: Predictor | None = None  # a model of y given x (cond = x in sample)
+    event_dims: int = 0  # dimensions of what log_prob scores, for bits/dim (0: the data's)
 
     @property
     def batch_multiple(self) -> int:

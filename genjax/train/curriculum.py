@@ -107,12 +107,16 @@ def easy_first(start: float, epochs: int) -> Callable:
     return lambda epoch, n: jnp.maximum(1, jnp.ceil(competence(epoch, start, epochs) * n).astype(jnp.int32))
 
 
-def nll_scores(log_prob: Callable, params, x: np.ndarray, key: jax.Array, batch_size: int = 500) -> np.ndarray:
-    """Per-example ``-log_prob(params, x, key)`` ``[N]`` over ``x`` in batches: a trained model's
-    ranking of examples from easy (likely) to hard, for ``train.easy_first``."""
-    from genjax.data.batching import eval_batches
+def nll_scores(
+    log_prob: Callable, params, x: np.ndarray, key: jax.Array, batch_size: int = 500, y=None
+) -> np.ndarray:
+    """Per-example ``-log_prob(params, x, key)`` ``[N]`` over ``x`` in batches (a labelled
+    family's ``-log_prob(params, x, key, y)`` given ``y``): a trained model's ranking of
+    examples from easy (likely) to hard, for ``train.easy_first``."""
+    from genjax.data.batching import eval_set
 
-    xb, mask = eval_batches(np.asarray(x), batch_size)
-    f = jax.jit(lambda xi, k: -log_prob(params, xi, k))
-    out = [np.asarray(f(xb[i], jax.random.fold_in(key, i))) for i in range(len(xb))]
-    return np.concatenate(out)[np.asarray(mask).reshape(-1) > 0]
+    b = eval_set(np.asarray(x), batch_size, y)
+    labels = (lambda i: (b["y"][i],)) if y is not None else (lambda i: ())
+    f = jax.jit(lambda xi, k, *yi: -log_prob(params, xi, k, *yi))
+    out = [np.asarray(f(b["x"][i], jax.random.fold_in(key, i), *labels(i))) for i in range(len(b["x"]))]
+    return np.concatenate(out)[np.asarray(b["mask"]).reshape(-1) > 0]

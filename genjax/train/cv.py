@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import keys
-from genjax.data.batching import eval_batches
+from genjax.data.batching import eval_set
 from genjax.data.pipeline import DataSplits
 from genjax.data.splits import fold_indices, kfold_assign
 from genjax.models.base import Family
@@ -122,20 +122,25 @@ class Folds:
     k: int
     pool: dict  # training form: the epoch transform draws afresh each epoch
     idx: dict  # fold_indices: train_idx, train_n, held_idx, held_n
-    held: list  # per fold: (x [nb, B, ...], mask [nb, B]), padded to the same nb
+    held: list  # per fold: eval batches {"x": [nb, B, ...], "mask": [nb, B] (, "y")}, padded to the same nb
     train_eval: list | None  # per fold: a training subset of the held-out size, scored alike
     steps: int  # training steps per epoch (the smallest fold's)
 
 
-def make_folds(cfg, splits: DataSplits, per_step: int) -> Folds:
-    """Partition the training pool into ``cv.folds`` folds (stratified by label where asked)."""
+def make_folds(cfg, splits: DataSplits, per_step: int, labels: bool = False) -> Folds:
+    """Partition the training pool into ``cv.folds`` folds (stratified by label where asked);
+    ``labels`` (a labelled family): the held-out batches carry the labels."""
     k, tc = int(cfg.cv.folds), cfg.train
     pool = splits.training_pool()
     eval_x = splits.eval_view(pool["x"])  # evaluation form: one fixed draw, like validation and test
     if k > len(pool["x"]):
         raise ValueError(f"cv.folds={k} exceeds the {len(pool['x'])} examples of the training pool.")
-    labels = pool.get("y") if cfg.cv.stratify else None
-    fi = fold_indices(kfold_assign(len(pool["x"]), k, int(cfg.cv.seed), labels), k)
+    strata = pool.get("y") if cfg.cv.stratify else None
+    if strata is not None and not np.issubdtype(strata.dtype, np.integer):
+        raise ValueError("cv.stratify=True stratifies by class label; the targets of these data are real-valued.")
+    if labels and "y" not in pool:
+        raise ValueError(f"cv: the model needs labels, and the training pool of {splits.name!r} has none.")
+    fi = fold_indices(kfold_assign(len(pool["x"]), k, int(cfg.cv.seed), strata), k)
     steps = int(fi["train_n"].min()) // per_step
     if steps < 1:
         raise ValueError(
@@ -145,20 +150,23 @@ def make_folds(cfg, splits: DataSplits, per_step: int) -> Folds:
     bs = int(min(tc.val_batch_size, fi["held_n"].min()))
 
     def padded(sets):
-        nb = max(xb.shape[0] for xb, _ in sets)
+        nb = max(b["x"].shape[0] for b in sets)
         pad = lambda a: np.concatenate([a, np.zeros((nb - a.shape[0], *a.shape[1:]), a.dtype)])  # noqa: E731
-        return [(pad(xb), pad(m)) for xb, m in sets]
+        return [{n: pad(a) for n, a in b.items()} for b in sets]
 
-    held = padded([eval_batches(eval_x[fi["held_idx"][f][: fi["held_n"][f]]], bs) for f in range(k)])
+    def subset(idx):
+        return eval_set(eval_x[idx], bs, pool["y"][idx] if labels else None)
+
+    held = padded([subset(fi["held_idx"][f][: fi["held_n"][f]]) for f in range(k)])
     tr = None
     if tc.train_eval:
-        tr = padded([eval_batches(eval_x[fi["train_idx"][f][: fi["held_n"][f]]], bs) for f in range(k)])
+        tr = padded([subset(fi["train_idx"][f][: fi["held_n"][f]]) for f in range(k)])
     return Folds(k, pool, fi, held, tr, steps)
 
 
 def member_data(folds: Folds, fold_of: np.ndarray) -> dict:
     """Per-member data (a leading members axis): fold indices and held-out batches."""
-    stack = lambda sets: {"x": np.stack([sets[f][0] for f in fold_of]), "mask": np.stack([sets[f][1] for f in fold_of])}  # noqa: E731
+    stack = lambda sets: {n: np.stack([sets[f][n] for f in fold_of]) for n in sets[0]}  # noqa: E731
     out = {"idx": folds.idx["train_idx"][fold_of], "n": folds.idx["train_n"][fold_of], "val": stack(folds.held)}
     if folds.train_eval is not None:
         out["train_eval"] = stack(folds.train_eval)
@@ -206,13 +214,14 @@ def run_members(
     return _stack(finals), hist, compile_s, train_s, np.array(epochs_run)
 
 
-def score_members(cfg, family: Family, params, held: dict, test_x) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out and test NLL of stacked ``params`` ([members]), with the evaluation estimator."""
+def score_members(cfg, family: Family, params, held: dict, test: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out and test NLL of stacked ``params`` ([members]), with the evaluation estimator;
+    ``test``: the test split (its labels scored too for a labelled family)."""
     key = keys.key(cfg.seed, "eval")
     nll = lambda p, b: -batched_mean(family.log_prob, p, b, key)  # noqa: E731
     heldout = np.asarray(jax.jit(jax.vmap(nll))(params, jax.device_put(held)))
-    txb, tmask = eval_batches(test_x, cfg.train.val_batch_size)
-    test_b = jax.device_put({"x": txb, "mask": tmask})
+    test_y = test["y"] if family.labelled else None
+    test_b = jax.device_put(eval_set(test["x"], cfg.train.val_batch_size, test_y))
     test = np.asarray(jax.jit(jax.vmap(lambda p: nll(p, test_b)))(params))
     if not np.all(np.isfinite(heldout)):
         raise TrainingError(
@@ -252,7 +261,7 @@ def cross_validate(
     settings = settings or [{}]
     if cfg.train.easy_first:
         raise ValueError("train.easy_first ranks one training set; cross-validation does not take it.")
-    folds = make_folds(cfg, splits, cfg.train.batch_size * family.batch_multiple)
+    folds = make_folds(cfg, splits, cfg.train.batch_size * family.batch_multiple, labels=family.labelled)
     members = [(g, f) for g in range(len(settings)) for f in range(folds.k)]
     swept = frozenset(f for s in settings for f in s)
     prog = build_program(cfg, family, splits, swept=swept, steps_per_epoch=folds.steps,
@@ -265,7 +274,7 @@ def cross_validate(
         progress=progress, callback=callback, shown=family.progress,
     )  # fmt: skip
     best = state.es.best_params if cfg.train.keep_best else state.params
-    heldout, test = score_members(cfg, family, best, per_member["val"], splits.test["x"])
+    heldout, test = score_members(cfg, family, best, per_member["val"], splits.test)
     return CVResult(
         folds=folds.k,
         settings=settings,
@@ -325,7 +334,8 @@ def train_seeds(
     prog = build_program(cfg, family, splits, swept=swept, n_members=n, mesh=_strategy_mesh(cfg, strategy))
     states = [apply_setting(prog.init(jax.random.key(s)), st, cfg, family) for st in settings for s in seeds]
     state, hist, compile_s, train_s, epochs_run = run_members(
-        cfg, prog, states, split_data(cfg, splits), {}, strategy, progress=progress, callback=callback,
+        cfg, prog, states, split_data(cfg, splits, labels=family.labelled), {}, strategy, progress=progress,
+        callback=callback,
         desc="seeds", shown=family.progress,
     )  # fmt: skip
     return SeedsResult(seeds, state, hist, compile_s, train_s,

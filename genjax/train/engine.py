@@ -238,16 +238,19 @@ def early_stop_update(
 
 def batched_mean(fn: Callable, params, batches, key: jax.Array) -> jax.Array:
     """Mean over real examples of ``fn(params, x, key) -> [B]`` over padded eval batches
-    ``{"x": [nb, B, ...], "mask": [nb, B]}``, one batch at a time (``lax.scan``)."""
+    ``{"x": [nb, B, ...], "mask": [nb, B]}``, one batch at a time (``lax.scan``). Batches with
+    labels ``"y"`` (built for a labelled family, ``genjax.data.batching.eval_set``) are scored as
+    ``fn(params, x, key, y)``."""
 
     def body(acc, inp):
-        i, x, mask = inp
-        v = fn(params, x, jax.random.fold_in(key, i))
-        chex.assert_shape(v, mask.shape)  # a per-example [B] value, as the family protocol says
-        return acc + jnp.sum(jnp.where(mask > 0, v, 0.0)), None
+        i, b = inp
+        labels = (b["y"],) if "y" in b else ()
+        v = fn(params, b["x"], jax.random.fold_in(key, i), *labels)
+        chex.assert_shape(v, b["mask"].shape)  # a per-example [B] value, as the family protocol says
+        return acc + jnp.sum(jnp.where(b["mask"] > 0, v, 0.0)), None
 
     nb = batches["mask"].shape[0]
-    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (jnp.arange(nb), batches["x"], batches["mask"]))
+    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (jnp.arange(nb), dict(batches)))
     return total / jnp.sum(batches["mask"])
 
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from genjax import keys
-from genjax.data.batching import eval_batches
+from genjax.data.batching import eval_set
 from genjax.data.pipeline import DataSplits
 from genjax.data.transforms import epoch_transform
 from genjax.models.base import Family
@@ -114,14 +114,15 @@ def build_program(
     return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step)
 
 
-def split_data(cfg, splits: DataSplits, scores=None) -> dict:
+def split_data(cfg, splits: DataSplits, scores=None, labels: bool = False) -> dict:
     """The epoch's data for one train/validation split (host arrays; the driver places them):
     ``{"train": {"x": [N, ...]}, "val": {"x": [nb, B, ...], "mask": [nb, B]}}`` (+ ``train_eval``).
     ``scores [N]`` (an easy-first curriculum, ``train.easy_first``): ``idx`` ranks the training
-    examples by score, lowest (easiest) first, and ``n = N``."""
+    examples by score, lowest (easiest) first, and ``n = N``. ``labels`` (a labelled family,
+    ``Family.labelled``): the evaluation batches carry the split's labels ``"y"``."""
     tc = cfg.train
-    xb, mask = eval_batches(splits.val["x"], tc.val_batch_size)
-    data = {"train": splits.train, "val": {"x": xb, "mask": mask}}
+    val_y = splits.val.get("y") if labels else None
+    data = {"train": splits.train, "val": eval_set(splits.val["x"], tc.val_batch_size, val_y)}
     if bool(tc.easy_first) != (scores is not None):
         raise ValueError(f"train.easy_first={tc.easy_first!r} needs per-example scores, and scores go with it.")
     if scores is not None:
@@ -134,8 +135,9 @@ def split_data(cfg, splits: DataSplits, scores=None) -> dict:
             )
         data |= {"idx": np.argsort(scores, kind="stable").astype(np.int32), "n": np.int32(n)}
     if tc.train_eval:  # a fixed training subset as large as the validation set, scored alike
-        xb, mask = eval_batches(splits.eval_view(splits.train["x"][: len(splits.val["x"])]), tc.val_batch_size)
-        data["train_eval"] = {"x": xb, "mask": mask}
+        m = len(splits.val["x"])
+        train_y = splits.train.get("y")[:m] if labels else None
+        data["train_eval"] = eval_set(splits.eval_view(splits.train["x"][:m]), tc.val_batch_size, train_y)
     return data
 
 
@@ -191,7 +193,7 @@ def fit(
     res = drive(
         prog.epoch,
         prog.init(),
-        split_data(cfg, splits, scores),
+        split_data(cfg, splits, scores, labels=family.labelled),
         prog.plan,
         epochs=int(cfg.train.epochs),
         workdir=workdir,
