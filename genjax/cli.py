@@ -223,7 +223,12 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
         )
         if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
             m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
-    if cfg.eval.sample_metrics:
+    if family.predictor is not None:  # a model of y given x: accuracy / calibration, and their figures
+        from genjax.eval.predictive import predictive_metrics
+
+        out = run_dir if _main() else None
+        m["predictive"] = predictive_metrics(family, params, splits.test["x"], splits.test["y"], out)
+    elif cfg.eval.sample_metrics:
         out = run_dir if _main() else None
         m["samples"] = sample_metrics(cfg, splits, family, params, keys.key(seed, "sample_metrics"), out)
     if _main():
@@ -244,6 +249,8 @@ def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> 
     key = keys.key(seed, "figures")
     out = [plots.curves(history, run_dir / "curves.png", cfg.name, family.curves)] if history else []
     test = splits.test["x"]
+    if family.predictor is not None:  # its figures (calibration, confusion) come with its metrics
+        return out
     if splits.vocab is not None:  # text: decoded samples, one per block, in samples.txt
         s = np.asarray(family.sample(params, key, min(int(cfg.eval.n_samples), 16)))
         path = run_dir / "samples.txt"
@@ -376,6 +383,14 @@ def _print_eval(m: dict) -> None:
         )
     if "perplexity" in m:
         print(f"  {m['bits_per_token']:.4f} bits per token, perplexity {m['perplexity']:.3f}")
+    p = m.get("predictive") or {}
+    if "accuracy" in p:
+        recall = ", ".join("-" if r is None else f"{r:.2f}" for r in p["per_class_recall"])
+        print(f"test accuracy {p['accuracy']:.4f}, balanced accuracy {p['balanced_accuracy']:.4f}")
+        print(f"  recall per class: {recall}")
+    if "coverage" in p:
+        cov = ", ".join(f"{float(a):.0%} interval {v:.3f}" for a, v in p["coverage"].items())
+        print(f"test RMSE {p['rmse']:.4f}; share of targets inside the central {cov}")
     s = m.get("samples") or {}
     if "model" in s:
         if "classifier" in s:
@@ -447,6 +462,13 @@ def cmd_sample(args: list[str]) -> int:
     splits, family = _prepare(cfg)
     _lock(run_dir)
     params = select_params(_restore(cfg, run_dir, splits, family), cfg.train.keep_best)
+    if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
+        cond = splits.test["x"][: FLAGS.n]
+        y = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), len(cond), cond))
+        path = run_dir / f"samples-seed{FLAGS.seed}.npy"
+        np.save(path, y)
+        print(f"wrote {path}: y ~ p(y | x) for the first {len(cond)} test inputs")
+        return 0
     x = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), FLAGS.n))
     np.save(run_dir / f"samples-seed{FLAGS.seed}.npy", x)
     if splits.vocab is not None:

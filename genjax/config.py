@@ -122,7 +122,7 @@ def base_config() -> ml_collections.ConfigDict:
         dict(
             folds=5,
             strategy="vmap",  # vmap | loop | shard
-            stratify=True,  # stratify folds by label where the data have labels
+            stratify=True,  # stratify folds by label where the data have class labels
             seed=0,  # fold assignment
             # continuous fields -> lists of values, e.g. {"optim": {"lr": [1e-3, 3e-3]}}; they
             # are vmapped together with the folds. Shape-changing fields (model.hidden, ...) are

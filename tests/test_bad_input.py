@@ -17,6 +17,7 @@ from genjax.cli import main
 SMOKE = "experiments/vae_digits/config.py:smoke"
 GPT = "experiments/gpt_text/config.py:smoke"
 TOY = "experiments/gan_mixtures/config.py"
+REG = "experiments/conditional_regression/config.py:smoke"
 
 
 @pytest.fixture(autouse=True)
@@ -107,6 +108,11 @@ CASES = {
     "heads": (tr("model.autoregressive.n_heads=3", config=GPT), ["d_model=32", "n_heads=3"]),
     "cv on text": (["cv", GPT], ["cross-validation", "text:"]),
     "dtype": (tr("train.dtype=float16"), ["train.dtype", "float16"]),
+    "predictor on unlabelled": (tr("model.family=predictor", config=TOY), ["model.predictor.likelihood", "none"]),
+    "predictor classes on reals": (
+        tr("model.predictor.likelihood=focal", config=REG), ["model.predictor.likelihood='focal'", "real-valued"]
+    ),
+    "toy1d name": (tr("data.name=toy1d:sine", config=REG), ["toy1d:sine"]),
     # config fields, every section
     "val_fraction": (tr("data.val_fraction=1.5"), ["data.val_fraction", "1.5"]),
     "test_fraction": (tr("data.test_fraction=-0.1"), ["data.test_fraction", "-0.1"]),

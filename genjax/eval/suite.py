@@ -110,6 +110,9 @@ def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) ->
     if splits.vocab is not None:
         log(f"{splits.name!r} is text: no sample metrics (the samples are in samples.txt)")
         return {}
+    if family.predictor is not None:
+        log(f"the {family.name} model draws y given x, not examples: no sample metrics (see genjax.eval.predictive)")
+        return {}
     test, train = np.asarray(splits.test["x"]), np.asarray(splits.train["x"])
     n = min(len(test), len(train), int(cfg.eval.max_samples))
     test = test[:n]

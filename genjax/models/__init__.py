@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from genjax.models import autoregressive, diffusion, flow, gan, vae
+from genjax.models import autoregressive, diffusion, flow, gan, predictor, vae
 from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player, Predictor
 
 
@@ -31,6 +31,7 @@ FAMILIES = {
     "autoregressive": FamilySpec(
         autoregressive.make_autoregressive, autoregressive.default_config, autoregressive.LEGACY
     ),
+    "predictor": FamilySpec(predictor.make_predictor, predictor.default_config, predictor.LEGACY),
 }
 
 

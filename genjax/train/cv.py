@@ -137,7 +137,8 @@ def make_folds(cfg, splits: DataSplits, per_step: int, labels: bool = False) -> 
         raise ValueError(f"cv.folds={k} exceeds the {len(pool['x'])} examples of the training pool.")
     strata = pool.get("y") if cfg.cv.stratify else None
     if strata is not None and not np.issubdtype(strata.dtype, np.integer):
-        raise ValueError("cv.stratify=True stratifies by class label; the targets of these data are real-valued.")
+        strata = None  # real-valued targets: nothing to stratify by
+
     if labels and "y" not in pool:
         raise ValueError(f"cv: the model needs labels, and the training pool of {splits.name!r} has none.")
     fi = fold_indices(kfold_assign(len(pool["x"]), k, int(cfg.cv.seed), strata), k)

@@ -186,7 +186,7 @@ def fit(
     """
     prog = build_program(cfg, family, splits)
     images = None
-    if len(splits.shape) == 3 and int(cfg.train.tb_images_every) > 0:
+    if len(splits.shape) == 3 and int(cfg.train.tb_images_every) > 0 and family.predictor is None:
         sample = jax.jit(lambda params: family.sample(params, keys.key(cfg.seed, "tb_samples"), 16))
         to01 = (lambda a: (a + 1) / 2) if cfg.data.scale == "-11" else (lambda a: a)
         images = (int(cfg.train.tb_images_every), lambda st: to01(sample(select_params(st, False))))
