@@ -261,20 +261,37 @@ def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> 
         return out + [plots.scatter2d(test[:2000], s, run_dir / "samples.png", cfg.name)]
     lat = family.latent
     n = int(cfg.eval.n_samples)
-    if lat is not None:
-        imgs, title = lat.decode_mean(params, jax.random.normal(key, (n, lat.dim))), "decoder means E[x|z], z ~ N(0, I)"
-    else:
-        imgs, title = family.sample(params, key, n), "samples"
+    # a conditional latent model's functions take the labels: the test split's, row for row
+    y_test = splits.test.get("y")
+    cond = (lambda rows: (jnp.asarray(y_test[rows]),)) if lat is not None and lat.conditional else (lambda rows: ())
     to01 = (lambda a: (np.asarray(a) + 1) / 2) if cfg.data.scale == "-11" else np.asarray
-    out.append(plots.image_grid(to01(imgs), run_dir / "samples.png", title))
+    if family.classes:  # one row per class (decoder means for a latent-variable model)
+        c, m = int(family.classes), 10
+        y = jnp.repeat(jnp.arange(c), m)
+        if lat is not None and lat.conditional:
+            imgs = lat.decode_mean(params, jax.random.normal(key, (c * m, lat.dim)), y)
+            title = "decoder means E[x|z, class], z ~ N(0, I); one row per class"
+        else:
+            imgs, title = family.sample(params, key, c * m, y), "samples, one row per class"
+        grid = to01(imgs).reshape(c, m, *splits.shape)
+        out.append(plots.class_grid(grid, run_dir / "samples.png", title))
+    else:
+        if lat is not None:
+            z = jax.random.normal(key, (n, lat.dim))
+            imgs, title = lat.decode_mean(params, z, *cond(slice(0, n))), "decoder means E[x|z], z ~ N(0, I)"
+        else:
+            imgs, title = family.sample(params, key, n), "samples"
+        out.append(plots.image_grid(to01(imgs), run_dir / "samples.png", title))
     if lat is not None:
         x = test[:32]
-        rec = lat.reconstruct(params, jnp.asarray(x))
+        rec = lat.reconstruct(params, jnp.asarray(x), *cond(slice(0, 32)))
         out.append(plots.reconstructions(to01(x), to01(rec), run_dir / "reconstructions.png"))
-        a, b = lat.encode(params, jnp.asarray(test[:8]))[0], lat.encode(params, jnp.asarray(test[8:16]))[0]
+        a = lat.encode(params, jnp.asarray(test[:8]), *cond(slice(0, 8)))[0]
+        b = lat.encode(params, jnp.asarray(test[8:16]), *cond(slice(8, 16)))[0]
         t = jnp.linspace(0.0, 1.0, 10)[None, :, None]
         zs = (1 - t) * a[:, None] + t * b[:, None]  # [8, 10, K]
-        rows = lat.decode_mean(params, zs.reshape(-1, zs.shape[-1])).reshape(8, 10, *splits.shape)
+        ys = tuple(jnp.repeat(v, 10, axis=0) for v in cond(slice(0, 8)))  # each row decoded with its start's label
+        rows = lat.decode_mean(params, zs.reshape(-1, zs.shape[-1]), *ys).reshape(8, 10, *splits.shape)
         out.append(plots.interpolation(to01(rows), run_dir / "interpolation.png"))
     return out
 
@@ -405,6 +422,15 @@ def _print_eval(m: dict) -> None:
                 f"  modes {mm['modes']} (real {rr['modes']}), high quality {mm['high_quality']:.3f} "
                 f"(real {rr['high_quality']:.3f}), reverse KL {mm['reverse_kl']:.4f}"
             )
+        if "conditional" in s:
+            cm = s["conditional"]
+            if "class_accuracy" in cm:
+                print(f"  class-conditional samples ({cm['per_class']} per class): the classifier assigns "
+                      f"{cm['class_accuracy']:.3f} to their class (chance {cm['chance']:.3f})")  # fmt: skip
+            for space in ("pixel", "features"):
+                if space in cm:
+                    print(f"  pluralistic diversity ({space}): model {cm[space]['model_mean']:.4f} | "
+                          f"real {cm[space]['real_mean']:.4f}")  # fmt: skip
         if "duplicates" in s:
             d = s["duplicates"]
             print(

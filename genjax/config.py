@@ -137,6 +137,7 @@ def base_config() -> ml_collections.ConfigDict:
             max_samples=2500,  # sample metrics: at most this many test examples and samples (O(n^2) metrics)
             classifier_dir="runs/classifiers",  # domain classifiers for FID/IS/KID, trained once per dataset
             sample_metrics=True,  # genjax eval/train: FID/KID/IS, precision/recall, ... from samples
+            per_class=50,  # class-conditional models: samples per class for the classifier check and diversity
         )
     )
     return c

@@ -252,3 +252,16 @@ def regression_band(x, y, xs, mean, std, path: str | Path, title: str = "", trut
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, path)
+
+
+def class_grid(images: np.ndarray, path: str | Path, title: str = "", row_labels=None) -> Path:
+    """``images [C, M, H, W, C']``: one row per class (labelled on the left), M samples each."""
+    images = np.asarray(images)
+    c, m = images.shape[:2]
+    fig, ax = plt.subplots(figsize=(0.55 * m + 0.8, 0.55 * c + 0.6))
+    _show(ax, _tile(images.reshape(c * m, *images.shape[2:]), m), title)
+    h = images.shape[2] + 1
+    for i, lab in enumerate(row_labels if row_labels is not None else range(c)):
+        ax.text(-1.5, 1 + i * h + h / 2, str(lab), ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)

@@ -12,6 +12,9 @@ every model value, so each number has its real-versus-real floor:
 * 2-D data: precision/recall on the coordinates, histogram KL/JS, exact (assignment) and sliced
   Wasserstein distances, and the PacGAN mode statistics where the data are a Gaussian mixture
   (``toy2d:ring|grid|8gaussians``).
+
+A class-conditional family (``Family.classes``) also gets the classifier check and pluralistic
+diversity per class (``genjax.eval.conditional``), beside real examples of each class.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from genjax.eval import divergences as dv
 from genjax.eval import plots
 from genjax.eval import sample_quality as sq
 from genjax.eval.classifier import get_classifier
+from genjax.eval.conditional import conditional_metrics
 
 
 def _to01(x, scale: str):
@@ -129,7 +133,20 @@ def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) ->
         view = {"binarize": "_binarized", "dequantize": "_dequantized"}.get(splits.epoch_transform, "")
         if cfg.data.binarize == "static":
             view = "_binarized"
-        return image_metrics(train01, _to01(test, splits.scale), _to01(fake, splits.scale), labels,
-                             splits.name + view, cfg.eval.classifier_dir, out_dir, log)  # fmt: skip
+        out = image_metrics(train01, _to01(test, splits.scale), _to01(fake, splits.scale), labels,
+                            splits.name + view, cfg.eval.classifier_dir, out_dir, log)  # fmt: skip
+        if family.classes:
+            clf = get_classifier(splits.name + view, (train01, labels[0]), (_to01(test, splits.scale), labels[1]),
+                                 cfg.eval.classifier_dir, log=log)  # fmt: skip
+            out["conditional"] = conditional_metrics(
+                family, params, jax.random.fold_in(key, 1), train01, labels[0], clf, int(cfg.eval.per_class),
+                lambda a: _to01(a, splits.scale),
+            )  # fmt: skip
+        return out
     toy = str(cfg.data.name).split(":", 1)[1] if str(cfg.data.name).startswith("toy2d:") else None
-    return points_metrics(train.reshape(len(train), -1), test.reshape(n, -1), fake.reshape(n, -1), toy)
+    out = points_metrics(train.reshape(len(train), -1), test.reshape(n, -1), fake.reshape(n, -1), toy)
+    if family.classes and "y" in splits.train:
+        y = np.asarray(splits.train["y"])
+        k = jax.random.fold_in(key, 1)
+        out["conditional"] = conditional_metrics(family, params, k, train, y, None, int(cfg.eval.per_class))
+    return out

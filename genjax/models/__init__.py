@@ -18,8 +18,9 @@ from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player
 class FamilySpec:
     make: Callable[..., Family]  # (its config block, DataInfo) -> Family
     default_config: Callable  # () -> ConfigDict, the block model.<name>
-    # field -> "section.field" in flat configs saved before the block existed; None: the family
-    # came after the blocks, so a flat config holds none of its fields (its block takes defaults)
+    # field -> "section.field" in flat configs saved before the block existed (a field mapped to
+    # None came later: it takes its default); legacy None: the family came after the blocks, so a
+    # flat config holds none of its fields (its block takes defaults)
     legacy: dict | None
 
 
@@ -75,6 +76,8 @@ def upgrade_legacy(saved: dict) -> dict:
             continue
         for field in spec.default_config():
             where = spec.legacy.get(field)
+            if field in spec.legacy and where is None:  # added after the flat layout: its default
+                continue
             candidates = [where] if where else [f"model.{field}", f"objective.{field}"]
             for c in candidates:
                 section, _, f = c.partition(".")

@@ -258,4 +258,5 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
         samplers={"uncached": sample_full} if arch == "transformer" else {},
         info={"arch": arch, "tokens": k, "positions": d},
         tokens=True,
+        classes=n_cls,
     )

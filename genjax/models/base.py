@@ -19,7 +19,9 @@ gives it (trainable ``nnx.Param``s and any other variables):
   takes ``m x batch_size`` examples per update (a PacGAN discriminator packing m samples). ``post_update(params, ctx) ->
   params`` runs after the player's updates (e.g. an EMA copy of the generator's weights kept in
   ``params["gen_ema"]``, a params entry that is no player's). ``lr`` overrides ``optim.lr`` for
-  this player (two time-scale GAN updates).
+  this player (two time-scale GAN updates). ``params``: the entries of ``params`` the player
+  differentiates when they are not just ``params[name]`` (an adversarial autoencoder's
+  reconstruction player updates ``("enc", "dec")``, its regularization player ``("enc",)``).
 * ``hparams`` — the loss hyperparameters and their configured values (a VAE's ``beta``); each is
   sweepable, vmapped with the folds, as ``model.<family>.<name>``.
 * ``sample(params, key, n, cond=None) -> x``
@@ -59,6 +61,7 @@ class Player(NamedTuple):
     post_update: Callable[..., Any] | None = None  # (params, ctx) -> params, after the updates
     lr: float | None = None  # this player's learning rate (None: optim.lr)
     per_update: int = 1  # batches of train.batch_size one update takes (a packed discriminator's m)
+    params: tuple[str, ...] = ()  # the params entries it updates, when not just params[name] (an AAE's encoder)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,15 +101,21 @@ class DataInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Latent:
-    """A latent-variable model's encoder and decoder (figures: reconstructions, interpolation)."""
+    """A latent-variable model's encoder and decoder (figures: reconstructions, interpolation;
+    the posterior-collapse diagnostics). A conditional model's functions take the labels ``y``
+    as a last argument (``conditional``)."""
 
     dim: int
-    encode: Callable[..., Any]  # (params, x) -> (mean [B, dim], log_var [B, dim])
-    decode_mean: Callable[..., Any]  # (params, z [B, dim]) -> E[x | z]
+    encode: Callable[..., Any]  # (params, x[, y]) -> (mean [B, dim], log_var [B, dim])
+    decode_mean: Callable[..., Any]  # (params, z [B, dim][, y]) -> E[x | z]
+    recon: Callable[..., Any] | None = None  # (params, x[, y]) -> reconstruction (default: decode(encode))
+    conditional: bool = False
 
-    def reconstruct(self, params, x):
-        """Decoder mean at the posterior mean."""
-        return self.decode_mean(params, self.encode(params, x)[0])
+    def reconstruct(self, params, x, *y):
+        """The model's reconstruction: by default the decoder mean at the posterior mean."""
+        if self.recon is not None:
+            return self.recon(params, x, *y)
+        return self.decode_mean(params, self.encode(params, x, *y)[0], *y)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -319,4 +319,5 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
             "ode_steps": int(mcfg.ode_steps),
             "trace": trace,
         },  # fmt: skip
+        classes=n_classes,
     )

@@ -15,6 +15,13 @@ block ``model.flow`` (``default_config``); ``kind``:
 * ``glow`` / ``realnvp_ms`` — images only: the multi-scale architecture (``levels``
   scales of ``steps`` steps, conv conditioners of ``channels`` channels).
 
+``conditional = True`` gives a conditional flow p(x | c) (Winkler et al. 2019): the context c
+— the label one-hot, or the data's real-valued targets — is wired from the data's labels into
+every coupling network (concatenated to its input; broadcast over an image as constant channels)
+and every MADE (added to its first hidden layer), so the base N(0, I) is pushed to a different
+density for each c, each exactly normalized. ``log_prob(params, x, key, y)`` is log p(x | c)
+(``Family.labelled``); ``sample(..., cond)`` draws for given classes.
+
 The vector flows flatten images. Images pass first through the logit transform
 y = logit(a + (1 - 2a) x) with its Jacobian counted, so ``log_prob`` is a density over the
 (dequantized) data in [0, 1] and bits/dim converts it to the 256-level (or 17-level) pixel space.
@@ -61,24 +68,26 @@ def default_config() -> ml_collections.ConfigDict:
             levels=2,  # glow / realnvp_ms: scales
             steps=4,  # glow / realnvp_ms: flow steps per scale
             channels=64,  # glow / realnvp_ms: conv conditioner width
+            conditional=False,  # condition every layer on the labels (one-hot) or real targets
         )
     )
 
 
 # where each field lived in the flat configs of run folders saved before model.flow was a block
-LEGACY = {"kind": "model.flow", "channels": "model.flow_channels"}
+LEGACY = {"kind": "model.flow", "channels": "model.flow_channels", "conditional": None}  # None: added later
 
 
-def data_init(layers, h) -> None:
-    """Data-dependent initialization: pass the batch ``h`` through ``layers`` in order, letting
-    each layer that has ``initialize`` (ActNorm, MultiScale) set itself from its input."""
+def data_init(layers, h, ctx=None) -> None:
+    """Data-dependent initialization: pass the batch ``h`` (with contexts ``ctx [B, C]``)
+    through ``layers`` in order, letting each layer that has ``initialize`` (ActNorm,
+    MultiScale) set itself from its input."""
     for layer in layers:
         if hasattr(layer, "initialize"):
-            layer.initialize(h)
-        h = jax.vmap(lambda v, layer=layer: layer.forward(v)[0])(h)
+            layer.initialize(h) if ctx is None or isinstance(layer, ActNorm) else layer.initialize(h, ctx)
+        h = jax.vmap(lambda v, c, layer=layer: layer.forward(v, c)[0])(h, ctx)
 
 
-def build_flow(mcfg, shape, *, rngs: nnx.Rngs) -> Flow:
+def build_flow(mcfg, shape, context_dim: int = 0, *, rngs: nnx.Rngs) -> Flow:
     kind, hidden, n = mcfg.kind, tuple(mcfg.hidden), int(mcfg.n_layers)
     dim, image = math.prod(shape), len(shape) == 3
     if kind not in FLOWS:
@@ -86,16 +95,15 @@ def build_flow(mcfg, shape, *, rngs: nnx.Rngs) -> Flow:
     if kind in ("glow", "realnvp_ms"):
         if not image:
             raise ValueError(f"model.flow.kind={kind!r} needs image data (H, W, C), got shape {shape}.")
-        ms = MultiScale(
-            shape, mcfg.levels, mcfg.steps, mcfg.channels, style="glow" if kind == "glow" else "realnvp", rngs=rngs
-        )
+        style = "glow" if kind == "glow" else "realnvp"
+        ms = MultiScale(shape, mcfg.levels, mcfg.steps, mcfg.channels, style=style, context_dim=context_dim, rngs=rngs)
         return Flow([LogitTransform(mcfg.logit_alpha), ms])
     layers = [LogitTransform(mcfg.logit_alpha), Reshape(shape, (dim,))] if image else []
     for i in range(n):
         if mcfg.actnorm:
             layers.append(ActNorm(dim))
         if kind in ("maf", "iaf"):
-            layers.append(MAF(dim, hidden, inverse_autoregressive=kind == "iaf", rngs=rngs))
+            layers.append(MAF(dim, hidden, context_dim, inverse_autoregressive=kind == "iaf", rngs=rngs))
             if i < n - 1:
                 layers.append(Permute(dim, reverse=True))
         else:
@@ -105,6 +113,7 @@ def build_flow(mcfg, shape, *, rngs: nnx.Rngs) -> Flow:
                     alternating_mask(dim, i % 2),
                     hidden,
                     coupling,
+                    context_dim,
                     bins=mcfg.bins,
                     bound=mcfg.bound,
                     act=mcfg.activation,
@@ -120,30 +129,51 @@ def make_flow(mcfg, data: DataInfo) -> Family:
     if int(mcfg.n_layers) < 1:
         raise ValueError(f"model.flow.n_layers must be >= 1, got {mcfg.n_layers}.")
     dim = math.prod(data_shape)
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: build_flow(mcfg, data_shape, rngs=nnx.Rngs(0))))
+    if mcfg.conditional and not data.n_classes and data.target_shape is None:
+        raise ValueError("model.flow.conditional=True needs labels (classes or real targets); these data have none.")
+    n_classes = int(data.n_classes) if mcfg.conditional else 0
+    context_dim = (n_classes or math.prod(data.target_shape)) if mcfg.conditional else 0
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: build_flow(mcfg, data_shape, context_dim, rngs=nnx.Rngs(0))))
 
     def module(params) -> Flow:
         return nnx.merge(graphdef, params["model"])
 
+    def context(y):
+        """The context vectors ``[B, C]`` of labels ``y`` (None for an unconditional flow)."""
+        if not context_dim:
+            return None
+        if y is None:
+            raise ValueError("model.flow.conditional=True: this call needs the condition (labels y).")
+        if n_classes:
+            return jax.nn.one_hot(jnp.asarray(y, jnp.int32), n_classes)
+        return jnp.asarray(y, jnp.float32).reshape(jnp.shape(y)[0], -1)
+
     def init(key, example=None):
-        flow = build_flow(mcfg, data_shape, rngs=nnx.Rngs(key))
+        flow = build_flow(mcfg, data_shape, context_dim, rngs=nnx.Rngs(key))
         if example is not None:
-            data_init(flow.layers, jnp.asarray(example))
+            example = jnp.asarray(example)
+            # every coupling starts as the identity, so the context does not change this pass
+            ctx = jnp.zeros((example.shape[0], context_dim)) if context_dim else None
+            data_init(flow.layers, example, ctx)
         return {"model": nnx.split(flow)[1]}
 
-    def log_prob(params, x, key=None):
-        """Exact log p(x) ``[B]``."""
+    def log_prob(params, x, key=None, y=None):
+        """Exact log p(x) (log p(x | c) for a conditional flow) ``[B]``."""
         flow = module(params)
-        z, logdet = jax.vmap(lambda v: flow.forward(v))(x)
+        z, logdet = jax.vmap(lambda v, c: flow.forward(v, c))(x, context(y))
         return standard_normal_log_prob(z) + logdet
 
     def loss(params, batch, key, ctx):
-        lp = log_prob(params, batch["x"])
+        lp = log_prob(params, batch["x"], None, batch.get("y") if context_dim else None)
         return -jnp.mean(lp), {"nll": -jnp.mean(lp)}
 
     def sample(params, key, n, cond=None):
+        """x = f^{-1}(z), z ~ N(0, I) (given ``cond``: classes, random ones when None)."""
         flow = module(params)
-        x, _ = jax.vmap(lambda z: flow.inverse(z))(jax.random.normal(key, (n, dim)))
+        k_y, k_z = jax.random.split(key) if context_dim else (None, key)
+        if n_classes and cond is None:
+            cond = jax.random.randint(k_y, (n,), 0, n_classes)
+        x, _ = jax.vmap(lambda z, c: flow.inverse(z, c))(jax.random.normal(k_z, (n, dim)), context(cond))
         return x
 
     return Family(
@@ -156,4 +186,6 @@ def make_flow(mcfg, data: DataInfo) -> Family:
         modules=module,
         progress=("loss",),
         curves=Curves("nll", 1.0, "train NLL"),
+        labelled=bool(context_dim),
+        classes=n_classes,
     )

@@ -240,4 +240,5 @@ def make_gan(mcfg, data: DataInfo) -> Family:
         progress=("disc/loss", "gen/loss"),
         curves=Curves("gen/loss", 1.0, "generator loss", ("disc/loss",), "discriminator loss"),
         samplers={"online": sampler("gen")} if ema > 0 else {},
+        classes=n_classes,
     )

@@ -1,15 +1,44 @@
-"""The variational autoencoder family (Kingma & Welling 2014; Burda et al. 2016).
+"""The variational autoencoder family and its relatives (Kingma & Welling 2014; Burda et al. 2016).
 
 Generative model p(z) = N(0, I), p(x|z) Bernoulli(sigmoid(f(z))) or N(f(z), sigma^2);
 inference model q(z|x) = N(mu(x), diag(sigma^2(x))), sampled by reparameterization.
 
-Training objective (per example, minimized as its negative mean):
-    ``elbo``: E_q[log p(x|z)] - beta_t KL(q(z|x) || p(z)), beta_t from ``model.vae.kl_schedule``;
-    ``iwae``: L_k = log (1/k) sum_i p(x, z_i) / q(z_i|x).
+``model.vae.objective`` (per example, minimized as its negative mean):
+
+* ``elbo``: E_q[log p(x|z)] - beta_t KL(q(z|x) || p(z)), beta_t from ``kl_schedule``; with
+  ``free_bits = lambda > 0`` the KL term is sum_k max(lambda, E_batch KL_k) (Kingma et al. 2016);
+* ``iwae``: L_k = log (1/k) sum_i p(x, z_i) / q(z_i|x);
+* ``infovae`` (Zhao et al. 2019, InfoVAE): E_q[log p(x|z)] - (1 - alpha) KL(q(z|x) || p(z))
+  - (alpha + lambda - 1) MMD(q(z), p(z)), the MMD between the batch's posterior draws and as
+  many prior draws with the ``mmd_kernel`` (alpha = 1: the MMD-VAE);
+* ``ae``: a deterministic autoencoder, -log p(x | z = mu(x)) (no KL, no likelihood of x);
+* ``dae``: a denoising autoencoder (Vincent et al. 2008), -log p(x | z = mu(x~)) with x~ the
+  input corrupted by ``corruption`` (``mask``: each pixel zeroed with probability ``noise``;
+  ``gaussian``: plus N(0, noise^2));
+* ``aae``: an adversarial autoencoder (Makhzani et al. 2016) — three players: ``ae`` (encoder and
+  decoder) minimizes the reconstruction term -log p(x | z = mu(x)); ``disc``, a latent
+  discriminator D(z), tells prior draws z ~ p(z) from codes mu(x) (-log D(z_p) - log(1 -
+  D(mu(x)))); ``reg`` moves the encoder alone to fool it (-log D(mu(x))), matching the
+  aggregate posterior q(z) to p(z).
+
+``conditional = True`` makes every variant conditional (CVAE, Sohn et al. 2015): the condition c
+— the label one-hot, or the data's real-valued targets as a vector — enters the encoder
+(concatenated to a flat input, or as constant channels of an image) and the decoder
+(concatenated to z): q(z|x, c), p(x|z, c). Its ``log_prob(params, x, key, y)`` is log p(x | c)
+(``Family.labelled``), and ``sample(..., cond)`` draws for given classes.
+
+``latent_dim2 > 0`` adds a second stochastic layer (Burda et al. 2016's two-layer model):
+p(h2) p(h1|h2) p(x|h1), q(h1|x) q(h2|h1), each conditional a diagonal Gaussian from an MLP of
+``hidden2`` units; its ELBO is the one-sample estimate of log w.
+
+``arch = "pool"`` (conv layers with 2x2 max pooling, max-unpooling in the decoder) is for the
+deterministic autoencoders: reconstructions put values back at the encoder's switches.
+
 ``log_prob`` is the importance-sampled estimate log p(x) ~ L_k with ``k = nll_samples``
 (1000 by default), computed in chunks of ``nll_chunk`` samples so memory stays bounded; the
-per-epoch validation NLL uses ``val_samples``. All fields live in the config block ``model.vae``
-(``default_config``).
+per-epoch validation NLL uses ``val_samples``. The autoencoders (ae, dae, aae) define no
+density: ``log_prob`` is ``None`` (train with ``train.patience = 0``). All fields live in the
+config block ``model.vae`` (``default_config``).
 """
 
 from __future__ import annotations
@@ -23,15 +52,22 @@ from flax import nnx
 
 from genjax.models.base import Curves, DataInfo, Family, Latent, Player
 from genjax.nn import build_decoder, build_encoder
+from genjax.nn.encoders import MLPEncoder
+from genjax.nn.gan import MLPDiscriminator
 from genjax.nn.layers import set_dropout_rate
+from genjax.objectives import adversarial as adv
 from genjax.objectives import elbo as elbo_lib
-from genjax.objectives.likelihood import bernoulli_log_prob, gaussian_log_prob
+from genjax.objectives.likelihood import bernoulli_log_prob, gaussian_log_prob, standard_normal_log_prob
+
+OBJECTIVES = ("elbo", "iwae", "infovae", "ae", "dae", "aae")
+AUTOENCODERS = ("ae", "dae", "aae")  # no density: log_prob is None
 
 
 class VAEModule(nnx.Module):
-    """Encoder, decoder and (for a Gaussian decoder with learned variance) a per-pixel log std."""
+    """Encoder, decoder, (for a Gaussian decoder with learned variance) a per-pixel log std and,
+    with a second stochastic layer, its inference and generative networks."""
 
-    def __init__(self, mcfg, data_shape, *, rngs: nnx.Rngs):
+    def __init__(self, mcfg, data_shape, cond_dim: int = 0, *, rngs: nnx.Rngs):
         common = dict(
             hidden=tuple(mcfg.hidden),
             channels=tuple(mcfg.channels),
@@ -39,8 +75,20 @@ class VAEModule(nnx.Module):
             dropout=float(mcfg.dropout),
             rngs=rngs,
         )
-        self.encoder = build_encoder(mcfg.arch, data_shape, mcfg.latent_dim, **common)
-        self.decoder = build_decoder(mcfg.arch, mcfg.latent_dim, data_shape, **common)
+        k1, k2 = int(mcfg.latent_dim), int(mcfg.latent_dim2)
+        image = len(data_shape) == 3
+        if cond_dim and mcfg.arch == "mlp":  # the condition joins the flattened input
+            enc_in = (math.prod(data_shape) + cond_dim,)
+        elif cond_dim:  # ... or the image as constant channels
+            enc_in = (*data_shape[:-1], data_shape[-1] + cond_dim)
+        else:
+            enc_in = data_shape
+        self.encoder = build_encoder(mcfg.arch, enc_in, k1, **common)
+        self.decoder = build_decoder(mcfg.arch, k1 + (cond_dim if not k2 else 0), data_shape, **common)
+        if k2:
+            h2 = tuple(mcfg.hidden2)
+            self.encoder2 = MLPEncoder((k1,), h2, k2, mcfg.activation, rngs=rngs)  # q(h2 | h1)
+            self.prior1 = MLPEncoder((k2 + cond_dim,), tuple(reversed(h2)), k1, mcfg.activation, rngs=rngs)  # p(h1|h2)
         if mcfg.likelihood == "gaussian":
             log_std = jnp.full(data_shape, math.log(mcfg.gaussian_std), jnp.float32)
             self.log_std = nnx.Param(log_std) if mcfg.learn_std else nnx.Variable(log_std)
@@ -48,6 +96,7 @@ class VAEModule(nnx.Module):
             raise ValueError(f"model.vae.likelihood must be 'bernoulli' or 'gaussian', got {mcfg.likelihood!r}.")
         self.likelihood = mcfg.likelihood
         self.event_ndims = len(data_shape)
+        self.flat_cond = cond_dim > 0 and (mcfg.arch == "mlp" or not image)
 
     def log_px_z(self, x: jax.Array, out: jax.Array) -> jax.Array:
         """log p(x|z) for decoder output ``out`` ``[..., B, *data_shape]`` -> ``[..., B]``.
@@ -65,27 +114,53 @@ class VAEModule(nnx.Module):
         """E[x|z] from the decoder output."""
         return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else out
 
+    def encoder_input(self, x, c):
+        """x with the condition ``c [B, C]`` joined (flat, or as image channels)."""
+        if c is None:
+            return x
+        if self.flat_cond:
+            return jnp.concatenate([x.reshape(x.shape[0], -1), c.astype(x.dtype)], -1)
+        tiled = jnp.broadcast_to(c[:, None, None, :].astype(x.dtype), (*x.shape[:-1], c.shape[-1]))
+        return jnp.concatenate([x, tiled], -1)
+
+
+def with_cond(z, c):
+    """z ``[..., B, K]`` with the condition ``c [B, C]`` appended (broadcast over leading axes)."""
+    if c is None:
+        return z
+    return jnp.concatenate([z, jnp.broadcast_to(c.astype(z.dtype), (*z.shape[:-1], c.shape[-1]))], -1)
+
 
 def default_config() -> ml_collections.ConfigDict:
     """``model.vae``: architecture, objective and likelihood-estimator settings."""
     return ml_collections.ConfigDict(
         dict(
-            arch="mlp",  # mlp | conv
+            arch="mlp",  # mlp | conv (strided conv / ConvTranspose) | pool (max pooling / max-unpooling: ae, dae)
             hidden=(256, 128),  # MLP widths, encoder side (the decoder mirrors them)
             channels=(32, 64),  # conv channels, encoder side
             activation="relu",
             dropout=0.0,
             latent_dim=16,
+            latent_dim2=0,  # >0: a second stochastic layer h2 of this size (Burda et al.'s 2-layer model)
+            hidden2=(100, 100),  # the second layer's MLP widths, q(h2|h1) side (p(h1|h2) mirrors them)
             likelihood="bernoulli",  # bernoulli | gaussian
             gaussian_std=0.1,  # gaussian decoder: the fixed std, or the initial one if learned
             learn_std=False,
-            objective="elbo",  # elbo | iwae
+            objective="elbo",  # elbo | iwae | infovae | ae | dae | aae
             beta=1.0,  # beta-VAE weight on the KL (its final value under a schedule)
+            free_bits=0.0,  # elbo: lambda nats per latent dimension below which the KL is free (0: off)
             k=5,  # iwae: importance samples
             kl_schedule="constant",  # constant | linear | cyclical
             warmup_steps=0,  # linear: steps to reach beta
             cycle_period=1000,  # cyclical: steps per cycle
             cycle_ratio=0.5,  # cyclical: share of a cycle spent rising
+            info_alpha=1.0,  # infovae: alpha (1: no KL term, the MMD-VAE)
+            info_lambda=100.0,  # infovae: lambda, the weight of the divergence of q(z) from p(z)
+            mmd_kernel="rbf",  # infovae: rbf | imq
+            corruption="mask",  # dae: mask | gaussian
+            noise=0.25,  # dae: masking probability, or the Gaussian noise's std
+            disc_hidden=(256, 256),  # aae: latent discriminator widths
+            conditional=False,  # condition encoder and decoder on the labels (CVAE)
             nll_samples=1000,  # importance samples for the held-out NLL
             nll_chunk=100,  # samples per chunk (bounds memory)
             val_samples=10,  # importance samples for the validation NLL each epoch
@@ -96,6 +171,9 @@ def default_config() -> ml_collections.ConfigDict:
 # where each field lived in the flat configs of run folders saved before model.vae existed
 LEGACY = {"objective": "objective.name", "nll_samples": "eval.nll_samples", "nll_chunk": "eval.nll_chunk",
           "val_samples": "train.val_samples"}  # fmt: skip
+# fields added after the flat layout: they take their defaults (never another family's model.<field>)
+LEGACY |= dict.fromkeys(("latent_dim2", "hidden2", "free_bits", "info_alpha", "info_lambda", "mmd_kernel", "corruption",
+                         "noise", "disc_hidden", "conditional"))  # fmt: skip
 
 
 def make_kl_schedule(mcfg):
@@ -110,117 +188,329 @@ def make_kl_schedule(mcfg):
     raise ValueError(f"model.vae.kl_schedule must be constant, linear or cyclical, got {mcfg.kl_schedule!r}.")
 
 
-def make_vae(mcfg, data: DataInfo) -> Family:
-    """Bind the VAE modules to the objectives; see the module docstring for the math."""
-    data_shape = tuple(int(s) for s in data.shape)
+def _check(mcfg, data: DataInfo):
     checks = [
         ("latent_dim", mcfg.latent_dim >= 1),
+        ("latent_dim2", mcfg.latent_dim2 >= 0),
         ("dropout", 0.0 <= mcfg.dropout < 1.0),
         ("gaussian_std", mcfg.gaussian_std > 0),
         ("beta", mcfg.beta >= 0),
+        ("free_bits", mcfg.free_bits >= 0),
         ("nll_samples", mcfg.nll_samples >= 1),
         ("nll_chunk", mcfg.nll_chunk >= 1),
         ("val_samples", mcfg.val_samples >= 1),
+        ("info_lambda", mcfg.info_lambda >= 0),
+        ("noise", mcfg.noise >= 0 and (mcfg.corruption != "mask" or mcfg.noise < 1)),
     ]
     for field, ok in checks:
         if not ok:
             raise ValueError(f"config field model.vae.{field} has the impossible value {mcfg[field]!r}.")
-    if mcfg.arch not in ("mlp", "conv"):
-        raise ValueError(f"model.vae.arch must be 'mlp' or 'conv', got {mcfg.arch!r}.")
-    if mcfg.objective not in ("elbo", "iwae"):
-        raise ValueError(f"model.vae.objective must be 'elbo' or 'iwae', got {mcfg.objective!r}.")
-    if mcfg.objective == "iwae" and mcfg.k < 1:
+    choices = [("arch", ("mlp", "conv", "pool")), ("objective", OBJECTIVES), ("mmd_kernel", tuple(elbo_lib.KERNELS)),
+               ("corruption", ("mask", "gaussian"))]  # fmt: skip
+    for field, allowed in choices:
+        if mcfg[field] not in allowed:
+            raise ValueError(f"model.vae.{field} must be one of {', '.join(allowed)}, got {mcfg[field]!r}.")
+    obj = mcfg.objective
+    if obj == "iwae" and mcfg.k < 1:
         raise ValueError(f"model.vae.k must be >= 1, got {mcfg.k}.")
+    if mcfg.arch == "pool" and obj not in ("ae", "dae"):
+        raise ValueError(
+            f"model.vae.arch='pool' reconstructs through the encoder's pooling switches, which a density model "
+            f"cannot use; it is for objective 'ae' or 'dae', not {obj!r}."
+        )
+    if mcfg.latent_dim2 and (obj not in ("elbo", "iwae") or mcfg.arch == "pool"):
+        raise ValueError(f"model.vae.latent_dim2 > 0 (two stochastic layers) takes objective elbo or iwae, not {obj}.")
+    if mcfg.latent_dim2 and mcfg.free_bits > 0:
+        raise ValueError("model.vae.free_bits applies to one stochastic layer's analytic KL; set latent_dim2=0.")
+    if mcfg.conditional and mcfg.arch == "pool":
+        raise ValueError("model.vae.arch='pool' has no conditional decoder; use 'mlp' or 'conv' with conditional=True.")
+    if mcfg.conditional and not data.n_classes and data.target_shape is None:
+        raise ValueError("model.vae.conditional=True needs labels (classes or real targets); these data have none.")
+
+
+def make_vae(mcfg, data: DataInfo) -> Family:
+    """Bind the VAE modules to the objectives; see the module docstring for the math."""
+    _check(mcfg, data)
+    data_shape = tuple(int(s) for s in data.shape)
+    obj, two = mcfg.objective, int(mcfg.latent_dim2) > 0
+    n_classes = int(data.n_classes) if mcfg.conditional else 0
+    cond_dim = (n_classes or math.prod(data.target_shape)) if mcfg.conditional else 0
+    k_top = int(mcfg.latent_dim2) if two else int(mcfg.latent_dim)
     beta_t = make_kl_schedule(mcfg)
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: VAEModule(mcfg, data_shape, rngs=nnx.Rngs(0))))
+    free_bits = float(mcfg.free_bits)
+    new = lambda rngs: VAEModule(mcfg, data_shape, cond_dim, rngs=rngs)  # noqa: E731
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: new(nnx.Rngs(0))))
+    aae = obj == "aae"
+    disc_def = None
+    if aae:
+        new_disc = lambda rngs: MLPDiscriminator((k_top,), tuple(mcfg.disc_hidden), rngs=rngs)  # noqa: E731
+        disc_def, _ = nnx.split(nnx.eval_shape(lambda: new_disc(nnx.Rngs(0))))
 
     def module(params) -> VAEModule:
+        if aae:  # the encoder and the rest are separate entries (separate players update them)
+            return nnx.merge(graphdef, nnx.State({"encoder": params["enc"], **params["dec"]}))
         return nnx.merge(graphdef, params["model"])
 
     def init(key, example=None):
-        return {"model": nnx.split(VAEModule(mcfg, data_shape, rngs=nnx.Rngs(key)))[1]}
+        k_m, k_d = jax.random.split(key)
+        state = nnx.split(new(nnx.Rngs(k_m)))[1]
+        if not aae:
+            return {"model": state}
+        rest = nnx.State({k: v for k, v in state.items() if k != "encoder"})
+        return {"enc": state["encoder"], "dec": rest, "disc": nnx.split(new_disc(nnx.Rngs(k_d)))[1]}
+
+    def cond_of(y):
+        """The condition vector ``[B, C]`` of labels ``y`` (None for an unconditional model)."""
+        if not cond_dim:
+            return None
+        if y is None:
+            raise ValueError("model.vae.conditional=True: this call needs the condition (labels y).")
+        if n_classes:
+            return jax.nn.one_hot(jnp.asarray(y, jnp.int32), n_classes)
+        return jnp.asarray(y, jnp.float32).reshape(jnp.shape(y)[0], -1)
+
+    def labels(batch):
+        return cond_of(batch["y"]) if cond_dim else None
+
+    def encode_stats(m, x, c, key=None):
+        return m.encoder(m.encoder_input(x, c), key)
+
+    def decode(m, z, c, key=None):
+        return m.decoder(with_cond(z, c), key)
+
+    # ---------------------------------------------------------------- one stochastic layer
 
     def elbo_loss(params, batch, key, ctx):
         m = module(params)
-        x = batch["x"]
+        x, c = batch["x"], labels(batch)
         k_enc, k_z, k_dec = jax.random.split(key, 3)
-        mean, log_var = m.encoder(x, k_enc)
+        mean, log_var = encode_stats(m, x, c, k_enc)
         z = elbo_lib.reparameterize(k_z, mean, log_var)
-        log_px_z = m.log_px_z(x, m.decoder(z, k_dec))
-        kl = elbo_lib.gaussian_kl(mean, log_var)
+        log_px_z = m.log_px_z(x, decode(m, z, c, k_dec))
+        kl_dims = elbo_lib.gaussian_kl_per_dim(mean, log_var)
+        kl = jnp.sum(kl_dims, -1)
+        kl_term = elbo_lib.free_bits_kl(kl_dims, ctx.hp["free_bits"]) if "free_bits" in ctx.hp else kl
         beta = ctx.hp["beta"] * beta_t(ctx.step)
-        loss = -jnp.mean(elbo_lib.elbo(log_px_z, kl, beta))
-        metrics = {"rec": -jnp.mean(log_px_z), "kl": jnp.mean(kl), "elbo": jnp.mean(log_px_z - kl), "beta": beta}
+        loss = -jnp.mean(log_px_z - beta * kl_term)
+        metrics = {"rec": -jnp.mean(log_px_z), "kl": jnp.mean(kl), "elbo": jnp.mean(log_px_z - kl), "beta": beta,
+                   "au": _batch_active_units(mean)}  # fmt: skip
         return loss, metrics
 
-    def iwae_terms(m, x, key, k, dropout_key=None):
-        """log w ``[k, B]`` for k samples of q(z|x)."""
+    def infovae_loss(params, batch, key, ctx):
+        m = module(params)
+        x, c = batch["x"], labels(batch)
+        k_enc, k_z, k_dec, k_p = jax.random.split(key, 4)
+        mean, log_var = encode_stats(m, x, c, k_enc)
+        z = elbo_lib.reparameterize(k_z, mean, log_var)
+        log_px_z = m.log_px_z(x, decode(m, z, c, k_dec))
+        kl = elbo_lib.gaussian_kl(mean, log_var)
+        prior = jax.random.normal(k_p, z.shape).astype(z.dtype)
+        mmd = elbo_lib.mmd(z.astype(jnp.float32), prior.astype(jnp.float32), mcfg.mmd_kernel)
+        alpha, lam = ctx.hp["info_alpha"], ctx.hp["info_lambda"]
+        loss = -jnp.mean(log_px_z) + (1.0 - alpha) * jnp.mean(kl) + (alpha + lam - 1.0) * mmd
+        return loss, {"rec": -jnp.mean(log_px_z), "kl": jnp.mean(kl), "mmd": mmd, "elbo": jnp.mean(log_px_z - kl),
+                      "au": _batch_active_units(mean)}  # fmt: skip
+
+    # ---------------------------------------------------------------- log importance weights
+
+    def log_w(m, x, c, key, k, dropout_key=None):
+        """log w = log p(x, z) - log q(z | x) ``[k, B]`` for k samples of q (both layers)."""
         k_enc, k_dec = jax.random.split(dropout_key) if dropout_key is not None else (None, None)
-        mean, log_var = m.encoder(x, k_enc)
-        z = elbo_lib.reparameterize(key, mean, log_var, n=k)  # [k, B, K]
-        out = m.decoder(z.reshape(-1, z.shape[-1]), k_dec).reshape(k, x.shape[0], *x.shape[1:])
-        return elbo_lib.log_weights(z, mean, log_var, m.log_px_z(x, out))
+        mean, log_var = encode_stats(m, x, c, k_enc)
+        k1, k2 = jax.random.split(key) if two else (key, None)  # one layer: the key as it always was
+        h1 = elbo_lib.reparameterize(k1, mean, log_var, n=k)  # [k, B, K1]
+        b = x.shape[0]
+        if not two:
+            out = decode(m, h1.reshape(-1, h1.shape[-1]), jnp.tile(c, (k, 1)) if c is not None else None, k_dec)
+            return elbo_lib.log_weights(h1, mean, log_var, m.log_px_z(x, out.reshape(k, b, *x.shape[1:])))
+        flat1 = h1.reshape(-1, h1.shape[-1])
+        m2, lv2 = m.encoder2(flat1)
+        h2 = m2 + jnp.exp(0.5 * lv2) * jax.random.normal(k2, m2.shape).astype(m2.dtype)
+        cc = jnp.tile(c, (k, 1)) if c is not None else None
+        pm, plv = m.prior1(with_cond(h2, cc))
+        out = m.decoder(h1.reshape(-1, h1.shape[-1]), k_dec).reshape(k, b, *x.shape[1:])
+        log_p = (
+            m.log_px_z(x, out)
+            + gaussian_log_prob(flat1, pm, plv).reshape(k, b)
+            + standard_normal_log_prob(h2).reshape(k, b)
+        )
+        log_q = gaussian_log_prob(h1, mean, log_var) + gaussian_log_prob(h2, m2, lv2).reshape(k, b)
+        return log_p - log_q
 
     def iwae_loss(params, batch, key, ctx):
         m = module(params)
         k_z, k_drop = jax.random.split(key)
-        log_w = iwae_terms(m, batch["x"], k_z, mcfg.k, k_drop)
-        bound = jax.nn.logsumexp(log_w, axis=0) - math.log(mcfg.k)
-        return -jnp.mean(bound), {"iwae": jnp.mean(bound), "elbo": jnp.mean(log_w)}
+        lw = log_w(m, batch["x"], labels(batch), k_z, mcfg.k, k_drop)
+        bound = jax.nn.logsumexp(lw, axis=0) - math.log(mcfg.k)
+        return -jnp.mean(bound), {"iwae": jnp.mean(bound), "elbo": jnp.mean(lw)}
 
-    def log_prob(params, x, key, k=None, chunk=None):
-        """Importance-sampled log p(x) ~ L_k, ``k`` samples in chunks of ``chunk`` -> ``[B]``."""
+    def mc_elbo_loss(params, batch, key, ctx):
+        """Two stochastic layers: the one-sample ELBO estimate, -log w."""
+        m = module(params)
+        k_z, k_drop = jax.random.split(key)
+        lw = log_w(m, batch["x"], labels(batch), k_z, 1, k_drop)[0]
+        return -jnp.mean(lw), {"elbo": jnp.mean(lw)}
+
+    def log_prob(params, x, key, y=None, k=None, chunk=None):
+        """Importance-sampled log p(x) (log p(x | c) when conditional) ~ L_k, ``k`` samples in
+        chunks of ``chunk`` -> ``[B]``."""
         k = int(k or mcfg.nll_samples)
         chunk = int(min(chunk or mcfg.nll_chunk, k))
         if k % chunk:
             raise ValueError(f"model.vae.nll_samples ({k}) must be a multiple of model.vae.nll_chunk ({chunk}).")
-        m = module(params)
+        m, c = module(params), cond_of(y)
 
         def body(acc, kc):
-            lse = jax.nn.logsumexp(iwae_terms(m, x, kc, chunk), axis=0)
+            lse = jax.nn.logsumexp(log_w(m, x, c, kc, chunk), axis=0)
             return jnp.logaddexp(acc, lse), None
 
-        init = jnp.full((x.shape[0],), -jnp.inf)
-        total, _ = jax.lax.scan(body, init, jax.random.split(key, k // chunk))
+        init_acc = jnp.full((x.shape[0],), -jnp.inf)
+        total, _ = jax.lax.scan(body, init_acc, jax.random.split(key, k // chunk))
         return total - math.log(k)
 
-    def elbo_eval(params, x, key):
+    def elbo_eval(params, x, key, y=None):
         """Per-example ELBO (beta = 1) with one sample, no dropout -> ``[B]``."""
-        return jnp.mean(iwae_terms(module(params), x, key, 1), axis=0)
+        return jnp.mean(log_w(module(params), x, cond_of(y), key, 1), axis=0)
 
-    def decode_mean(params, z):
+    # ---------------------------------------------------------------- autoencoders
+
+    def corrupt(x, key):
+        if obj != "dae":
+            return x
+        if mcfg.corruption == "mask":
+            return jnp.where(jax.random.bernoulli(key, mcfg.noise, x.shape), 0.0, x).astype(x.dtype)
+        return x + mcfg.noise * jax.random.normal(key, x.shape).astype(x.dtype)
+
+    def ae_reconstruct(m, x, c, key=None, switches: bool = True):
+        """Decoder output at z = mu(x) (the encoder's switches passed on for arch=pool)."""
+        inp = m.encoder_input(x, c)
+        k_enc, k_dec = jax.random.split(key) if key is not None else (None, None)
+        if mcfg.arch == "pool":
+            mean, _, sw = m.encoder(inp, k_enc, return_switches=True)
+            return m.decoder(mean, k_dec, sw if switches else None), mean
+        mean, _ = m.encoder(inp, k_enc)
+        return decode(m, mean, c, k_dec), mean
+
+    def ae_loss(params, batch, key, ctx):
         m = module(params)
-        return m.mean(m.decoder(z))
+        x, c = batch["x"], labels(batch)
+        k_c, k_net = jax.random.split(key)
+        out, mean = ae_reconstruct(m, corrupt(x, k_c), c, k_net)
+        rec = -jnp.mean(m.log_px_z(x, out))
+        return rec, {"rec": rec, "au": _batch_active_units(mean)}
 
-    def encode(params, x):
-        return module(params).encoder(x)
+    def aae_disc_loss(params, batch, key, ctx):
+        m, d = module(params), nnx.merge(disc_def, params["disc"])
+        x, c = batch["x"], labels(batch)
+        code = jax.lax.stop_gradient(encode_stats(m, x, c)[0])
+        prior = jax.random.normal(key, code.shape).astype(code.dtype)
+        real, fake = d(prior), d(code)
+        return jnp.mean(adv.d_minimax(real, fake)), {"d_prior": jnp.mean(real), "d_code": jnp.mean(fake)}
+
+    def aae_reg_loss(params, batch, key, ctx):
+        m, d = module(params), nnx.merge(disc_def, params["disc"])
+        code = encode_stats(m, batch["x"], labels(batch), key)[0]
+        return jnp.mean(adv.g_nonsaturating(d(code))), {}
+
+    # ---------------------------------------------------------------- sampling and the latent space
+
+    def classes_or(cond, key, n):
+        if not cond_dim:
+            return None
+        if cond is None and n_classes:
+            cond = jax.random.randint(key, (n,), 0, n_classes)
+        return cond_of(cond)
+
+    def decode_mean(params, z, y=None):
+        """E[x | z] (z the top latent layer; the second layer's h1 at its mean)."""
+        m, c = module(params), cond_of(y)
+        if two:
+            z = m.prior1(with_cond(z, c))[0]
+            return m.mean(m.decoder(z))
+        return m.mean(decode(m, z, c))
+
+    def encode(params, x, y=None):
+        """(mean, log_var) of q(z | x) (two layers: of q(h2 | h1 = mu_1(x)))."""
+        m = module(params)
+        stats = encode_stats(m, x, cond_of(y))
+        return m.encoder2(stats[0]) if two else stats
+
+    def reconstruct(params, x, y=None):
+        if obj in AUTOENCODERS:
+            m = module(params)
+            return m.mean(ae_reconstruct(m, x, cond_of(y))[0])
+        return decode_mean(params, encode(params, x, y)[0], y)
 
     def sample(params, key, n, cond=None):
-        """x ~ p(x|z), z ~ N(0, I): Bernoulli draws (binary) or Gaussian draws."""
+        """x ~ p(x | z) (p(x | z, c): ``cond`` the classes, random ones when None), z ~ N(0, I):
+        Bernoulli or Gaussian draws."""
         m = module(params)
-        k_z, k_x = jax.random.split(key)
-        out = m.decoder(jax.random.normal(k_z, (n, mcfg.latent_dim)))
+        k_y, k_z, k_x, k_h = jax.random.split(key, 4)
+        c = classes_or(cond, k_y, n)
+        z = jax.random.normal(k_z, (n, k_top))
+        if two:
+            pm, plv = m.prior1(with_cond(z, c))
+            out = m.decoder(pm + jnp.exp(0.5 * plv) * jax.random.normal(k_h, pm.shape))
+        elif mcfg.arch == "pool":
+            out = m.decoder(z)
+        else:
+            out = decode(m, z, c)
         if m.likelihood == "bernoulli":
             return jax.random.bernoulli(k_x, jax.nn.sigmoid(out)).astype(jnp.float32)
         return out + jnp.exp(m.log_std[...]) * jax.random.normal(k_x, out.shape)
 
-    loss = elbo_loss if mcfg.objective == "elbo" else iwae_loss
-    terms = ("rec", "kl") if mcfg.objective == "elbo" else ()
+    hparams = {"beta": float(mcfg.beta)} if obj in ("elbo", "iwae", "infovae") else {}
+    if obj == "elbo" and free_bits > 0:
+        hparams["free_bits"] = free_bits
+    if obj == "infovae":
+        hparams |= {"info_alpha": float(mcfg.info_alpha), "info_lambda": float(mcfg.info_lambda)}
+    density = obj not in AUTOENCODERS
+    if obj == "elbo":
+        players, terms = (Player("model", mc_elbo_loss if two else elbo_loss),), ("rec", "kl") if not two else ()
+    elif obj == "iwae":
+        players, terms = (Player("model", iwae_loss),), ()
+    elif obj == "infovae":
+        players, terms = (Player("model", infovae_loss),), ("rec", "kl", "mmd")
+    elif obj in ("ae", "dae"):
+        players, terms = (Player("model", ae_loss),), ()
+    else:
+        players = (
+            Player("ae", ae_loss, params=("enc", "dec")),
+            Player("disc", aae_disc_loss),
+            Player("reg", aae_reg_loss, params=("enc",)),
+        )
+        terms = ("disc/loss", "reg/loss")
+    lp = log_prob if density else None
+    val_lp = (lambda params, x, key, *y: log_prob(params, x, key, *y, k=mcfg.val_samples)) if density else None  # noqa: E731
+    if density:
+        curves = Curves("elbo", -1.0, "train -ELBO", terms, "ELBO terms (train)")
+    elif aae:
+        curves = Curves("ae/rec", 1.0, "train reconstruction NLL", terms, "adversarial terms (train)")
+    else:
+        curves = Curves("rec", 1.0, "train reconstruction NLL")
     return Family(
         name="vae",
         init=init,
-        players=(Player("model", loss),),
+        players=players,
         sample=sample,
-        log_prob=log_prob,
-        log_prob_kind="importance-sampled estimate",
-        hparams={"beta": float(mcfg.beta)},
-        val_log_prob=lambda params, x, key: log_prob(params, x, key, k=mcfg.val_samples),
-        bound=elbo_eval,
+        log_prob=lp,
+        log_prob_kind="importance-sampled estimate" if density else "none",
+        hparams=hparams,
+        val_log_prob=val_lp,
+        bound=elbo_eval if density else None,
         bound_name="elbo",
-        latent=Latent(int(mcfg.latent_dim), encode, decode_mean),
+        latent=Latent(k_top, encode, decode_mean, reconstruct, conditional=bool(cond_dim)),
         modules=module,
         set_dropout=lambda params, rate: {n: set_dropout_rate(p, rate) for n, p in params.items()},
-        progress=("loss", *terms),
-        curves=Curves("elbo", -1.0, "train -ELBO", terms, "ELBO terms (train)"),
-        info={"nll_samples": int(mcfg.nll_samples)},
+        progress=("loss", *terms) if not aae else ("ae/loss", "disc/loss", "reg/loss"),
+        curves=curves,
+        info={"nll_samples": int(mcfg.nll_samples)} if density else {"objective": obj},
+        labelled=bool(cond_dim) and density,
+        classes=n_classes,
     )
+
+
+def _batch_active_units(mean, threshold: float = 0.01):
+    """Burda et al.'s active-unit count on one batch's posterior means (a per-step estimate;
+    ``genjax.eval.latent`` computes it over a whole split)."""
+    return jnp.sum(jnp.var(mean.astype(jnp.float32), axis=0) > threshold).astype(jnp.float32)

@@ -55,16 +55,38 @@ def split_trainable(state: nnx.State):
     return nnx.split_state(state, nnx.Param, ...)
 
 
+def player_split(params: dict, pl: Player):
+    """(trainable, rest) of the params entries player ``pl`` updates: ``params[pl.name]`` split,
+    or for a player over several entries (``pl.params``) dicts ``{entry: part}``."""
+    if not pl.params:
+        return split_trainable(params[pl.name])
+    parts = {t: split_trainable(params[t]) for t in pl.params}
+    return {t: d for t, (d, _) in parts.items()}, {t: r for t, (_, r) in parts.items()}
+
+
+def player_merge(params: dict, pl: Player, diff, rest) -> dict:
+    """``params`` with the entries of player ``pl`` rebuilt from ``player_split``'s parts."""
+    if not pl.params:
+        return {**params, pl.name: nnx.merge_state(diff, rest)}
+    return {**params, **{t: nnx.merge_state(diff[t], rest[t]) for t in pl.params}}
+
+
 def init_state(
     params: dict,
     txs: dict[str, optax.GradientTransformation],
     rng: jax.Array,
     hparams: dict | None = None,
     window: int = 1,
+    players: Sequence[Player] = (),
 ) -> TrainState:
     """A fresh state; ``window``: how many past validation NLLs early stopping keeps (the rise
-    rule's k, ``train.patience``)."""
-    opt = {name: tx.init(split_trainable(params[name])[0]) for name, tx in txs.items()}
+    rule's k, ``train.patience``); ``players``: those updating several params entries
+    (``Player.params``; the others update ``params[name]``)."""
+    over = {pl.name: pl for pl in players if pl.params}
+    opt = {
+        name: tx.init(player_split(params, over[name])[0] if name in over else split_trainable(params[name])[0])
+        for name, tx in txs.items()
+    }
     es = EarlyStopState(
         best=jnp.array(jnp.inf, jnp.float32),
         best_epoch=jnp.array(0, jnp.int32),
@@ -139,13 +161,13 @@ def make_step(
 
     def grads(params, state, pl: Player, b, k):
         """(gradient, (data loss, metrics)) of ``pl``'s objective at ``params``."""
-        diff, rest = split_trainable(params[pl.name])
+        diff, rest = player_split(params, pl)
 
         def own(d):
             # fresh Variable objects inside this trace, so a loss may mutate non-Param ones
             r = jax.tree.map(lambda v: v, rest)
             ctx = Context(state.step, state.hparams)
-            p = {**params, pl.name: nnx.merge_state(d, r)}
+            p = player_merge(params, pl, d, r)
             if low is None:
                 loss, m = pl.loss(p, b, k, ctx)
             else:  # mixed precision: compute in bf16, hand back float32
@@ -162,11 +184,11 @@ def make_step(
     def apply(params, opt, pl: Player, g, m):
         """``params`` with ``pl``'s update from gradient ``g`` applied (and the non-trainable
         variables its loss returned in ``m["_vars"]``)."""
-        diff, rest = split_trainable(params[pl.name])
+        diff, rest = player_split(params, pl)
         new_vars = m.pop("_vars", None)
         updates, opt[pl.name] = txs[pl.name].update(g, opt[pl.name], diff)
         diff = optax.apply_updates(diff, updates)
-        return {**params, pl.name: nnx.merge_state(diff, rest if new_vars is None else new_vars)}
+        return player_merge(params, pl, diff, rest if new_vars is None else new_vars)
 
     def log(metrics, pl, loss, g, m):
         prefix = "" if single else f"{pl.name}/"

@@ -109,7 +109,8 @@ def build_program(
         """A fresh state from the root ``key`` (default ``jax.random.key(cfg.seed)``)."""
         root = jax.random.key(cfg.seed) if key is None else key
         params = family.init(keys.stream(root, "init"), example)
-        return init_state(params, txs, keys.stream(root, "train"), hparams, window=max(int(tc.patience), 1))
+        return init_state(params, txs, keys.stream(root, "train"), hparams, window=max(int(tc.patience), 1),
+                          players=family.players)  # fmt: skip
 
     return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step)
 

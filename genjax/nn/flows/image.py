@@ -125,8 +125,8 @@ class MultiScale(nnx.Module):
             for layer in layers:
                 if init and isinstance(layer, ActNorm):
                     layer.initialize(x)
-                if init:
-                    x = jax.vmap(lambda v, layer=layer: layer.forward(v, ctx)[0])(x)
+                if init:  # ctx: a batch of contexts [B, C] here, or None
+                    x = jax.vmap(lambda v, c, layer=layer: layer.forward(v, c)[0])(x, ctx)
                 else:
                     x, ld = layer.forward(x, ctx)
                     total = total + ld
@@ -137,9 +137,9 @@ class MultiScale(nnx.Module):
         zs.append(x.reshape(*x.shape[:-3], -1))
         return jnp.concatenate(zs, -1), total
 
-    def initialize(self, x_batch):
-        """Data-dependent ActNorm initialization from a batch ``[B, H, W, C]``."""
-        self._walk(x_batch, None, True)
+    def initialize(self, x_batch, ctx_batch=None):
+        """Data-dependent ActNorm initialization from a batch ``[B, H, W, C]`` (and its contexts)."""
+        self._walk(x_batch, ctx_batch, True)
 
     def forward(self, x, ctx=None):
         return self._walk(x, ctx, False)
