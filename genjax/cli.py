@@ -223,6 +223,11 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
         )
         if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
             m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
+    if family.latent is not None:  # posterior collapse: KL per dimension and active units on the test split
+        from genjax.eval.latent import latent_diagnostics
+
+        out = run_dir if _main() else None
+        m["latent"] = latent_diagnostics(family.latent, params, splits.test["x"], splits.test.get("y"), out)
     if family.predictor is not None:  # a model of y given x: accuracy / calibration, and their figures
         from genjax.eval.predictive import predictive_metrics
 
@@ -400,6 +405,9 @@ def _print_eval(m: dict) -> None:
         )
     if "perplexity" in m:
         print(f"  {m['bits_per_token']:.4f} bits per token, perplexity {m['perplexity']:.3f}")
+    if "latent" in m:
+        lt = m["latent"]
+        print(f"latent: {lt['active_units']} of {lt['latent_dim']} units active, test KL {lt['kl']:.3f} nats")
     p = m.get("predictive") or {}
     if "accuracy" in p:
         recall = ", ".join("-" if r is None else f"{r:.2f}" for r in p["per_class_recall"])

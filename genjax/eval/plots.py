@@ -265,3 +265,19 @@ def class_grid(images: np.ndarray, path: str | Path, title: str = "", row_labels
         ax.text(-1.5, 1 + i * h + h / 2, str(lab), ha="right", va="center", fontsize=8)
     fig.tight_layout()
     return save(fig, path)
+
+
+def latent_usage(activity: np.ndarray, kl: np.ndarray, threshold: float, path: str | Path, title: str = "") -> Path:
+    """Per latent dimension: the activity Cov_x(E_q[z_k]) (log scale, the active-unit threshold
+    dotted) and the mean KL(q(z_k|x) || p(z_k)) in nats."""
+    k = np.arange(len(kl))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    axes[0].bar(k, np.maximum(activity, 1e-8), color=np.where(activity > threshold, "C0", "C7"))
+    axes[0].axhline(threshold, color="k", ls=":", lw=1)
+    axes[0].set(yscale="log", xlabel="latent dimension", ylabel="Cov_x E[z_k | x]",
+                title=f"{int(np.sum(activity > threshold))} of {len(k)} units active")  # fmt: skip
+    axes[1].bar(k, kl, color="C1")
+    axes[1].set(xlabel="latent dimension", ylabel="nats", title=f"KL per dimension (total {kl.sum():.2f})")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path)
