@@ -50,17 +50,18 @@ def median_time(fn, args_fn, reps: int):
 
 
 def dispatch(step, state0, data, reps: int) -> dict:
-    """The jitted ``step(state, {"x": data[i]})`` called once per step from Python over the
-    ``[steps, batch, ...]`` array ``data``, state donated: {compile_s, examples_per_s, ms_per_step}."""
+    """The jitted ``step(state, batch_i)`` called once per step from Python over ``data``: an
+    array ``[steps, batch, ...]`` (batches ``{"x": data[i]}``) or a dict of such arrays (batches
+    their i-th slices), state donated: {compile_s, examples_per_s, ms_per_step}."""
     copy = lambda t: jax.tree.map(jnp.copy, t)  # noqa: E731
-    steps, batch = data.shape[:2]
+    at = (lambda i: jax.tree.map(lambda a: a[i], data)) if isinstance(data, dict) else (lambda i: {"x": data[i]})
+    steps, batch = jax.tree.leaves(data)[0].shape[:2]
     t = time.perf_counter()
-    cstep = jax.jit(step, donate_argnums=0).lower(copy(state0), {"x": data[0]}).compile()
+    cstep = jax.jit(step, donate_argnums=0).lower(copy(state0), at(0)).compile()
     compile_s = time.perf_counter() - t
-
     def loop(state):
         for i in range(steps):
-            state, _ = cstep(state, {"x": data[i]})
+            state, _ = cstep(state, at(i))
         return state
 
     sec, _ = median_time(loop, lambda: (copy(state0),), reps)

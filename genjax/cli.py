@@ -407,7 +407,7 @@ def _print_eval(m: dict) -> None:
         print(f"  {m['bits_per_token']:.4f} bits per token, perplexity {m['perplexity']:.3f}")
     if "latent" in m:
         lt = m["latent"]
-        print(f"latent: {lt['active_units']} of {lt['latent_dim']} units active, test KL {lt['kl']:.3f} nats")
+        print(f"latent: {lt['active_units']} of {lt['latent_dim']} units active, test KL {lt['kl_total']:.3f} nats")
     p = m.get("predictive") or {}
     if "accuracy" in p:
         recall = ", ".join("-" if r is None else f"{r:.2f}" for r in p["per_class_recall"])

@@ -33,7 +33,7 @@ def latent_diagnostics(latent, params, x, y=None, out_dir=None, batch: int = 500
     kl = np.asarray(gaussian_kl_per_dim(means, log_vars)).mean(0)
     count, a = active_units(means, threshold)
     out = {"active_units": count, "latent_dim": int(means.shape[1]), "activity": np.asarray(a).tolist(),
-           "kl_per_dim": kl.tolist(), "kl": float(kl.sum())}  # fmt: skip
+           "kl_per_dim": kl.tolist(), "kl_total": float(kl.sum())}  # fmt: skip
     if out_dir is not None:
         plots.latent_usage(np.asarray(a), kl, threshold, Path(out_dir) / "latent_usage.png")
     return out
