@@ -59,7 +59,7 @@ def regression(out: Path, data: str, quick: bool) -> list[str]:
     true_nll = -float(np.mean(toy1d_log_prob(data, tx, ty)))
     true_cov = [coverage(ty, *toy1d_interval(data, tx, a)) for a in grid]
     rows.append(("true p(y | x)", true_nll, float(np.sqrt(np.mean((toy1d_mean(tx) - ty) ** 2))),
-                 *[true_cov[grid.index(a)] for a in LEVELS], 0, 0.0))  # fmt: skip
+                 *[true_cov[grid.index(a)] for a in LEVELS], "-", None))  # fmt: skip
     series["true p(y | x)"] = true_cov
     plots.reliability(grid, None, out / f"calibration_{data}.png", f"toy1d:{data}: calibration", series)
     xs = np.linspace(-4, 4, 400, dtype=np.float32)[:, None]
@@ -77,7 +77,7 @@ def regression(out: Path, data: str, quick: bool) -> list[str]:
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | " + " | ".join(f"{v:.3f}" for v in r[3:6])
-                     + f" | {r[6]} | {r[7]:.1f} |")  # fmt: skip
+                     + f" | {r[6]} | " + ("-" if r[7] is None else f"{r[7]:.1f}") + " |")  # fmt: skip
     return lines
 
 

@@ -140,8 +140,8 @@ def focal_loss(logits: ArrayLike, y: ArrayLike, gamma: float = 2.0, alpha: Array
     """
     logp = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
     logp_t = jnp.take_along_axis(logp, jnp.asarray(y, jnp.int32)[..., None], axis=-1)[..., 0]
-    # (1 - p_t)^gamma computed as exp(gamma log(-expm1(log p_t))): exact near p_t = 1
-    weight = jnp.power(-jnp.expm1(logp_t), gamma) if gamma else 1.0
+    # 1 - p_t as -expm1(log p_t) (exact near p_t = 1), floored so gamma may be a traced 0
+    weight = jnp.power(jnp.maximum(-jnp.expm1(logp_t), 1e-30), jnp.asarray(gamma, logp_t.dtype))
     loss = -weight * logp_t
     if alpha is not None:
         alpha = jnp.asarray(alpha, loss.dtype)
