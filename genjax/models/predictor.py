@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
-from scipy import stats
 
 from genjax.models.base import Curves, DataInfo, Family, Player, Predictor
 from genjax.nn.layers import set_dropout_rate
@@ -159,6 +158,8 @@ def make_predictor(mcfg, data: DataInfo) -> Family:
 
     def interval(params, x, level: float):
         """The central ``level`` interval of p(y | x): loc -+ q s, q the normal's (or t's) quantile."""
+        from scipy import stats  # a host-side quantile; imported here, not with every family
+
         h = head(module(params), x)
         p = 0.5 + float(level) / 2
         if lik == "student_t":

@@ -252,7 +252,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
         return nnx.merge(graphdef, params["model"])
 
     def init(key, example=None):
-        k_m, k_d = jax.random.split(key)
+        k_m, k_d = jax.random.split(key) if aae else (key, None)  # a VAE's init as it always was
         state = nnx.split(new(nnx.Rngs(k_m)))[1]
         if not aae:
             return {"model": state}

@@ -189,3 +189,19 @@ def test_wrong_targets_are_refused_in_one_sentence():
     with pytest.raises(ValueError, match="model.predictor.df"):
         fam(TOY, likelihood="student_t", df=0.0)
     assert nnx  # the module is used by the family's modules()
+
+
+def test_predictive_metrics_for_real_targets_against_direct_computation(tmp_path):
+    f = fam(TOY, likelihood="heteroscedastic")
+    params = f.init(jax.random.key(8))
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(-4, 4, (300, 1)).astype(np.float32), rng.normal(size=(300, 1)).astype(np.float32)
+    m = predictive_metrics(f, params, x, y, tmp_path)
+    h = raw_head(f, params, x)
+    mean, std = h[:, 0], np.sqrt(np.exp(h[:, 1]) + 1e-4)
+    assert m["rmse"] == pytest.approx(float(np.sqrt(np.mean((mean - y[:, 0]) ** 2))), rel=1e-5)
+    for a in ("0.5", "0.9", "0.95"):
+        z = stats.norm.ppf(0.5 + float(a) / 2)
+        inside = np.abs(y[:, 0] - mean) <= z * std
+        assert m["coverage"][a] == pytest.approx(inside.mean(), abs=1 / 300)
+    assert (tmp_path / "calibration.png").is_file() and (tmp_path / "predictive.png").is_file()

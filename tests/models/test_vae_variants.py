@@ -102,6 +102,10 @@ def test_cvae_scores_each_example_with_its_own_label():
         return bernoulli_log_prob(logits, x) - 0.5 * jnp.sum(mu**2, -1)
 
     np.testing.assert_allclose(got, f(y) - f(y2), atol=0.02)
+    # the same through the importance-sampled estimate: k = 4 samples per example, each decoded
+    # with its own example's label
+    lp = lambda labels: cond.log_prob(p, x, key, labels, k=4, chunk=4)  # noqa: E731
+    np.testing.assert_allclose(lp(y) - lp(y2), f(y) - f(y2), atol=0.02)
     assert float(jnp.abs(got - (f(y[::-1]) - f(y2[::-1]))).max()) > 0.2  # labels not each example's own
 
 
@@ -233,8 +237,8 @@ def test_two_layer_vae_bound_climbs_with_k_and_samples():
     p = fam.init(jax.random.key(0))
     x = binary(8, 3)
     lp = jax.jit(lambda key, k: fam.log_prob(p, x, key, k=k, chunk=k), static_argnums=1)
-    means = {k: np.mean([np.asarray(lp(jax.random.key(s), k)) for s in range(20)], 0) for k in (1, 10, 100)}
-    assert np.all(means[1] < means[10]) and np.all(means[10] < means[100])
+    means = {k: np.mean([np.asarray(lp(jax.random.key(s), k)) for s in range(20)], 0) for k in (1, 5, 500)}
+    assert np.all(means[1] < means[5]) and np.all(means[5] < means[500])
     assert fam.sample(p, jax.random.key(1), 5).shape == (5, 8, 8, 1)
     loss, m = fam.players[0].loss(p, {"x": x}, jax.random.key(2), Context(jnp.int32(0), {"beta": jnp.float32(1)}))
     assert np.isfinite(float(loss)) and float(m["iwae"]) >= float(m["elbo"]) - 1e-4
@@ -296,3 +300,41 @@ def test_cvae_samples_are_classified_as_their_class_after_a_short_digits_run(cla
     m = conditional_metrics(model.family, model.params, jax.random.key(0), x01, data.train["y"], clf, per_class=20)
     assert m["class_accuracy"] > 0.6, m["accuracy"]  # chance: 0.1
     assert 0 < m["pixel"]["model_mean"] and 0 < m["features"]["model_mean"]
+
+
+def test_conditional_metrics_on_a_constructed_model():
+    """A 'model' whose samples are noisy class prototypes, every fifth sample of classes 0-2 the
+    next class's: the classifier check and the diversities equal their direct computation."""
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    protos = rng.random((10, 4, 4, 1))  # one prototype image per class
+
+    @dataclasses.dataclass
+    class Clf:  # assigns the nearest prototype; features = the pixels
+        name: str = "toy"
+
+        def probs(self, x):
+            d = ((np.asarray(x)[:, None] - protos[None]) ** 2).reshape(len(x), 10, -1).sum(-1)
+            return np.eye(10)[d.argmin(1)]
+
+        def features(self, x):
+            return np.asarray(x).reshape(len(x), -1)
+
+    def sample(params, key, n, cond):
+        cond = jnp.asarray(cond)
+        wrong = (jnp.arange(n) % 5 == 0) & (cond < 3)  # classes 0-2: every fifth sample is the next class
+        noise = 0.01 * jax.random.normal(key, (n, 4, 4, 1))
+        return jnp.asarray(protos)[jnp.where(wrong, (cond + 1) % 10, cond)] + noise
+
+    fake = dataclasses.replace(vae(conditional=True), sample=sample)
+    real_x = np.concatenate([protos[c] + 0.05 * rng.normal(size=(8, 4, 4, 1)) for c in range(10)])
+    real_y = np.repeat(np.arange(10), 8)
+    m = conditional_metrics(fake, None, jax.random.key(0), real_x, real_y, Clf(), per_class=10)
+    np.testing.assert_allclose(m["accuracy"], [0.8] * 3 + [1.0] * 7)
+    assert m["class_accuracy"] == pytest.approx((3 * 0.8 + 7) / 10) and m["chance"] == 0.1
+    samples = class_samples(fake, None, jax.random.key(0), 10, 10)
+    np.testing.assert_allclose(m["pixel"]["model"], [pluralistic_diversity(s) for s in samples])
+    np.testing.assert_allclose(m["pixel"]["real"], [pluralistic_diversity(real_x[real_y == c]) for c in range(10)])
+    assert m["pixel"]["model_mean"] == pytest.approx(np.mean(m["pixel"]["model"]))
+    np.testing.assert_allclose(m["features"]["model"], m["pixel"]["model"])  # features = pixels here
