@@ -187,6 +187,17 @@ class Family:
         return tuple(self.hparams) + (("dropout",) if self.set_dropout is not None else ())
 
 
+def condition_vector(y, n_classes: int):
+    """The condition ``[B, C]`` a conditional model reads from labels ``y``: their one-hot for
+    ``n_classes > 0`` class labels, else the real-valued targets flattened per example."""
+    import jax
+    import jax.numpy as jnp
+
+    if n_classes:
+        return jax.nn.one_hot(jnp.asarray(y, jnp.int32), n_classes)
+    return jnp.asarray(y, jnp.float32).reshape(jnp.shape(y)[0], -1)
+
+
 def batch_multiple(players) -> int:
     """Batches of ``train.batch_size`` drawn per training step: the most any player uses, a
     split-batch player ``n_steps x per_update``, any other ``per_update``."""

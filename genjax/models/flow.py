@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from genjax.models.base import Curves, DataInfo, Family, Player
+from genjax.models.base import Curves, DataInfo, Family, Player, condition_vector
 from genjax.nn.flows import (
     MAF,
     ActNorm,
@@ -144,9 +144,7 @@ def make_flow(mcfg, data: DataInfo) -> Family:
             return None
         if y is None:
             raise ValueError("model.flow.conditional=True: this call needs the condition (labels y).")
-        if n_classes:
-            return jax.nn.one_hot(jnp.asarray(y, jnp.int32), n_classes)
-        return jnp.asarray(y, jnp.float32).reshape(jnp.shape(y)[0], -1)
+        return condition_vector(y, n_classes)
 
     def init(key, example=None):
         flow = build_flow(mcfg, data_shape, context_dim, rngs=nnx.Rngs(key))

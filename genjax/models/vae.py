@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from genjax.models.base import Curves, DataInfo, Family, Latent, Player
+from genjax.models.base import Curves, DataInfo, Family, Latent, Player, condition_vector
 from genjax.nn import build_decoder, build_encoder
 from genjax.nn.encoders import MLPEncoder
 from genjax.nn.gan import MLPDiscriminator
@@ -265,9 +265,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
             return None
         if y is None:
             raise ValueError("model.vae.conditional=True: this call needs the condition (labels y).")
-        if n_classes:
-            return jax.nn.one_hot(jnp.asarray(y, jnp.int32), n_classes)
-        return jnp.asarray(y, jnp.float32).reshape(jnp.shape(y)[0], -1)
+        return condition_vector(y, n_classes)
 
     def labels(batch):
         return cond_of(batch["y"]) if cond_dim else None
