@@ -210,6 +210,7 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
     from genjax.eval.suite import sample_metrics
 
     m = {"split": "test", "data": splits.name, "family": family.name}
+    out = run_dir if _main() else None  # figures: process 0 alone writes
     if family.log_prob is not None:
         m |= heldout_metrics(
             family,
@@ -226,15 +227,12 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
     if family.latent is not None:  # posterior collapse: KL per dimension and active units on the test split
         from genjax.eval.latent import latent_diagnostics
 
-        out = run_dir if _main() else None
         m["latent"] = latent_diagnostics(family.latent, params, splits.test["x"], splits.test.get("y"), out)
     if family.predictor is not None:  # a model of y given x: accuracy / calibration, and their figures
         from genjax.eval.predictive import predictive_metrics
 
-        out = run_dir if _main() else None
         m["predictive"] = predictive_metrics(family, params, splits.test["x"], splits.test["y"], out)
     elif cfg.eval.sample_metrics:
-        out = run_dir if _main() else None
         m["samples"] = sample_metrics(cfg, splits, family, params, keys.key(seed, "sample_metrics"), out)
     if _main():
         (run_dir / "eval.json").write_text(json.dumps(m, indent=2) + "\n")

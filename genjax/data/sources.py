@@ -226,6 +226,14 @@ def from_arrays(x, y=None, test_x=None, test_y=None, name: str = "arrays") -> So
     return Source(name, x, y, tx, ty, levels=_levels(raw) if x.ndim == 4 else None, binary=binary)
 
 
+def _toy_n(dcfg) -> int:
+    """``data.toy_n``: how many training examples a generated source draws (a fifth as many test)."""
+    n = int(dcfg.get("toy_n", 10000))
+    if n <= 0:
+        raise DataError(f"data.toy_n must be positive, got {n}.")
+    return n
+
+
 def load_source(dcfg) -> Source:
     """Load the source named by ``dcfg.name`` (see the module docstring)."""
     name = str(dcfg.name)
@@ -241,9 +249,7 @@ def load_source(dcfg) -> Source:
     if kind == "toy2d" and arg:
         if arg not in TOY2D:
             raise DataError(f"data.name 'toy2d:{arg}' is unknown; choose one of {', '.join(TOY2D)}.")
-        n = int(dcfg.get("toy_n", 10000))
-        if n <= 0:
-            raise DataError(f"data.toy_n must be positive, got {n}.")
+        n = _toy_n(dcfg)
         return Source(
             name,
             toy2d_sample(arg, n, int(dcfg.seed)),
@@ -254,9 +260,7 @@ def load_source(dcfg) -> Source:
     if kind == "toy1d" and arg:
         if arg not in TOY1D:
             raise DataError(f"data.name 'toy1d:{arg}' is unknown; choose one of {', '.join(TOY1D)}.")
-        n = int(dcfg.get("toy_n", 10000))
-        if n <= 0:
-            raise DataError(f"data.toy_n must be positive, got {n}.")
+        n = _toy_n(dcfg)
         x, y = toy1d_sample(arg, n, int(dcfg.seed))
         tx, ty = toy1d_sample(arg, max(n // 5, 1), int(dcfg.seed) + 1)
         return Source(name, x, y, tx, ty)

@@ -44,10 +44,13 @@ def draw(family, params, key, n: int, batch: int = 1000) -> np.ndarray:
     return np.concatenate(out)[:n]
 
 
-def image_metrics(real_train, real_test, fake, labels, dataset: str, classifier_dir, out_dir=None, log=print) -> dict:
-    """Classifier-based and pixel-space metrics for images in [0, 1] (module docstring)."""
+def image_metrics(real_train, real_test, fake, labels, dataset: str, classifier_dir, out_dir=None, log=print,
+                  clf=None) -> dict:  # fmt: skip
+    """Classifier-based and pixel-space metrics for images in [0, 1] (module docstring); ``clf``:
+    the domain classifier when the caller has it already."""
     n = len(real_test)
-    clf = get_classifier(dataset, (real_train, labels[0]), (real_test, labels[1]), classifier_dir, log=log)
+    if clf is None:
+        clf = get_classifier(dataset, (real_train, labels[0]), (real_test, labels[1]), classifier_dir, log=log)
     tag = clf.name
     f_test, f_train, f_fake = clf.features(real_test), clf.features(real_train[:n]), clf.features(fake)
 
@@ -133,11 +136,12 @@ def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) ->
         view = {"binarize": "_binarized", "dequantize": "_dequantized"}.get(splits.epoch_transform, "")
         if cfg.data.binarize == "static":
             view = "_binarized"
-        out = image_metrics(train01, _to01(test, splits.scale), _to01(fake, splits.scale), labels,
-                            splits.name + view, cfg.eval.classifier_dir, out_dir, log)  # fmt: skip
+        test01 = _to01(test, splits.scale)
+        clf = get_classifier(splits.name + view, (train01, labels[0]), (test01, labels[1]), cfg.eval.classifier_dir,
+                             log=log)  # fmt: skip
+        out = image_metrics(train01, test01, _to01(fake, splits.scale), labels, splits.name + view,
+                            cfg.eval.classifier_dir, out_dir, log, clf)  # fmt: skip
         if family.classes:
-            clf = get_classifier(splits.name + view, (train01, labels[0]), (_to01(test, splits.scale), labels[1]),
-                                 cfg.eval.classifier_dir, log=log)  # fmt: skip
             out["conditional"] = conditional_metrics(
                 family, params, jax.random.fold_in(key, 1), train01, labels[0], clf, int(cfg.eval.per_class),
                 lambda a: _to01(a, splits.scale),

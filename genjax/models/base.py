@@ -43,6 +43,10 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 
 class Context(NamedTuple):
     """What a loss may read besides params, batch and key."""
@@ -80,8 +84,6 @@ class DataInfo:
         """From ``genjax.data.DataSplits``: its shape, scale, the classes of its labels and its
         discrete levels (2 for binary or binarized images, the source's grey levels for images
         that are not dequantized, 0 for continuous data) and, for text, its vocabulary size."""
-        import numpy as np
-
         labels = [d["y"] for d in (splits.train, splits.test) if "y" in d]
         real = "y" in splits.train and not np.issubdtype(np.asarray(splits.train["y"]).dtype, np.integer)
         n_classes = 1 + max(int(y.max()) for y in labels) if "y" in splits.train and not real else 0
@@ -190,9 +192,6 @@ class Family:
 def condition_vector(y, n_classes: int):
     """The condition ``[B, C]`` a conditional model reads from labels ``y``: their one-hot for
     ``n_classes > 0`` class labels, else the real-valued targets flattened per example."""
-    import jax
-    import jax.numpy as jnp
-
     if n_classes:
         return jax.nn.one_hot(jnp.asarray(y, jnp.int32), n_classes)
     return jnp.asarray(y, jnp.float32).reshape(jnp.shape(y)[0], -1)
