@@ -77,6 +77,8 @@ def fit(cfg, data, workdir=None, *, progress: bool = True) -> Model:
 
     validate(cfg)
     family = build_family(cfg, DataInfo.of(data))
+    if family.labelled:
+        data.require_labels(f"the {family.name} model scores labelled examples")
     res = _fit(cfg, family, data, workdir, progress=progress)
     return Model(family, res.params, res, cfg)
 

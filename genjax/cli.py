@@ -108,13 +108,25 @@ def _load_config(run_dir: Path) -> ConfigDict:
                 fill(into[k], v)
         return into
 
-    return ConfigDict(fill(saved, base_config().to_dict()))
+    def prune(into: dict, defaults: dict) -> dict:
+        """Fields genjax no longer has (moved into a family block by ``upgrade_legacy``) go."""
+        for k in [k for k in into if k not in defaults]:
+            del into[k]
+        for k, v in defaults.items():
+            if isinstance(v, dict) and v and isinstance(into[k], dict):
+                prune(into[k], v)
+        return into
+
+    base = base_config().to_dict()
+    return ConfigDict(prune(fill(saved, base), base))
 
 
-def _prepare(cfg):
+def _prepare(cfg, saved: Path | None = None):
     """Validate the config, load the data, build the family and the whole program, initialized
     abstractly with ``jax.eval_shape``: what can fail on bad input fails here, before
-    anything is written (``_check_mesh`` checks the mesh)."""
+    anything is written (``_check_mesh`` checks the mesh). ``saved``: the run folder whose config
+    this is (its inactive family blocks are not checked: they were when the run was made; text
+    data must still have the vocabulary the run was trained with)."""
     import jax
 
     from genjax.config import validate
@@ -122,14 +134,42 @@ def _prepare(cfg):
     from genjax.models import DataInfo, build_family
     from genjax.train import build_program
 
-    validate(cfg)
+    validate(cfg, ignore_inactive=saved is not None or _FAMILY_SWITCHED)
     splits = load_splits(cfg.data, cfg.train.batch_size)
+    if saved is not None:
+        _check_vocab(saved, splits)
     try:
         family = build_family(cfg, DataInfo.of(splits))
+        if family.labelled:
+            splits.require_labels(f"the {family.name} model scores labelled examples")
         jax.eval_shape(build_program(cfg, family, splits).init)
     except (TypeError, KeyError, IndexError, ZeroDivisionError) as e:  # a config value the model cannot take
         raise UsageError(f"the config does not build a {cfg.model.family} model ({type(e).__name__}: {e}).") from None
     return splits, family
+
+
+def _check_vocab(run_dir: Path, splits) -> None:
+    """Text: the tokens the run was trained with (``vocab.json``) must be the ones the data give
+    now; a changed text file would silently map the model's token ids to other characters."""
+    path = run_dir / "vocab.json"
+    if splits.vocab is None:
+        return
+    if not path.is_file():
+        raise UsageError(f"{str(run_dir)!r} holds a text run but no vocab.json; its token ids cannot be checked.")
+    try:
+        saved = json.loads(path.read_text())
+        tokens, vocab = saved["tokens"], tuple(saved["vocab"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise UsageError(f"{path} is not a genjax vocabulary ({type(e).__name__}: {e}).") from None
+    if tokens != splits.tokens or vocab != tuple(splits.vocab):
+        new = "".join(sorted(set(splits.vocab) - set(vocab)))[:20]
+        diff = f"data.tokens {tokens!r} then, {splits.tokens!r} now"
+        if tokens == splits.tokens:
+            diff = f"{len(vocab)} tokens then, {len(splits.vocab)} now" + (f", new: {new!r}" if new else "")
+        raise UsageError(
+            f"data.name {splits.name!r} no longer gives the vocabulary run {str(run_dir)!r} was trained with "
+            f"({diff}); the text changed since training. Restore it, or train a new run."
+        )
 
 
 def _easy_scores(cfg, splits):
@@ -299,6 +339,29 @@ def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> 
     return out
 
 
+VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "scipy", "ml-collections",
+             "tensorflow-datasets")  # fmt: skip
+
+
+def versions() -> dict:
+    """The installed versions of genjax, Python and the dependencies whose changes move numbers."""
+    from importlib import metadata
+
+    import genjax
+
+    out = {"genjax": genjax.__version__, "python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def versions_line() -> str:
+    return ", ".join(f"{k} {v}" for k, v in versions().items() if v is not None)
+
+
 def _run_info(cfg) -> dict:
     import jax
 
@@ -307,6 +370,7 @@ def _run_info(cfg) -> dict:
     return {
         "genjax": genjax.__version__,
         "jax": jax.__version__,
+        "versions": versions(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "processes": jax.process_count(),
@@ -327,7 +391,7 @@ def cmd_train(args: list[str]) -> int:
             raise UsageError("--resume continues a run with its saved config; do not pass --config as well.")
         run_dir = _run_dir_arg([FLAGS.resume], "--resume")
         cfg = _load_config(run_dir)
-        splits, family = _prepare(cfg)
+        splits, family = _prepare(cfg, saved=run_dir)
         scores = _easy_scores(cfg, splits)
         _lock(run_dir)
     else:
@@ -472,7 +536,7 @@ def cmd_eval(args: list[str]) -> int:
 
     run_dir = _run_dir_arg(args, "eval")
     cfg = _load_config(run_dir)
-    splits, family = _prepare(cfg)
+    splits, family = _prepare(cfg, saved=run_dir)
     _lock(run_dir)
     state = _restore(cfg, run_dir, splits, family)
     m = _evaluate(cfg, splits, family, select_params(state, cfg.train.keep_best), run_dir, FLAGS.seed)
@@ -491,7 +555,7 @@ def cmd_sample(args: list[str]) -> int:
         raise UsageError(f"--n must be positive, got {FLAGS.n}.")
     run_dir = _run_dir_arg(args, "sample")
     cfg = _load_config(run_dir)
-    splits, family = _prepare(cfg)
+    splits, family = _prepare(cfg, saved=run_dir)
     _lock(run_dir)
     params = select_params(_restore(cfg, run_dir, splits, family), cfg.train.keep_best)
     if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
@@ -573,10 +637,10 @@ def cmd_cv(args: list[str]) -> int:
     run_dir = _new_run_dir(cfg, "cv")
     splits, family = _prepare(cfg)  # bad data or config fails before anything is written
     from genjax.models import DataInfo
-    from genjax.train.cv import make_folds
+    from genjax.train.cv import check_cv
 
     sweep_grid(cfg, DataInfo.of(splits))  # a bad sweep fails before anything is written
-    make_folds(cfg, splits, int(cfg.train.batch_size) * family.batch_multiple, family.labelled)  # impossible folds too
+    check_cv(cfg, family, splits)  # a family without a likelihood, impossible folds too
     _open_run_dir(run_dir, cfg)
     say(f"run folder: {run_dir}", flush=True)
     report = run_cv(cfg, run_dir, splits=splits, progress=FLAGS.progress)
@@ -620,6 +684,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if len(argv) >= 2 else 2
+    if argv[1] in ("--version", "version"):
+        print(versions_line())
+        return 0
     cmd = argv[1]
     if cmd not in COMMANDS:
         print(f"genjax: error: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
@@ -640,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
             if spec is not None and not isinstance(FLAGS.config, ConfigDict):
                 got = type(FLAGS.config).__name__
                 raise UsageError(f"--config {spec}: get_config returned {got}, not a ConfigDict.")
+            global _FAMILY_SWITCHED
+            _FAMILY_SWITCHED = _check_block_overrides(argv[2:], FLAGS.config)
             _setup_jax()
             return COMMANDS[cmd](args)
     except KeyboardInterrupt as e:  # outside the training loop (which checkpoints and returns 130/143)
@@ -681,6 +750,33 @@ def _config_arg(args: list[str]) -> str | None:
     return None
 
 
+_FAMILY_SWITCHED = False  # model.family was set on the command line: the config file's own block is not used
+
+
+def _check_block_overrides(args: list[str], cfg) -> bool:
+    """A ``--config.model.<family>.<field>`` override of a family that is not the active one
+    would be ignored: refuse it. Returns whether ``--config.model.family`` switched the family
+    (then the config file's blocks for other families are ignored, not refused)."""
+    if not isinstance(cfg, ConfigDict):
+        return False
+    from genjax.models import FAMILIES
+
+    active = cfg.model.family
+    switched = False
+    for a in args:
+        if not a.startswith("--config.model."):
+            continue
+        path = a[len("--config.model.") :].split("=", 1)[0].split(".")
+        if path[0] == "family":
+            switched = True
+        elif path[0] in FAMILIES and path[0] != active:
+            raise UsageError(
+                f"--config.model.{'.'.join(path)}: the active family is {active!r} (model.family), which never "
+                f"reads model.{path[0]}; set model.{active}.{path[-1]} or --config.model.family={path[0]}."
+            )
+    return switched
+
+
 def _unknown_override(argv: list[str]) -> str:
     """Name the ``--config.<path>`` override whose field the config has not."""
     base = [a for a in argv[2:] if not a.startswith("--config.")]
@@ -697,7 +793,10 @@ def _unknown_override(argv: list[str]) -> str:
         node = cfg
         for part in path.split("."):
             if not isinstance(node, ConfigDict) or part not in node:
-                return f"--config.{path}: the config has no field {part!r}."
+                from genjax.fields import did_you_mean
+
+                near = did_you_mean(part, node.keys()) if isinstance(node, ConfigDict) else ""
+                return f"--config.{path}: the config has no field {part!r}{near}."
             node = node[part]
     return "a --config.<field> override names a field the config does not have."
 

@@ -2,205 +2,291 @@
 the CLI overrides any field (``--config.train.epochs=5``).
 
 Sections: ``data``, ``model`` (``family`` and one block per family), ``objective`` (the
-penalties every family takes), ``optim``, ``train``, ``cv``, ``eval``.
+penalties every family takes), ``optim``, ``train``, ``cv``, ``eval``. Every field is declared
+once below (or, for a family's block, in ``genjax/models/<family>.py``) with its type, range or
+choices and a description (``genjax.fields``): ``validate`` checks the whole config against the
+declarations before anything is written, and ``genjax config`` prints them.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
+from genjax.fields import (
+    Bool,
+    Choice,
+    Dict,
+    Float,
+    Floats,
+    Int,
+    Ints,
+    Str,
+    changed,
+    check_block,
+    describe,
+    did_you_mean,
+)
 from genjax.models import FAMILIES
+
+TOP = {
+    "name": Str("run", "the run's name: the default run folder is runs/<name>-<time>"),
+    "seed": Int(0, "model initialization and training keys (data splits use data.seed)", ge=0),
+}
+
+DATA = {
+    "name": Str("digits", "the data source: digits | mnist5k | text:[<path>] | npz:<path> | tfds:<name> | "
+                "toy2d:<name> | toy1d:<name> (genjax.data.sources)"),
+    "data_dir": Str("", "TFDS data_dir ('' = TFDS default); genjax never downloads"),
+    "seed": Int(0, "the train / validation / test split and the fixed binarization / dequantization draws", ge=0),
+    "val_fraction": Float(0.1, "share of the training pool held out for validation", ge=0.0, lt=1.0),
+    "test_fraction": Float(0.2, "share held out as test, only when the source has no test split of its own",
+                           ge=0.0, lt=1.0),
+    "train_size": Int(0, ">0: keep only this many training examples (small-data studies)", ge=0),
+    "binarize": Choice("none", "images to {0, 1}: a fixed draw (static) or a fresh Bernoulli draw each epoch "
+                       "(dynamic)", ("none", "static", "dynamic")),
+    "dequantize": Bool(False, "add uniform noise within each grey level (continuous densities on discrete images)"),
+    "scale": Choice("01", "the range image pixels live in: [0, 1] or [-1, 1]", ("01", "-11")),
+    "toy_n": Int(10000, "toy2d / toy1d: training-pool size (the test set is a fifth of it)", ge=1),
+    "block_size": Int(64, "text: tokens per example (a window of the stream)", ge=2),
+    "tokens": Choice("char", "text: tokens are characters or UTF-8 bytes", ("char", "byte")),
+    "text_chars": Int(1_000_000, "text: keep the first this many characters (0 = all)", ge=0),
+}
+
+OBJECTIVE = {
+    "l1": Float(0.0, "L1 penalty on kernels (weights), added to every player's loss", ge=0.0),
+    "l2": Float(0.0, "L2 penalty on kernels (not decoupled: optim.name='adamw' is)", ge=0.0),
+}
+
+SCHEDULES = ("constant", "warmup_cosine", "linear", "exponential", "step", "plateau")
+
+
+def _increasing(at) -> str | None:
+    return None if list(at) == sorted(at) else "it must be increasing"
+
+
+OPTIM = {
+    "name": Choice("adam", "the optimizer (adamw: decoupled weight decay on kernels)", ("adam", "adamw", "sgd")),
+    "lr": Float(1e-3, "the (peak) learning rate", gt=0.0),
+    "b1": Float(0.9, "adam / adamw: decay of the first-moment average", ge=0.0, lt=1.0),
+    "b2": Float(0.999, "adam / adamw: decay of the second-moment average", ge=0.0, lt=1.0),
+    "eps": Float(1e-8, "adam / adamw: added to the root second moment", gt=0.0),
+    "weight_decay": Float(1e-4, "adamw only: decoupled weight decay on kernels", ge=0.0),
+    "momentum": Float(0.9, "sgd only: momentum (0 = plain SGD)", ge=0.0, lt=1.0),
+    "nesterov": Bool(False, "sgd only: Nesterov momentum"),
+    "clip_norm": Float(0.0, ">0: clip gradients by their global norm", ge=0.0),
+    "schedule": Choice("constant", "the learning-rate shape (genjax.train.optim)", SCHEDULES),
+    "warmup_steps": Int(0, "linear warm-up from 0 over this many steps, before any schedule", ge=0),
+    "final_lr_ratio": Float(0.0, "warmup_cosine, linear, exponential: the last step's fraction of lr",
+                            ge=0.0, le=1.0),
+    "step_at": Floats((0.5, 0.75), "step: fractions of the (post-warm-up) steps where lr drops",
+                      gt=0.0, lt=1.0, check=_increasing),
+    "step_factor": Float(0.1, "step: the factor of each drop", gt=0.0, lt=1.0),
+    "plateau_factor": Float(0.5, "plateau: lr scale x this after plateau_patience epochs without improvement",
+                            gt=0.0, lt=1.0),
+    "plateau_patience": Int(2, "plateau: epochs without a validation NLL better than the best by more than "
+                            "plateau_min_delta", ge=1),
+    "plateau_min_delta": Float(0.0, "plateau: the improvement (nats) that counts", ge=0.0),
+    "plateau_min_scale": Float(0.0, "plateau: the scale never drops below this", ge=0.0, le=1.0),
+    "players": Dict("per-player overrides of any optim field, e.g. {'disc': {'lr': 4e-4}}"),
+}
+
+TRAIN = {
+    "epochs": Int(50, "passes over the training split", ge=1),
+    "batch_size": Int(100, "examples per step", ge=1),
+    "patience": Int(0, "early stopping: epochs without improvement (0 = off)", ge=0),
+    "min_delta": Float(0.0, "early stopping: the improvement in validation NLL (nats) that counts", ge=0.0),
+    "stop_rule": Choice("patience", "patience: stop after `patience` epochs without an improvement by more than "
+                        "min_delta; rise (the notes' rule): stop once NLL_val(t) > NLL_val(t - patience) + "
+                        "min_delta", ("patience", "rise")),
+    "keep_best": Bool(True, "evaluate / return the best-validation parameters, not the last"),
+    "val_batch_size": Int(500, "validation examples per batch", ge=1),
+    "checkpoint_every": Int(10, "checkpoint after epoch 1, then every this many epochs (and at the end)", ge=1),
+    "checkpoint_minutes": Float(10.0, "also checkpoint when this many minutes have passed (0 = no time rule)",
+                                ge=0.0),
+    "on_nonfinite": Choice("halt", "a step with a non-finite loss term or gradient: stop the run (halt) or drop "
+                           "the step (skip)", ("halt", "skip")),
+    "loss_rise": Float(10.0, "warn once when the epoch's training loss exceeds its running minimum m by more "
+                       "than loss_rise x |m| (0 = never)", ge=0.0),
+    "dtype": Choice("float32", "compute dtype of the training step (bfloat16: mixed precision; parameters, "
+                    "optimizer state and the loss stay float32)", ("float32", "bfloat16")),
+    "tb_images_every": Int(10, "epochs between sample grids in TensorBoard (0 = none)", ge=0),
+    "train_eval": Bool(False, "also score a fixed training subset each epoch (train_nll)"),
+    "mesh": Str("", "device mesh: '' = every device on the data axis, or e.g. 'data=-1', 'members=5,data=2'"),
+    "unroll": Int(1, "steps unrolled in the epoch's lax.scan (0 = all: no loop; conv models on CPU train "
+                  "much faster unrolled, jax-ml/jax#12868)", ge=0),
+    "update_order": Choice("alternating", "players of a multi-player family: each update sees the ones before "
+                           "it (alternating) or all gradients at the same parameters (simultaneous)",
+                           ("alternating", "simultaneous")),
+    "curriculum": Ints((), "resolution curriculum: image side lengths shown before full resolution, e.g. (2, 4)",
+                       ge=1),
+    "curriculum_epochs": Int(1, "resolution curriculum: epochs per stage", ge=1),
+    "curriculum_fade": Int(0, "resolution curriculum: the first epochs of a stage that blend in from the "
+                           "previous one", ge=0),
+    "easy_first": Str("", "easy-first curriculum: 'npy:<path>' (a score per training example, low = easy) or "
+                      "'run:<run folder>' (that model's NLL)"),
+    "easy_start": Float(0.25, "easy first: the share of the easiest examples drawn from at epoch 0",
+                        gt=0.0, le=1.0),
+    "easy_epochs": Int(5, "easy first: epochs until every example is drawn", ge=1),
+}
+
+CV = {
+    "folds": Int(5, "k of k-fold cross-validation", ge=2),
+    "strategy": Choice("vmap", "folds and settings trained at once (vmap), one after another (loop) or split "
+                       "over devices (shard)", ("vmap", "loop", "shard")),
+    "stratify": Bool(True, "stratify folds by label where the data have class labels"),
+    "seed": Int(0, "the fold assignment", ge=0),
+    "sweep": Dict("fields -> lists of values, e.g. {'optim': {'lr': [1e-3, 3e-3]}}; continuous ones are vmapped "
+                  "with the folds, shape-changing ones looped"),
+}
+
+EVAL = {
+    "batch_size": Int(100, "test examples per batch", ge=1),
+    "n_samples": Int(64, "images in the sample grid", ge=1),
+    "max_samples": Int(2500, "sample metrics: at most this many test examples and samples (O(n^2) metrics)",
+                       ge=1),
+    "classifier_dir": Str("runs/classifiers", "the domain classifiers behind FID / KID / IS, one per data "
+                          "fingerprint"),
+    "sample_metrics": Bool(True, "FID / KID / IS, precision / recall, ... from samples at evaluation"),
+    "per_class": Int(50, "class-conditional models: samples per class for the classifier check and diversity",
+                     ge=1),
+}
+
+SECTIONS = {"data": DATA, "objective": OBJECTIVE, "optim": OPTIM, "train": TRAIN, "cv": CV, "eval": EVAL}
+
+
+def model_fields() -> dict:
+    """``model``: ``family`` and one block per family (each family declares its own)."""
+    return {"family": Choice("vae", "the model family; its block model.<family> configures it", tuple(FAMILIES))}
 
 
 def base_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "run"  # used in the default run-folder name
-    c.seed = 0  # model init and training keys; data splits use data.seed
-
-    c.data = ml_collections.ConfigDict(
-        dict(
-            name="digits",  # digits | mnist5k | text:[<path>] | npz:<path> | tfds:<name> | toy2d:<name>
-            data_dir="",  # TFDS data_dir ('' = TFDS default)
-            seed=0,
-            val_fraction=0.1,
-            test_fraction=0.2,  # used only when the source has no test split of its own
-            train_size=0,  # >0: keep only this many training examples
-            binarize="none",  # none | static | dynamic
-            dequantize=False,
-            scale="01",  # 01 | -11
-            toy_n=10000,  # toy2d: training-pool size (the test set is a fifth of it)
-            block_size=64,  # text: tokens per example (a window of the stream)
-            tokens="char",  # text: char | byte
-            text_chars=1_000_000,  # text: keep the first this many characters (0 = all)
-        )
-    )
-    # model.family picks the family; each family owns its block model.<family> (its
-    # architecture, objective and estimator settings: genjax/models/<family>.py default_config)
-    c.model = ml_collections.ConfigDict({"family": "vae"})
-    for name, spec in FAMILIES.items():
-        c.model[name] = spec.default_config()
-    c.objective = ml_collections.ConfigDict(
-        dict(
-            l1=0.0,  # L1 penalty on kernels (weights), added to every player's loss
-            l2=0.0,  # L2 penalty on kernels (not decoupled: see optim.name='adamw' for that)
-        )
-    )
-    c.optim = ml_collections.ConfigDict(
-        dict(
-            name="adam",  # adam | adamw | sgd
-            lr=1e-3,
-            b1=0.9,
-            b2=0.999,
-            eps=1e-8,
-            weight_decay=1e-4,  # adamw only
-            momentum=0.9,  # sgd only
-            nesterov=False,
-            clip_norm=0.0,  # >0: clip_by_global_norm
-            # constant | warmup_cosine | linear | exponential | step | plateau (genjax.train.optim)
-            schedule="constant",
-            warmup_steps=0,  # linear warm-up from 0, before any schedule
-            final_lr_ratio=0.0,  # warmup_cosine, linear, exponential: the last step's fraction of lr
-            step_at=(0.5, 0.75),  # step: fractions of the (post-warm-up) steps where lr drops
-            step_factor=0.1,  # step: the drop
-            plateau_factor=0.5,  # plateau: lr scale x this after plateau_patience epochs without
-            plateau_patience=2,  # a validation NLL better than the best by more than plateau_min_delta
-            plateau_min_delta=0.0,
-            plateau_min_scale=0.0,
-        )
-    )
-    # per-player overrides of any optim field, e.g. {"disc": {"lr": 4e-4, "schedule": "constant"}}
-    c.optim.players = ml_collections.ConfigDict()
-    c.train = ml_collections.ConfigDict(
-        dict(
-            epochs=50,
-            batch_size=100,
-            patience=0,  # early stopping: epochs without improvement; 0 = off
-            min_delta=0.0,
-            # patience: stop after `patience` epochs without an improvement by more than min_delta;
-            # rise (the notes' rule): stop once NLL_val(t) > NLL_val(t - patience) + min_delta
-            stop_rule="patience",
-            keep_best=True,  # evaluate/return the best-validation parameters, not the last
-            val_batch_size=500,
-            # checkpoints: after epoch 1, then every checkpoint_every epochs or checkpoint_minutes
-            # minutes (0 = no time rule), whichever comes first, and at the end
-            checkpoint_every=10,
-            checkpoint_minutes=10.0,
-            on_nonfinite="halt",  # halt | skip: a step with a non-finite loss term or gradient
-            # warn (once) when the epoch's training loss exceeds its running minimum m by more
-            # than loss_rise * |m| (0 = never)
-            loss_rise=10.0,
-            # compute dtype of the training step: float32 | bfloat16 (mixed precision: parameters,
-            # optimizer state and the loss stay float32; the forward and backward passes run in bf16)
-            dtype="float32",
-            tb_images_every=10,  # epochs between sample grids in TensorBoard (runs/<run>/tb); 0 = none
-            train_eval=False,  # also score a fixed training subset each epoch (train_nll)
-            # device mesh: "" = all devices on the data axis; or e.g. "data=-1", "members=5,data=2"
-            # (members: folds / seeds / settings; data: each member's batch split over devices)
-            mesh="",
-            # steps unrolled in the epoch's lax.scan (0 = all: no loop). On CPU, convolution
-            # gradients inside an XLA loop run ~20x slower (jax-ml/jax#12868): conv models on
-            # CPU train much faster with 0, at the price of compile time
-            unroll=1,
-            # players of a multi-player family (a GAN): alternating (each update sees the ones
-            # before it) | simultaneous (all gradients at the same parameters, applied together)
-            update_order="alternating",
-            # curricula (genjax.train.curriculum). Resolution: image side lengths shown before
-            # full resolution, curriculum_epochs epochs each, the first curriculum_fade epochs of
-            # a stage blending in from the previous one; e.g. (2, 4) on 8x8 digits
-            curriculum=(),
-            curriculum_epochs=1,
-            curriculum_fade=0,
-            # easy first: "npy:<path>" (one score per training example, low = easy) or
-            # "run:<run folder>" (that model's NLL on this run's training examples); epoch t
-            # draws from the easiest min(1, easy_start + (1 - easy_start) t / easy_epochs)
-            easy_first="",
-            easy_start=0.25,
-            easy_epochs=5,
-        )
-    )
-    c.cv = ml_collections.ConfigDict(
-        dict(
-            folds=5,
-            strategy="vmap",  # vmap | loop | shard
-            stratify=True,  # stratify folds by label where the data have class labels
-            seed=0,  # fold assignment
-            # continuous fields -> lists of values, e.g. {"optim": {"lr": [1e-3, 3e-3]}}; they
-            # are vmapped together with the folds. Shape-changing fields (model.hidden, ...) are
-            # looped, each value compiled separately.
-            sweep=ml_collections.ConfigDict(),
-        )
-    )
-    c.eval = ml_collections.ConfigDict(
-        dict(
-            batch_size=100,
-            n_samples=64,  # images in the sample grid
-            max_samples=2500,  # sample metrics: at most this many test examples and samples (O(n^2) metrics)
-            classifier_dir="runs/classifiers",  # domain classifiers for FID/IS/KID, trained once per dataset
-            sample_metrics=True,  # genjax eval/train: FID/KID/IS, precision/recall, ... from samples
-            per_class=50,  # class-conditional models: samples per class for the classifier check and diversity
-        )
-    )
+    """Every field at its declared default."""
+    c = ml_collections.ConfigDict({k: f.default for k, f in TOP.items()})
+    for name, fields in SECTIONS.items():
+        if name == "objective":
+            c.model = _model_defaults()
+        c[name] = _defaults(fields)
     return c
 
 
-def _type_errors(cfg, base, prefix: str = ""):
-    """Fields whose value has not the type of ``base_config()``'s default: a tuple of integers
-    holding text, a number field holding a string (ml_collections checks scalars set through
-    overrides; this also catches configs written by hand)."""
-    for k, default in base.items():
-        if k not in cfg:
+def _defaults(fields) -> ml_collections.ConfigDict:
+    from genjax.fields import defaults
+
+    return defaults(fields)
+
+
+def _model_defaults() -> ml_collections.ConfigDict:
+    m = ml_collections.ConfigDict({"family": "vae"})
+    for name, spec in FAMILIES.items():
+        m[name] = _defaults(spec.fields)
+    return m
+
+
+def field(path: str):
+    """The declaration of the field at ``path`` (``"optim.lr"``, ``"model.vae.beta"``), or ``None``."""
+    parts = path.split(".")
+    if len(parts) == 1:
+        return TOP.get(parts[0])
+    if parts[0] == "model":
+        if len(parts) == 2:
+            return model_fields().get(parts[1])
+        spec = FAMILIES.get(parts[1])
+        return spec.fields.get(parts[2]) if spec is not None and len(parts) == 3 else None
+    section = SECTIONS.get(parts[0])
+    return section.get(parts[1]) if section is not None and len(parts) == 2 else None
+
+
+def validate(cfg, ignore_inactive: bool = False) -> None:
+    """Fail with one sentence on an impossible config, naming the field and its value: an
+    unknown section or field (with a did-you-mean), a value its declaration does not allow, a
+    field set in a family block that is not the active one (it would be silently ignored; not
+    checked with ``ignore_inactive``: a config whose family was switched on the command line, or
+    a saved run's), a bad ``optim.players`` override or a ``cv.sweep`` value its field would
+    refuse. The family's cross-field and data rules run when it is built
+    (``genjax.models.build_family``)."""
+    known = list(TOP) + ["model"] + list(SECTIONS)
+    for k in cfg.keys():
+        if k not in known:
+            raise ValueError(f"config section {k!r} does not exist{did_you_mean(k, known)}; the config has "
+                             f"{', '.join(known)}.")  # fmt: skip
+    check_block({k: cfg[k] for k in TOP if k in cfg}, TOP, "")
+    for name, fields in SECTIONS.items():
+        if name in cfg:
+            check_block(cfg[name], fields, name + ".")
+    model = cfg.model
+    mf = model_fields()
+    for k in model.keys():
+        if k not in mf and k not in FAMILIES:
+            raise ValueError(f"config field model.{k} does not exist{did_you_mean(k, [*mf, *FAMILIES])}; model has "
+                             f"family and one block per family ({', '.join(FAMILIES)}).")  # fmt: skip
+    check_block({"family": model.family}, mf, "model.")
+    active = model.family
+    for name, spec in FAMILIES.items():
+        if name not in model or (name != active and ignore_inactive):
             continue
-        v, name = cfg[k], f"{prefix}{k}"
-        if isinstance(default, ml_collections.ConfigDict):
-            if isinstance(v, ml_collections.ConfigDict) and k not in ("sweep", "players"):
-                yield from _type_errors(v, default, name + ".")
-        elif isinstance(default, tuple | list) and default and all(isinstance(a, int | float) for a in default):
-            number = lambda a: isinstance(a, int | float) and not isinstance(a, bool)  # noqa: E731
-            if not isinstance(v, tuple | list) or not all(number(a) for a in v):
-                yield name, v, "a tuple of numbers"
-        elif isinstance(default, bool):
-            if not isinstance(v, bool):
-                yield name, v, "true or false"
-        elif isinstance(default, int | float):
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                yield name, v, "a number"
+        check_block(model[name], spec.fields, f"model.{name}.")
+        if name != active:
+            extra = changed(model[name], spec.fields)
+            if extra:
+                raise ValueError(
+                    f"config field model.{name}.{extra[0]} is set to {model[name][extra[0]]!r}, but the active "
+                    f"family is {active!r} (model.family), which never reads model.{name}; set it in "
+                    f"model.{active} or choose model.family={name!r}."
+                )
+    players = cfg.optim.get("players") or {}
+    for player, over in dict(players).items():
+        if not hasattr(over, "keys"):
+            raise ValueError(f"config field optim.players.{player} has the value {over!r}; it must be a mapping of "
+                             "optim fields to values.")  # fmt: skip
+        fields = {k: f for k, f in OPTIM.items() if k != "players"}
+        check_block(over, fields, f"optim.players.{player}.")
+    check_sweep(cfg)
 
 
-def validate(cfg) -> None:
-    """Fail with one sentence on an impossible config, naming the field and its value. (The
-    optimizer's name, schedule and learning rate and ``train.on_nonfinite`` are checked where
-    they are used, ``make_optimizer`` and ``make_epoch``, which every run builds before it
-    writes anything.)"""
-    for field, value, want in _type_errors(cfg, base_config()):
-        raise ValueError(f"config field {field} has the value {value!r}; expected {want}.")
-    checks = [
-        ("data.train_size", cfg.data.train_size, cfg.data.train_size >= 0),
-        ("data.scale", cfg.data.scale, cfg.data.scale in ("01", "-11")),
-        ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1),
-        ("train.batch_size", cfg.train.batch_size, cfg.train.batch_size >= 1),
-        ("train.val_batch_size", cfg.train.val_batch_size, cfg.train.val_batch_size >= 1),
-        ("train.patience", cfg.train.patience, cfg.train.patience >= 0),
-        ("train.min_delta", cfg.train.min_delta, cfg.train.min_delta >= 0),
-        ("train.stop_rule", cfg.train.stop_rule, cfg.train.stop_rule in ("patience", "rise")),
-        ("train.checkpoint_every", cfg.train.checkpoint_every, cfg.train.checkpoint_every >= 1),
-        ("train.checkpoint_minutes", cfg.train.checkpoint_minutes, cfg.train.checkpoint_minutes >= 0),
-        ("train.loss_rise", cfg.train.loss_rise, cfg.train.loss_rise >= 0),
-        ("train.tb_images_every", cfg.train.tb_images_every, cfg.train.tb_images_every >= 0),
-        ("train.unroll", cfg.train.unroll, cfg.train.unroll >= 0),
-        ("train.dtype", cfg.train.dtype, cfg.train.dtype in ("float32", "bfloat16")),
-        ("train.update_order", cfg.train.update_order, cfg.train.update_order in ("alternating", "simultaneous")),
-        ("optim.clip_norm", cfg.optim.clip_norm, cfg.optim.clip_norm >= 0),
-        ("optim.weight_decay", cfg.optim.weight_decay, cfg.optim.weight_decay >= 0),
-        ("optim.warmup_steps", cfg.optim.warmup_steps, cfg.optim.warmup_steps >= 0),
-        ("objective.l1", cfg.objective.l1, cfg.objective.l1 >= 0),
-        ("objective.l2", cfg.objective.l2, cfg.objective.l2 >= 0),
-        ("model.family", cfg.model.family, cfg.model.family in FAMILIES),
-        ("cv.folds", cfg.cv.folds, cfg.cv.folds >= 2),
-        ("cv.strategy", cfg.cv.strategy, cfg.cv.strategy in ("vmap", "loop", "shard")),
-        ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1),
-        ("eval.n_samples", cfg.eval.n_samples, cfg.eval.n_samples >= 1),
-        ("eval.max_samples", cfg.eval.max_samples, cfg.eval.max_samples >= 1),
-    ]
-    for field, value, ok in checks:
-        if not ok:
-            raise ValueError(f"config field {field} has the impossible value {value!r}.")
+def _leaves(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if hasattr(v, "items"):
+            out |= _leaves(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_sweep(cfg) -> None:
+    """Every ``cv.sweep`` field exists (a model field in the active family's block), and each of
+    its values passes exactly the check the field itself has."""
+    for path, values in _leaves(cfg.cv.sweep).items():
+        decl = field(path)
+        sections = ("model", "objective", "optim", "train")
+        if decl is None or decl.kind == "dict" or path.partition(".")[0] not in sections:
+            near = did_you_mean(path, _sweepable_paths(cfg))
+            raise ValueError(f"cv.sweep field {path!r} is not a model/objective/optim/train field of the config{near}.")
+        parts = path.split(".")
+        if parts[0] == "model" and (len(parts) != 3 or parts[1] != cfg.model.family):
+            raise ValueError(f"cv.sweep field {path!r} is not in the active family's block "
+                             f"model.{cfg.model.family}.")  # fmt: skip
+        values = list(values) if isinstance(values, tuple | list) else [values]
+        if not values:
+            raise ValueError(f"cv.sweep field {path!r} has no values.")
+        for v in values:
+            why = decl.problem(list(v) if isinstance(v, tuple) else v)
+            if why:
+                raise ValueError(f"cv.sweep value {path}={v!r} is refused: {why}.")
+
+
+def _sweepable_paths(cfg) -> list[str]:
+    out = [f"{s}.{k}" for s in ("objective", "optim", "train") for k in SECTIONS[s]]
+    return out + [f"model.{cfg.model.family}.{k}" for k in FAMILIES[cfg.model.family].fields]
+
+
+def explain(cfg) -> str:
+    """The resolved config, every field with its value, its description and its allowed values
+    (``genjax config``). Only the active family's block is shown."""
+    lines = describe(cfg, TOP, "")
+    lines += describe(cfg.model, model_fields(), "model.")
+    fam = cfg.model.family
+    lines += describe(cfg.model[fam], FAMILIES[fam].fields, f"model.{fam}.")
+    for name, fields in SECTIONS.items():
+        lines += describe(cfg[name], fields, name + ".")
+    return "\n".join(lines)

@@ -18,6 +18,9 @@ SMOKE = "experiments/vae_digits/config.py:smoke"
 GPT = "experiments/gpt_text/config.py:smoke"
 TOY = "experiments/gan_mixtures/config.py"
 REG = "experiments/conditional_regression/config.py:smoke"
+FLOW = "experiments/flow_digits/config.py:smoke"
+SCORE = "experiments/score_toy2d/config.py:ddpm,8gaussians:smoke"
+CVAE = "experiments/conditional_digits/config.py:smoke"
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +58,8 @@ def _files(tmp: Path) -> Path:
     (d / "a_file").write_text("x")
     (d / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 500)
     (d / "short.txt").write_text("tiny text")
+    binary = (rng.random((300, 8, 8)) > 0.5).astype(np.uint8)
+    np.savez(d / "no_test_labels.npz", image=binary, label=rng.integers(0, 10, 300), test_image=binary[:50])
     return d
 
 
@@ -181,6 +186,36 @@ CASES = {
     "sample n": (["sample", "{d}/notrun", "--n=0"], ["--n", "0"]),
     "positional": (["train", "extra", f"--config={SMOKE}"], ["extra"]),
     "command": (["frobnicate"], ["frobnicate"]),
+    # figures that would mean nothing: the likelihood must fit the data it scores
+    "bernoulli on continuous": (
+        tr("data.name=toy2d:moons", "data.binarize=none"), ["model.vae.likelihood='bernoulli'", "continuous"]
+    ),
+    "bernoulli on grey levels": (tr("data.binarize=none"), ["model.vae.likelihood='bernoulli'", "17 grey levels"]),
+    "bernoulli on [-1, 1]": (tr("data.scale=-11"), ["model.vae.likelihood='bernoulli'", "data.scale='01'"]),
+    "gaussian on binary": (tr("model.vae.likelihood=gaussian"), ["model.vae.likelihood='gaussian'", "binary"]),
+    "flow on discrete": (tr("data.dequantize=False", config=FLOW), ["model.family='flow'", "data.dequantize=True"]),
+    "flow on [-1, 1]": (tr("data.scale=-11", config=FLOW), ["model.flow", "data.scale='01'"]),
+    "diffusion prior": (tr("model.diffusion.beta_max=1.0", config=SCORE), ["model.diffusion.beta_max", "prior"]),
+    "ve prior": (
+        tr("model.diffusion.process=ve", "model.diffusion.sigma_max=2.0", config=SCORE),
+        ["model.diffusion.sigma_max", "prior term"],
+    ),
+    "temperature nan": (tr("model.autoregressive.temperature=nan", config=GPT), ["temperature", "nan"]),
+    "temperature negative": (tr("model.autoregressive.temperature=-1", config=GPT), ["temperature", "-1"]),
+    "top_k negative": (tr("model.autoregressive.top_k=-1", config=GPT), ["model.autoregressive.top_k", "-1"]),
+    "nll chunks": (tr("model.vae.nll_samples=25"), ["model.vae.nll_samples", "model.vae.nll_chunk"]),
+    "optimizer b1": (tr("optim.b1=1.5"), ["optim.b1", "1.5"]),
+    "optimizer eps": (tr("optim.eps=0"), ["optim.eps", "0"]),
+    "optimizer momentum": (tr("optim.momentum=-0.5"), ["optim.momentum", "-0.5"]),
+    "inactive block": (tr("model.vae.latent_dim=4", config=FLOW), ["model.vae.latent_dim", "'flow'"]),
+    "field typo": (tr("train.epoch=5"), ["train.epoch", "epochs"]),
+    "labelled without test labels": (
+        tr("data.name=npz:{d}/no_test_labels.npz", "data.binarize=none", config=CVAE), ["test split", "no labels"]
+    ),
+    "cv of a gan": (["cv", TOY], ["cv", "gan"]),
+    "sweep negative lr": (["cv", SMOKE, '--sweep={"optim": {"lr": [0.001, -0.1]}}'], ["optim.lr=-0.1", "> 0"]),
+    "sweep string": (["cv", SMOKE, '--sweep={"optim": {"lr": ["fast"]}}'], ["optim.lr='fast'"]),
+    "sweep other block": (["cv", SMOKE, '--sweep={"model": {"flow": {"n_layers": [2]}}}'], ["model.flow.n_layers"]),
 }
 
 CKPT_CASES = {
@@ -260,3 +295,19 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert json.loads((run / "eval.json").read_text())["nll"] == json.loads((ref / "eval.json").read_text())["nll"]
     rows = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows == [1, 2, 3, 4]
+
+
+def test_a_text_run_whose_text_changed_is_refused(tmp_path, capsys):
+    """vocab.json is read back: sample, eval and --resume refuse a text file whose vocabulary
+    is no longer the one the run was trained with (token ids would map to other characters)."""
+    text = tmp_path / "corpus.txt"
+    rng = np.random.default_rng(0)
+    text.write_text("".join(rng.choice(list("abcdefgh \n"), 20000)))
+    run = tmp_path / "gpt"
+    argv = ["genjax", "train", f"--config={GPT}", f"--config.data.name=text:{text}", f"--workdir={run}"]
+    assert main(argv + ["--noprogress", "--noplots", "--config.train.epochs=1"]) == 0
+    assert main(["genjax", "sample", str(run), "--n=2"]) == 0  # the same text: fine
+    text.write_text(text.read_text() + "xyz")
+    capsys.readouterr()
+    for args in (["sample", str(run)], ["eval", str(run)], ["train", f"--resume={run}"]):
+        _check(capsys, tmp_path, args, [str(text), "vocabulary", "new: 'xyz'"])

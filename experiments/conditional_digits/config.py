@@ -12,6 +12,8 @@ classifier check and pluralistic diversity beside real data (``results/report.md
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "flow", "smoke", "flow,smoke")
 
 def get_config(arg: str | None = None):
     c = base_config()
@@ -44,12 +46,14 @@ def get_config(arg: str | None = None):
         raise ValueError(f"unknown config variant {arg!r}; use cvae, flow or smoke.")
     if "smoke" in (variant, rest):
         c.name += "_smoke"
-        c.model.vae.hidden = (32,)
-        c.model.flow.hidden = (32,)
-        c.model.flow.n_layers = 2
+        if c.model.family == "vae":  # only the active family's block is set (another's would be refused)
+            c.model.vae.hidden = (32,)
+            c.model.vae.nll_samples = 20
+            c.model.vae.nll_chunk = 10
+        else:
+            c.model.flow.hidden = (32,)
+            c.model.flow.n_layers = 2
         c.train.epochs = 3
         c.train.checkpoint_every = 1
-        c.model.vae.nll_samples = 20
-        c.model.vae.nll_chunk = 10
         c.eval.per_class = 5
     return c

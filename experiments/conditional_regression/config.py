@@ -14,6 +14,8 @@ calibration table, and focal loss vs cross-entropy on class-imbalanced digits).
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "mse", "student_t", "digits", "focal", "smoke")
 
 def get_config(arg: str | None = None):
     c = base_config()

@@ -22,6 +22,8 @@ precision / recall, duplicates and PCA, from ancestral samples.
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "mnist", "discrete", "smoke")
 
 def get_config(arg: str | None = None):
     c = base_config()

@@ -12,6 +12,8 @@ a uniform model), not comparable with 256-level figures.
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "realnvp", "mnist", "smoke")
 
 def get_config(arg: str | None = None):
     c = base_config()

@@ -9,6 +9,8 @@ moons has no closed form.
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "realnvp,moons", "maf,checkerboard", "spline,8gaussians")
 
 def get_config(arg: str | None = None):
     flow, _, data = (arg or "spline,8gaussians").partition(",")

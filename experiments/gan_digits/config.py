@@ -20,6 +20,8 @@ the duplicate test with its montage, and the PCA comparison.
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "nsgan", "sngan", "mnist", "smoke")
 
 def get_config(arg: str | None = None):
     c = base_config()

@@ -31,8 +31,11 @@ VARIANTS = {
 }
 
 
-def get_config(arg: str = "wgan_gp,ring"):
-    variant, data = (arg.split(",") + ["ring"])[:2]
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = tuple(f"{v},{d}" for v in VARIANTS for d in ("ring", "grid"))
+
+def get_config(arg: str | None = None):
+    variant, data = ((arg or "wgan_gp,ring").split(",") + ["ring"])[:2]
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}.")
     if data not in ("ring", "grid"):

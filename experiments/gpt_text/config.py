@@ -12,6 +12,8 @@ Validation / test: the last 10% / 20% of the text as contiguous blocks (see genj
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "bigram", "smoke")
 
 def get_config(arg: str | None = None):
     c = base_config()

@@ -3,6 +3,8 @@ is large for 300 training images, statically binarized (one fixed draw, so it ca
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "smoke")
 
 def get_config(arg: str | None = None):
     c = base_config()

@@ -19,6 +19,9 @@ from genjax.config import base_config
 METHODS = ("ddpm", "dsm", "ssm")
 
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = tuple(f"{m},{d}" for m in METHODS for d in ("8gaussians", "ring", "8gaussians:smoke"))
+
 def get_config(arg: str | None = None):
     method, _, data = (arg or "ddpm,8gaussians").partition(",")
     smoke = data.endswith(":smoke") or method == "smoke"

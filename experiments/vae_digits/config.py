@@ -9,6 +9,8 @@ import ml_collections
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "smoke", "sweep")
 
 def get_config(arg: str | None = None):
     c = base_config()
@@ -45,7 +47,7 @@ def get_config(arg: str | None = None):
         c.train.patience = 20
         c.model.vae.nll_samples = 200
         c.cv.sweep = ml_collections.ConfigDict(
-            {"model": {"hidden": [(64,), (256, 128)]}, "optim": {"lr": [1e-3, 3e-3]}, "objective": {"beta": [0.5, 1.0]}}
+            {"model": {"vae": {"hidden": [(64,), (256, 128)], "beta": [0.5, 1.0]}}, "optim": {"lr": [1e-3, 3e-3]}}
         )
     elif arg:
         raise ValueError(f"unknown config variant {arg!r}; use 'smoke', 'sweep' or nothing.")

@@ -19,6 +19,8 @@ nats) | ``smoke`` (a shape check). Any variant also runs on the 5,000 offline MN
 
 from genjax.config import base_config
 
+# the arguments this config is run with ("" = none): the tests validate each one
+EXAMPLES = ("", "tfds", "iwae", "iwae2", "smoke")
 
 def get_config(arg: str | None = None):
     c = base_config()

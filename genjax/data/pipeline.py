@@ -79,6 +79,13 @@ class DataSplits:
             pool["y"] = np.concatenate([self.train["y"], self.val["y"]])
         return pool
 
+    def require_labels(self, why: str) -> None:
+        """Every split carries labels ``y``; else one sentence naming the split that has none."""
+        for split, d in (("training", self.train), ("validation", self.val), ("test", self.test)):
+            if "y" not in d:
+                raise DataError(f"{why}, but the {split} split of {self.name!r} has no labels "
+                                "(an npz file gives them as 'label' and 'test_label').")  # fmt: skip
+
     @property
     def num_dims(self) -> int:
         return math.prod(self.shape)

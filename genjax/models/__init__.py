@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from genjax.fields import check_block, defaults
 from genjax.models import autoregressive, diffusion, flow, gan, predictor, vae
 from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player, Predictor
 
@@ -17,22 +18,24 @@ from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player
 @dataclasses.dataclass(frozen=True)
 class FamilySpec:
     make: Callable[..., Family]  # (its config block, DataInfo) -> Family
-    default_config: Callable  # () -> ConfigDict, the block model.<name>
+    fields: dict  # the block model.<name>: {field: genjax.fields.Field}, its defaults and rules
     # field -> "section.field" in flat configs saved before the block existed (a field mapped to
     # None came later: it takes its default); legacy None: the family came after the blocks, so a
     # flat config holds none of its fields (its block takes defaults)
     legacy: dict | None
 
+    def default_config(self):
+        """The block ``model.<name>`` at its declared defaults."""
+        return defaults(self.fields)
+
 
 FAMILIES = {
-    "vae": FamilySpec(vae.make_vae, vae.default_config, vae.LEGACY),
-    "flow": FamilySpec(flow.make_flow, flow.default_config, flow.LEGACY),
-    "gan": FamilySpec(gan.make_gan, gan.default_config, gan.LEGACY),
-    "diffusion": FamilySpec(diffusion.make_diffusion, diffusion.default_config, diffusion.LEGACY),
-    "autoregressive": FamilySpec(
-        autoregressive.make_autoregressive, autoregressive.default_config, autoregressive.LEGACY
-    ),
-    "predictor": FamilySpec(predictor.make_predictor, predictor.default_config, predictor.LEGACY),
+    "vae": FamilySpec(vae.make_vae, vae.FIELDS, vae.LEGACY),
+    "flow": FamilySpec(flow.make_flow, flow.FIELDS, flow.LEGACY),
+    "gan": FamilySpec(gan.make_gan, gan.FIELDS, gan.LEGACY),
+    "diffusion": FamilySpec(diffusion.make_diffusion, diffusion.FIELDS, diffusion.LEGACY),
+    "autoregressive": FamilySpec(autoregressive.make_autoregressive, autoregressive.FIELDS, autoregressive.LEGACY),
+    "predictor": FamilySpec(predictor.make_predictor, predictor.FIELDS, predictor.LEGACY),
 }
 
 
@@ -50,7 +53,9 @@ def build_family(cfg, data) -> Family:
     if not isinstance(data, DataInfo):
         data = DataInfo(tuple(int(s) for s in data))
     block = family_config(cfg)
-    family = FAMILIES[cfg.model.family].make(block, data)
+    spec = FAMILIES[cfg.model.family]
+    check_block(block, spec.fields, f"model.{cfg.model.family}.")  # each field's type and range
+    family = spec.make(block, data)
     if data.vocab and not family.tokens:
         raise ValueError(
             f"model.family={cfg.model.family!r} does not model token sequences (data.name={cfg.data.name!r} is "

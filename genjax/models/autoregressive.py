@@ -34,34 +34,36 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from genjax.fields import Bool, Choice, Float, Int, Ints, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.nn.autoregressive import MADE, Bigram, PixelCNN, Transformer
 
 ARCHS = ("made", "pixelcnn", "bigram", "transformer")
 
 
+FIELDS = {
+    "arch": Choice("transformer", "made | pixelcnn | bigram | transformer (module docstring)", ARCHS),
+    "hidden": Ints((512,), "made: hidden widths", ge=1),
+    "n_orders": Int(1, "made: orderings trained (one per step) and averaged at test time", ge=1),
+    "random_order": Bool(False, "made: the first ordering random too (else natural)"),
+    "channels": Int(64, "pixelcnn: feature maps", ge=1),
+    "n_layers": Int(4, "pixelcnn: residual / gated blocks; transformer: blocks", ge=1),
+    "gated": Bool(False, "pixelcnn: gated blocks with vertical + horizontal stacks (no blind spot)"),
+    "d_model": Int(128, "transformer width", ge=1),
+    "n_heads": Int(4, "transformer attention heads (divides d_model)", ge=1),
+    "mlp_ratio": Int(4, "transformer: MLP width / d_model", ge=1),
+    "dropout": Float(0.0, "transformer: on embeddings, attention output and MLP output", ge=0.0, lt=1.0),
+    "tie": Bool(True, "transformer: output layer = token embeddings (weight tying)"),
+    "conditional": Bool(False, "class-conditional (labelled data)"),
+    "temperature": Float(1.0, "sampling: logits / temperature", gt=0.0),
+    "top_k": Int(0, "sampling: keep the k most likely tokens (0 = all)", ge=0),
+    "seed": Int(0, "made: the random orderings and hidden degrees", ge=0),
+}
+
+
 def default_config() -> ml_collections.ConfigDict:
-    """``model.autoregressive``: the network and its sampler."""
-    return ml_collections.ConfigDict(
-        dict(
-            arch="transformer",  # made | pixelcnn | bigram | transformer
-            hidden=(512,),  # made: hidden widths
-            n_orders=1,  # made: orderings trained (one per step) and averaged at test time
-            random_order=False,  # made: the first ordering random too (else natural)
-            channels=64,  # pixelcnn: feature maps
-            n_layers=4,  # pixelcnn: residual / gated blocks; transformer: blocks
-            gated=False,  # pixelcnn: gated blocks with vertical + horizontal stacks (no blind spot)
-            d_model=128,  # transformer width
-            n_heads=4,
-            mlp_ratio=4,
-            dropout=0.0,  # transformer: on embeddings, attention output and MLP output
-            tie=True,  # transformer: output layer = token embeddings (weight tying)
-            conditional=False,  # class-conditional (labelled data)
-            temperature=1.0,  # sampling: logits / temperature
-            top_k=0,  # sampling: keep the k most likely tokens (0 = all)
-            seed=0,  # made: the random orderings and hidden degrees
-        )
-    )
+    """``model.autoregressive``: the network and its sampler (``FIELDS``)."""
+    return defaults(FIELDS)
 
 
 # added after the family blocks: no flat config ever held these fields (see upgrade_legacy)
@@ -93,11 +95,9 @@ def full_logits(out):
 
 def make_autoregressive(mcfg, data: DataInfo) -> Family:
     arch = str(mcfg.arch)
-    if arch not in ARCHS:
-        raise ValueError(f"model.autoregressive.arch must be one of {', '.join(ARCHS)}, got {arch!r}.")
     shape = tuple(int(s) for s in data.shape)
     d = math.prod(shape)
-    k = int(data.vocab or data.levels)
+    k = int(data.vocab or data.levels or 0)
     if k < 2:
         raise ValueError(
             "model.family='autoregressive' models discrete data (token ids or images on a fixed number of grey "
@@ -108,10 +108,6 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
         raise ValueError("model.autoregressive.conditional=True needs class labels, and this dataset has none.")
     if arch == "pixelcnn" and not (len(shape) == 3 and shape[-1] == 1):
         raise ValueError(f"model.autoregressive.arch='pixelcnn' takes images with one channel, got shape {shape}.")
-    if float(mcfg.temperature) <= 0:
-        raise ValueError(f"model.autoregressive.temperature must be positive, got {mcfg.temperature}.")
-    if int(mcfg.n_orders) < 1:
-        raise ValueError(f"model.autoregressive.n_orders must be >= 1, got {mcfg.n_orders}.")
     n_out = 1 if k == 2 else k
     temperature, top_k = float(mcfg.temperature), int(mcfg.top_k)
 

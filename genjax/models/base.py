@@ -75,9 +75,12 @@ class DataInfo:
     shape: tuple  # (H, W, C) for images, (D,) for vectors
     scale: str = "01"  # '01' | '-11': the range image pixels live in
     n_classes: int = 0  # classes of the labels (0: unlabelled)
-    levels: int = 0  # the values are this many evenly spaced levels over the scale's range (0: continuous)
+    # the values are this many evenly spaced levels over the scale's range (0: continuous; None:
+    # unknown, a family built for a shape alone: then no data-fit rule can be checked)
+    levels: int | None = None
     vocab: int = 0  # token data (text): examples are int token ids in 0..vocab-1 (0: not token data)
     target_shape: tuple | None = None  # real-valued targets y: their per-example shape (None: none)
+    max_norm: float = 0.0  # the largest Euclidean norm of a training example (0: unknown)
 
     @classmethod
     def of(cls, splits) -> DataInfo:
@@ -90,7 +93,10 @@ class DataInfo:
         target = tuple(int(s) for s in np.shape(splits.train["y"])[1:]) if real else None
         levels = 0 if splits.epoch_transform == "dequantize" else (2 if splits.discrete else int(splits.levels or 0))
         vocab = len(splits.vocab) if getattr(splits, "vocab", None) is not None else 0
-        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes, levels, vocab, target)
+        x = np.asarray(splits.train["x"])
+        sq = np.sum(np.square(x.reshape(len(x), -1), dtype=np.float64), axis=1) if len(x) and not vocab else [0.0]
+        norm = float(np.sqrt(np.max(sq)))
+        return cls(tuple(int(s) for s in splits.shape), str(splits.scale), n_classes, levels, vocab, target, norm)
 
     @property
     def image(self) -> bool:
@@ -187,6 +193,35 @@ class Family:
         """The family's fields (in its config block) that vmap: its loss hyperparameters and,
         where it can set it per member, ``dropout``."""
         return tuple(self.hparams) + (("dropout",) if self.set_dropout is not None else ())
+
+
+def require_data(data: DataInfo, need: str, what: str) -> None:
+    """Refuse data a likelihood does not fit, in one sentence that names the conversion: ``need``
+    is ``"binary"`` (a Bernoulli likelihood: values in {0, 1}) or ``"continuous"`` (a density:
+    continuous or dequantized data; on discrete values its NLL is no likelihood of them).
+    ``what`` names the setting, e.g. ``"model.vae.likelihood='bernoulli'"``."""
+    if data.vocab or data.levels is None:  # token data (build_family names that mismatch), or unknown data
+        return
+    levels = int(data.levels)
+    if need == "binary":
+        if levels == 2 and data.scale == "01":
+            return
+        if levels == 2:
+            raise ValueError(f"{what} scores values in {{0, 1}}; these binary images are scaled to [-1, 1]: set "
+                             "data.scale='01'.")  # fmt: skip
+        if levels > 2:
+            raise ValueError(f"{what} scores binary data, but these images take {levels} grey levels; binarize them "
+                             "(data.binarize='dynamic' or 'static'), or use a density on dequantized data "
+                             "(a Gaussian likelihood with data.dequantize=True).")  # fmt: skip
+        raise ValueError(f"{what} scores binary data, but these data are continuous; its NLL would be meaningless. "
+                         "Use a continuous likelihood (e.g. 'gaussian'), or binarize images "
+                         "(data.binarize).")  # fmt: skip
+    if need == "continuous" and levels:
+        kind = "binary" if levels == 2 else f"on {levels} discrete levels"
+        fix = ("a Bernoulli / discrete likelihood" if levels == 2 else
+               "data.dequantize=True (uniform noise within each level; bits/dim then count the levels)")  # fmt: skip
+        raise ValueError(f"{what} is a density over continuous values, but these data are {kind}; a density at "
+                         f"discrete points is not their likelihood. Use {fix}.")  # fmt: skip
 
 
 def condition_vector(y, n_classes: int):

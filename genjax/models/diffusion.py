@@ -24,7 +24,8 @@ All fields live in the config block ``model.diffusion`` (``default_config``):
   levels, snapped to the training ladder in discrete time. Every other sampler is in ``samplers``.
 
 Likelihood: ``log_prob`` is the probability-flow ODE likelihood (RK4 with ``ode_steps`` steps
-from t_lo to 1; t_lo = 1/T in discrete time, else ``t_eps``; the divergence exact for data of at
+from min(1/T, t_eps) to 1 — never from a coarse ladder's 1/T, where the data are visibly noised —
+; the divergence exact for data of at
 most 4 dimensions or by Hutchinson's estimator, ``trace``). For images with ``levels`` discrete
 values (not dequantized by the data pipeline), x is dequantized inside with u ~ U(-1/2, 1/2)^D
 bins of width Delta: log P(x) >= log p(x + u Delta) + D log Delta, so the figure is a discrete
@@ -42,8 +43,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from genjax.fields import Bool, Choice, Float, Int, Ints, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.models.ema import ema_init, ema_update
+from genjax.nn.layers import ACTIVATIONS
 from genjax.nn.score import ScoreMLP, UNet
 from genjax.objectives import samplers as smp
 from genjax.objectives import score as sc
@@ -52,87 +55,93 @@ SAMPLERS = ("ancestral", "ddim", "langevin", "pc", "ode")
 LOSSES = ("eps", "dsm", "ssm")
 
 
+FIELDS = {
+    "arch": Choice("auto", "the noise network: auto (U-Net for images, residual MLP otherwise) | mlp | unet",
+                   ("auto", "mlp", "unet")),
+    "hidden": Ints((128, 128, 128), "residual MLP widths (equal)", ge=1),
+    "activation": Choice("silu", "network activation", ACTIVATIONS),
+    "channels": Ints((32, 64), "U-Net channels per resolution", ge=1),
+    "groups": Int(8, "U-Net group-norm groups", ge=1),
+    "attention": Bool(True, "self-attention at the lowest U-Net resolution"),
+    "process": Choice("vp", "the noising SDE: variance preserving (DDPM) or variance exploding (NCSN)", ("vp", "ve")),
+    "schedule": Choice("linear", "vp: the beta schedule", ("linear", "cosine")),
+    "beta_min": Float(0.1, "vp linear: beta(0) in continuous time (T beta_1 in discrete time)", gt=0.0),
+    "beta_max": Float(20.0, "vp linear: beta(1) in continuous time (T beta_T in discrete time)", gt=0.0),
+    "sigma_min": Float(0.01, "ve: the smallest noise level", gt=0.0),
+    "sigma_max": Float(10.0, "ve: the largest noise level (should exceed the data's diameter)", gt=0.0),
+    "timesteps": Int(1000, "T, the discrete-time ladder (0 = continuous time)", ge=0),
+    "t_eps": Float(1e-3, "continuous time: the smallest t trained and sampled to; the likelihood ODE starts at "
+                   "min(t_eps, 1/T)", gt=0.0, lt=0.1),
+    "loss": Choice("eps", "eps (DDPM noise prediction) | dsm (denoising score matching) | ssm (sliced score "
+                   "matching)", LOSSES),
+    "ssm_projections": Int(1, "ssm: random projections per example", ge=1),
+    "ssm_dist": Choice("gaussian", "ssm: the projections' distribution", ("gaussian", "rademacher")),
+    "conditional": Bool(False, "class-conditional network (classifier-free guidance)"),
+    "label_dropout": Float(0.1, "conditional: P(label -> 'no label') in training", ge=0.0, lt=1.0),
+    "guidance": Float(0.0, "classifier-free guidance weight w when sampling", ge=0.0),
+    "ema": Float(0.999, "decay of the weight average used for sampling and evaluation (0 = off)", ge=0.0, lt=1.0),
+    "sampler": Choice("auto", "auto (= ancestral) | ancestral | ddim | langevin | pc | ode", ("auto",) + SAMPLERS),
+    "sample_steps": Int(0, "sampler steps (0 = T; 1000 in continuous time)", ge=0),
+    "ddim_eta": Float(0.0, "ddim: 0 deterministic, 1 the ancestral variance", ge=0.0),
+    "langevin_steps": Int(5, "langevin: steps per noise level", ge=1),
+    "langevin_lr": Float(2e-5, "langevin: NCSN's step size epsilon", gt=0.0),
+    "snr": Float(0.16, "pc: the corrector's signal-to-noise ratio", gt=0.0),
+    "corrector_steps": Int(1, "pc: corrector steps per predictor step", ge=1),
+    "ode_steps": Int(100, "RK4 steps of the probability-flow ODE (likelihood, ode sampler)", ge=1),
+    "trace": Choice("auto", "the ODE likelihood's divergence: auto (exact for D <= 4) | exact | hutchinson",
+                    ("auto", "exact", "hutchinson")),
+    "probe": Choice("rademacher", "hutchinson probes", ("rademacher", "gaussian")),
+    "bound_steps": Int(0, "DDPM bound terms (0 = T; 1000 in continuous time)", ge=0),
+    "clip": Bool(True, "images: clip the predicted x0 to the data range while sampling"),
+}
+
+
 def default_config() -> ml_collections.ConfigDict:
-    """``model.diffusion``: the noise network, the process, the loss and the samplers."""
-    return ml_collections.ConfigDict(
-        dict(
-            arch="auto",  # auto | mlp | unet
-            hidden=(128, 128, 128),  # residual MLP (equal widths)
-            activation="silu",
-            channels=(32, 64),  # U-Net channels per resolution
-            groups=8,  # group-norm groups
-            attention=True,  # self-attention at the lowest U-Net resolution
-            process="vp",  # vp | ve
-            schedule="linear",  # vp: linear | cosine
-            beta_min=0.1,
-            beta_max=20.0,
-            sigma_min=0.01,  # ve
-            sigma_max=10.0,
-            timesteps=1000,  # T (discrete time); 0 = continuous time
-            t_eps=1e-3,  # continuous time: the smallest t trained, integrated from, sampled to
-            loss="eps",  # eps | dsm | ssm
-            ssm_projections=1,
-            ssm_dist="gaussian",  # gaussian | rademacher
-            conditional=False,
-            label_dropout=0.1,  # conditional: P(label -> 'no label') in training
-            guidance=0.0,  # classifier-free guidance weight w when sampling
-            ema=0.999,  # 0 = off
-            sampler="auto",  # auto (= ancestral) | ancestral | ddim | langevin | pc | ode
-            sample_steps=0,  # 0 = T (1000 in continuous time)
-            ddim_eta=0.0,
-            langevin_steps=5,  # per level (langevin); corrector steps use corrector_steps
-            langevin_lr=2e-5,  # NCSN's epsilon
-            snr=0.16,  # pc corrector signal-to-noise ratio
-            corrector_steps=1,
-            ode_steps=100,  # RK4 steps of the probability-flow ODE (likelihood, ode sampler)
-            trace="auto",  # auto (exact for D <= 4) | exact | hutchinson
-            probe="rademacher",  # hutchinson probes: rademacher | gaussian
-            bound_steps=0,  # DDPM bound terms: 0 = T (1000 in continuous time)
-            clip=True,  # images: clip the predicted x0 to the data range while sampling
-        )
-    )
+    """``model.diffusion``: the noise network, the process, the loss and the samplers (``FIELDS``)."""
+    return defaults(FIELDS)
 
 
 LEGACY: dict = {}  # the block is newer than the flat configs
 
 
 def _check(mcfg, data: DataInfo):
+    """The cross-field and data rules (each field's own range: ``FIELDS``, ``genjax.config.validate``)."""
+
     def bad(field, why):
         raise ValueError(f"model.diffusion.{field} {why}, got {mcfg[field]!r}.")
 
-    for field, allowed in (("process", ("vp", "ve")), ("schedule", ("linear", "cosine")), ("loss", LOSSES),
-                           ("arch", ("auto", "mlp", "unet")), ("sampler", ("auto",) + SAMPLERS),
-                           ("ssm_dist", ("gaussian", "rademacher")), ("trace", ("auto", "exact", "hutchinson")),
-                           ("probe", ("rademacher", "gaussian"))):  # fmt: skip
-        if mcfg[field] not in allowed:
-            bad(field, f"must be one of {', '.join(allowed)}")
-    for field in ("timesteps", "sample_steps", "bound_steps"):
-        if int(mcfg[field]) < 0:
-            bad(field, "must be >= 0")
-    for field in ("ode_steps", "langevin_steps", "corrector_steps", "ssm_projections"):
-        if int(mcfg[field]) < 1:
-            bad(field, "must be >= 1")
     if int(mcfg.timesteps) and int(mcfg.sample_steps) > int(mcfg.timesteps):
         bad(
             "sample_steps",
             f"cannot exceed the {mcfg.timesteps} steps of the discrete ladder (model.diffusion.timesteps)",
         )
-    if not 0.0 < float(mcfg.t_eps) < 1.0:
-        bad("t_eps", "must lie in (0, 1)")
-    if not 0.0 <= float(mcfg.ema) < 1.0:
-        bad("ema", "must lie in [0, 1)")
-    if not 0.0 <= float(mcfg.label_dropout) < 1.0:
-        bad("label_dropout", "must lie in [0, 1)")
-    if float(mcfg.guidance) < 0:
-        bad("guidance", "must be >= 0")
-    if not 0.0 < float(mcfg.sigma_min) < float(mcfg.sigma_max):
+    if not float(mcfg.sigma_min) < float(mcfg.sigma_max):
         bad("sigma_min", f"must lie in (0, sigma_max={mcfg.sigma_max})")
-    if not 0.0 < float(mcfg.beta_min) < float(mcfg.beta_max):
+    if not float(mcfg.beta_min) < float(mcfg.beta_max):
         bad("beta_min", f"must lie in (0, beta_max={mcfg.beta_max})")
     if mcfg.arch == "unet" and not data.image:
         raise ValueError(f"model.diffusion.arch='unet' needs image data (H, W, C), got shape {data.shape}.")
     if mcfg.conditional and not data.n_classes:
         raise ValueError("model.diffusion.conditional=True needs class labels, and this dataset has none.")
+    r = float(data.max_norm) or (math.sqrt(data.num_dims) if data.image else 0.0)  # images: every pixel at 1
+    kl = prior_gap(process_of(mcfg), r, data.num_dims)
+    if kl > 1.0:
+        field = "beta_max" if mcfg.process == "vp" else "sigma_max"
+        raise ValueError(
+            f"model.diffusion.{field}={mcfg[field]!r}: the noise at t = 1 does not reach the prior: for the training "
+            f"example farthest from 0 (norm {r:.3g}) the bound's prior term KL(q(x_1 | x_0) || p(x_1)) is {kl:.3g} "
+            f"nats (the limit is 1), so sampling starts from the wrong distribution and the likelihoods are off by "
+            f"about that much; raise model.diffusion.{field}."
+        )
+
+
+def prior_gap(process: sc.Process, r: float, dims: int) -> float:
+    """KL(q(x_1 | x_0) || p(x_1)) in nats for an example x_0 of norm ``r`` in ``dims`` dimensions:
+    the DDPM bound's prior term, 0.5 (a^2 r^2 / v + D (s^2 / v - 1 - log(s^2 / v))) with (a, s)
+    the process at t = 1 and v the prior's variance."""
+    a, s = (float(u) for u in process.marginal(1.0))
+    v = process.prior_std**2
+    return 0.5 * (a * a * r * r / v + dims * (s * s / v - 1.0 - math.log(s * s / v)))
 
 
 def process_of(mcfg) -> sc.Process:
@@ -185,9 +194,14 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
     process = process_of(mcfg)
     T = int(mcfg.timesteps)
     t_lo = 1.0 / T if T else float(mcfg.t_eps)
+    # the likelihood ODE starts where the data are barely noised, whatever the ladder: from 1/T it
+    # would score x under p_{1/T}, the data smoothed by noise of std s(1/T) (at T = 1 the prior
+    # itself, whatever the network); below 1/T a discrete-time network is evaluated between its
+    # training times, and the density is still exactly normalized (a CNF)
+    t_like = min(t_lo, float(mcfg.t_eps))
     bound_T = int(mcfg.bound_steps) or T or 1000
     lo, hi = (-1.0, 1.0) if data.scale == "-11" else (0.0, 1.0)
-    levels = int(data.levels) if data.image else 0
+    levels = int(data.levels or 0) if data.image else 0
     decoder = sc.Decoder(levels, lo, hi)
     clip = (lo, hi) if data.image and mcfg.clip else None
     ema = float(mcfg.ema)
@@ -256,7 +270,7 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
         """The probability-flow ODE log-likelihood ``[B]`` (module docstring)."""
         k_u, k_p = jax.random.split(key)
         xd, log_vol = dequantized(x, k_u)
-        lp = smp.ode_log_prob(eps_fn(params[which]), process, xd, k_p, int(mcfg.ode_steps), t_lo, trace, mcfg.probe)
+        lp = smp.ode_log_prob(eps_fn(params[which]), process, xd, k_p, int(mcfg.ode_steps), t_like, trace, mcfg.probe)
         return lp + log_vol
 
     def bound(params, x, key):

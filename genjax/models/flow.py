@@ -36,7 +36,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from genjax.models.base import Curves, DataInfo, Family, Player, condition_vector
+from genjax.fields import Bool, Choice, Float, Int, Ints, defaults
+from genjax.models.base import Curves, DataInfo, Family, Player, condition_vector, require_data
 from genjax.nn.flows import (
     MAF,
     ActNorm,
@@ -48,29 +49,31 @@ from genjax.nn.flows import (
     Reshape,
     alternating_mask,
 )
+from genjax.nn.layers import ACTIVATIONS
 from genjax.objectives.likelihood import standard_normal_log_prob
 
 FLOWS = ("realnvp", "nice", "spline", "maf", "iaf", "glow", "realnvp_ms")
 
 
+FIELDS = {
+    "kind": Choice("realnvp", "the flow (module docstring); glow and realnvp_ms take images only", FLOWS),
+    "hidden": Ints((256, 128), "conditioner MLP widths (vector flows)", ge=1),
+    "activation": Choice("relu", "conditioner activation", ACTIVATIONS),
+    "n_layers": Int(8, "coupling / autoregressive layers (vector flows)", ge=1),
+    "bins": Int(8, "spline: bins per dimension", ge=2),
+    "bound": Float(4.0, "spline: the range [-bound, bound]; identity outside", gt=0.0),
+    "actnorm": Bool(True, "an ActNorm layer before each coupling (data-dependent init)"),
+    "logit_alpha": Float(0.05, "images: logit(a + (1 - 2a) x) before the flow", gt=0.0, lt=0.5),
+    "levels": Int(2, "glow / realnvp_ms: scales", ge=1),
+    "steps": Int(4, "glow / realnvp_ms: flow steps per scale", ge=1),
+    "channels": Int(64, "glow / realnvp_ms: conv conditioner width", ge=1),
+    "conditional": Bool(False, "condition every layer on the labels (one-hot) or real targets"),
+}
+
+
 def default_config() -> ml_collections.ConfigDict:
-    """``model.flow``: the flow and its conditioners."""
-    return ml_collections.ConfigDict(
-        dict(
-            kind="realnvp",  # realnvp | nice | spline | maf | iaf | glow | realnvp_ms
-            hidden=(256, 128),  # conditioner MLP widths (vector flows)
-            activation="relu",
-            n_layers=8,
-            bins=8,  # spline bins
-            bound=4.0,  # spline range [-bound, bound]; identity outside
-            actnorm=True,
-            logit_alpha=0.05,  # images: logit(a + (1 - 2a) x) before the flow
-            levels=2,  # glow / realnvp_ms: scales
-            steps=4,  # glow / realnvp_ms: flow steps per scale
-            channels=64,  # glow / realnvp_ms: conv conditioner width
-            conditional=False,  # condition every layer on the labels (one-hot) or real targets
-        )
-    )
+    """``model.flow``: the flow and its conditioners (``FIELDS``)."""
+    return defaults(FIELDS)
 
 
 # where each field lived in the flat configs of run folders saved before model.flow was a block
@@ -126,9 +129,11 @@ def build_flow(mcfg, shape, context_dim: int = 0, *, rngs: nnx.Rngs) -> Flow:
 def make_flow(mcfg, data: DataInfo) -> Family:
     """The flow family for data of shape ``data.shape`` (vectors, or images flattened)."""
     data_shape = tuple(int(s) for s in data.shape)
-    if int(mcfg.n_layers) < 1:
-        raise ValueError(f"model.flow.n_layers must be >= 1, got {mcfg.n_layers}.")
     dim = math.prod(data_shape)
+    require_data(data, "continuous", f"model.family='flow' (kind={mcfg.kind!r})")
+    if data.image and data.scale != "01":
+        raise ValueError(f"model.flow on images maps pixels in [0, 1] through logit(a + (1 - 2a) x); these are "
+                         f"scaled to [-1, 1]: set data.scale='01' (got {data.scale!r}).")  # fmt: skip
     if mcfg.conditional and not data.n_classes and data.target_shape is None:
         raise ValueError("model.flow.conditional=True needs labels (classes or real targets); these data have none.")
     n_classes = int(data.n_classes) if mcfg.conditional else 0

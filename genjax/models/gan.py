@@ -40,9 +40,11 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from genjax.fields import Bool, Choice, Float, Int, Ints, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.models.ema import ema_init, ema_update
 from genjax.nn.gan import build_discriminator, build_generator
+from genjax.nn.layers import ACTIVATIONS
 from genjax.objectives import adversarial as adv
 
 
@@ -61,31 +63,33 @@ LOSSES = {
 }
 
 
+FIELDS = {
+    "arch": Choice("mlp", "both networks: MLPs or convolutions", ("mlp", "conv")),
+    "hidden": Ints((256, 128), "MLP generator widths", ge=1),
+    "channels": Ints((32, 64), "conv discriminator channels (the generator mirrors them)", ge=1),
+    "activation": Choice("relu", "generator activation", ACTIVATIONS),
+    "latent_dim": Int(16, "size of z", ge=1),
+    "disc_hidden": Ints((256, 256), "MLP discriminator widths", ge=1),
+    "disc_activation": Choice("leaky_relu", "discriminator activation", ACTIVATIONS),
+    "dropout": Float(0.0, "dropout rate in the discriminator", ge=0.0, lt=1.0),
+    "spectral_norm": Bool(False, "every discriminator layer spectrally normalized (Miyato et al. 2018)"),
+    "conditional": Bool(False, "class-conditional generator and (projection) discriminator"),
+    "n_classes": Int(10, "conditional: the number of classes", ge=2),
+    "ema": Float(0.0, ">0: decay of the generator-weight moving average used for sampling", ge=0.0, lt=1.0),
+    "output": Choice("auto", "generator output: auto (linear for vectors, tanh for [-1, 1] images, sigmoid for "
+                     "[0, 1] images) | linear | tanh | sigmoid", ("auto", "linear", "tanh", "sigmoid")),
+    "objective": Choice("nsgan", "gan (minimax) | nsgan (non-saturating) | wgan | hinge", tuple(LOSSES)),
+    "n_critic": Int(1, "discriminator updates per generator update", ge=1),
+    "gp": Float(0.0, "gradient-penalty weight (WGAN-GP: 10)", ge=0.0),
+    "r1": Float(0.0, "R1 weight gamma (penalty gamma/2 ||grad D(x)||^2)", ge=0.0),
+    "disc_lr": Float(0.0, "the discriminator's own learning rate (0 = optim.lr)", ge=0.0),
+    "pack": Int(1, "PacGAN: samples the discriminator judges together (1 = no packing)", ge=1),
+}
+
+
 def default_config() -> ml_collections.ConfigDict:
-    """``model.gan``: both networks, the adversarial objective and the generator average."""
-    return ml_collections.ConfigDict(
-        dict(
-            arch="mlp",  # mlp | conv
-            hidden=(256, 128),  # MLP generator widths
-            channels=(32, 64),  # conv discriminator channels (the generator mirrors them)
-            activation="relu",  # generator
-            latent_dim=16,  # z size
-            disc_hidden=(256, 256),  # MLP discriminator widths
-            disc_activation="leaky_relu",
-            dropout=0.0,  # in the discriminator
-            spectral_norm=False,  # every discriminator layer spectrally normalized
-            conditional=False,  # class-conditional G and (projection) D
-            n_classes=10,
-            ema=0.0,  # >0: decay of the generator-weight moving average used for sampling
-            output="auto",  # generator output: auto | linear | tanh | sigmoid
-            objective="nsgan",  # gan | nsgan | wgan | hinge
-            n_critic=1,  # discriminator updates per generator update
-            gp=0.0,  # gradient-penalty weight (WGAN-GP: 10)
-            r1=0.0,  # R1 weight gamma (penalty gamma/2 ||grad D(x)||^2)
-            disc_lr=0.0,  # the discriminator's own learning rate (0 = optim.lr)
-            pack=1,  # PacGAN: samples the discriminator judges together (1 = no packing)
-        )
-    )
+    """``model.gan``: both networks, the adversarial objective and the generator average (``FIELDS``)."""
+    return defaults(FIELDS)
 
 
 # where each field lived in the flat configs of run folders saved before model.gan existed
@@ -120,22 +124,7 @@ def pack(x: jax.Array, m: int) -> jax.Array:
 def make_gan(mcfg, data: DataInfo) -> Family:
     ocfg = mcfg
     data_shape = tuple(int(s) for s in data.shape)
-    if mcfg.arch not in ("mlp", "conv"):
-        raise ValueError(f"model.gan.arch must be 'mlp' or 'conv', got {mcfg.arch!r}.")
-    if ocfg.objective not in LOSSES:
-        raise ValueError(f"model.gan.objective must be one of {', '.join(LOSSES)}, got {ocfg.objective!r}.")
-    if int(ocfg.n_critic) < 1:
-        raise ValueError(f"model.gan.n_critic must be >= 1, got {ocfg.n_critic}.")
-    if not 0.0 <= float(mcfg.ema) < 1.0:
-        raise ValueError(f"model.gan.ema must lie in [0, 1), got {mcfg.ema}.")
-    for field in ("gp", "r1", "disc_lr"):
-        if float(ocfg[field]) < 0:
-            raise ValueError(f"model.gan.{field} must be >= 0, got {ocfg[field]}.")
-    if not 0.0 <= float(mcfg.dropout) < 1.0:
-        raise ValueError(f"model.gan.dropout must lie in [0, 1), got {mcfg.dropout}.")
     m = int(mcfg.pack)
-    if m < 1:
-        raise ValueError(f"model.gan.pack must be >= 1, got {mcfg.pack}.")
     if m > 1 and mcfg.conditional:
         raise ValueError(f"model.gan.pack={m} packs unlabelled samples; it cannot be combined with conditional=True.")
     d_term, g_term = LOSSES[ocfg.objective]

@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from genjax.fields import Choice, Float, Floats, Ints, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player, Predictor
-from genjax.nn.layers import set_dropout_rate
+from genjax.nn.layers import ACTIVATIONS, set_dropout_rate
 from genjax.nn.predictor import PredictorNet
 from genjax.objectives import likelihood as L
 
@@ -39,22 +40,23 @@ REAL = ("gaussian", "heteroscedastic", "student_t")
 CLASS = ("categorical", "focal")
 
 
+FIELDS = {
+    "arch": Choice("mlp", "the network: an MLP, or convolutions then an MLP", ("mlp", "conv")),
+    "hidden": Ints((64, 64), "MLP widths (after the convs for arch=conv)", ge=1),
+    "channels": Ints((16, 32), "conv channels (arch=conv)", ge=1),
+    "activation": Choice("relu", "hidden-layer activation", ACTIVATIONS),
+    "dropout": Float(0.0, "dropout rate", ge=0.0, lt=1.0),
+    "likelihood": Choice("heteroscedastic", "the head p(y | x) (module docstring)", REAL + CLASS),
+    "min_var": Float(1e-4, "heteroscedastic / student_t: variance (squared scale) floor", ge=0.0),
+    "df": Float(4.0, "student_t: degrees of freedom", gt=0.0),
+    "gamma": Float(2.0, "focal: the focusing exponent (0: cross-entropy)", ge=0.0),
+    "class_weights": Floats((), "focal: per-class alpha (empty: 1 for every class)", ge=0.0),
+}
+
+
 def default_config() -> ml_collections.ConfigDict:
-    """``model.predictor``: the network and its likelihood head."""
-    return ml_collections.ConfigDict(
-        dict(
-            arch="mlp",  # mlp | conv
-            hidden=(64, 64),  # MLP widths (after the convs for arch=conv)
-            channels=(16, 32),  # conv channels (arch=conv)
-            activation="relu",
-            dropout=0.0,
-            likelihood="heteroscedastic",  # gaussian | heteroscedastic | student_t | categorical | focal
-            min_var=1e-4,  # heteroscedastic / student_t: variance (squared scale) floor
-            df=4.0,  # student_t: degrees of freedom
-            gamma=2.0,  # focal: the focusing exponent (0: cross-entropy)
-            class_weights=(),  # focal: per-class alpha (empty: 1 for every class)
-        )
-    )
+    """``model.predictor``: the network and its likelihood head (``FIELDS``)."""
+    return defaults(FIELDS)
 
 
 LEGACY = None  # added after the config blocks: old flat configs hold none of its fields
@@ -71,8 +73,6 @@ class PredictorModule(nnx.Module):
 def make_predictor(mcfg, data: DataInfo) -> Family:
     """The predictor family for inputs of shape ``data.shape`` and the data's labels or targets."""
     lik = mcfg.likelihood
-    if lik not in REAL + CLASS:
-        raise ValueError(f"model.predictor.likelihood must be one of {', '.join(REAL + CLASS)}, got {lik!r}.")
     if lik in CLASS and data.n_classes < 2:
         raise ValueError(
             f"model.predictor.likelihood={lik!r} needs integer class labels (2 or more classes); "
@@ -87,12 +87,8 @@ def make_predictor(mcfg, data: DataInfo) -> Family:
                 else "these data have none."
             )
         )
-    for field, ok in (("min_var", mcfg.min_var >= 0), ("df", mcfg.df > 0), ("gamma", mcfg.gamma >= 0),
-                      ("dropout", 0.0 <= mcfg.dropout < 1.0)):  # fmt: skip
-        if not ok:
-            raise ValueError(f"config field model.predictor.{field} has the impossible value {mcfg[field]!r}.")
     weights = tuple(float(w) for w in mcfg.class_weights)
-    if weights and (len(weights) != data.n_classes or min(weights) < 0):
+    if weights and len(weights) != data.n_classes:
         raise ValueError(
             f"model.predictor.class_weights must be {data.n_classes} non-negative numbers (one per class), "
             f"got {list(weights)}."

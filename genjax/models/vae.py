@@ -50,17 +50,19 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from genjax.models.base import Curves, DataInfo, Family, Latent, Player, condition_vector
+from genjax.fields import Bool, Choice, Float, Int, Ints, defaults
+from genjax.models.base import Curves, DataInfo, Family, Latent, Player, condition_vector, require_data
 from genjax.nn import build_decoder, build_encoder
 from genjax.nn.encoders import MLPEncoder
 from genjax.nn.gan import MLPDiscriminator
-from genjax.nn.layers import set_dropout_rate
+from genjax.nn.layers import ACTIVATIONS, set_dropout_rate
 from genjax.objectives import adversarial as adv
 from genjax.objectives import elbo as elbo_lib
 from genjax.objectives.likelihood import bernoulli_log_prob, gaussian_log_prob, standard_normal_log_prob
 
 OBJECTIVES = ("elbo", "iwae", "infovae", "ae", "dae", "aae")
 AUTOENCODERS = ("ae", "dae", "aae")  # no density: log_prob is None
+DENSITY = tuple(o for o in OBJECTIVES if o not in AUTOENCODERS)  # a likelihood log p(x)
 
 
 class VAEModule(nnx.Module):
@@ -131,41 +133,45 @@ def with_cond(z, c):
     return jnp.concatenate([z, jnp.broadcast_to(c.astype(z.dtype), (*z.shape[:-1], c.shape[-1]))], -1)
 
 
+FIELDS = {
+    "arch": Choice("mlp", "mlp | conv (strided conv / ConvTranspose) | pool (max pooling / max-unpooling: ae, dae)",
+                   ("mlp", "conv", "pool")),
+    "hidden": Ints((256, 128), "MLP widths, encoder side (the decoder mirrors them)", ge=1),
+    "channels": Ints((32, 64), "conv channels, encoder side", ge=1),
+    "activation": Choice("relu", "hidden-layer activation", ACTIVATIONS),
+    "dropout": Float(0.0, "dropout rate in the encoder and decoder", ge=0.0, lt=1.0),
+    "latent_dim": Int(16, "size of z", ge=1),
+    "latent_dim2": Int(0, ">0: a second stochastic layer h2 of this size (Burda et al.'s 2-layer model)", ge=0),
+    "hidden2": Ints((100, 100), "the second layer's MLP widths, q(h2|h1) side (p(h1|h2) mirrors them)", ge=1),
+    "likelihood": Choice("bernoulli", "the decoder p(x|z): Bernoulli (binary data) or Gaussian (continuous data)",
+                         ("bernoulli", "gaussian")),
+    "gaussian_std": Float(0.1, "gaussian decoder: the fixed std, or the initial one if learned", gt=0.0),
+    "learn_std": Bool(False, "gaussian decoder: learn one std per output"),
+    "objective": Choice("elbo", "the training objective (module docstring)", OBJECTIVES),
+    "beta": Float(1.0, "beta-VAE weight on the KL (its final value under a schedule)", ge=0.0),
+    "free_bits": Float(0.0, "elbo: nats per latent dimension below which the KL is free (0: off)", ge=0.0),
+    "k": Int(5, "iwae: importance samples", ge=1),
+    "kl_schedule": Choice("constant", "the KL weight's shape over steps", ("constant", "linear", "cyclical")),
+    "warmup_steps": Int(0, "linear: steps to reach beta", ge=0),
+    "cycle_period": Int(1000, "cyclical: steps per cycle", ge=1),
+    "cycle_ratio": Float(0.5, "cyclical: share of a cycle spent rising", gt=0.0, le=1.0),
+    "info_alpha": Float(1.0, "infovae: alpha (1: no KL term, the MMD-VAE)"),
+    "info_lambda": Float(100.0, "infovae: lambda, the weight of the divergence of q(z) from p(z)", ge=0.0),
+    "mmd_kernel": Choice("rbf", "infovae: the MMD kernel", tuple(elbo_lib.KERNELS)),
+    "corruption": Choice("mask", "dae: mask (zero each pixel with probability noise) | gaussian (add N(0, noise^2))",
+                         ("mask", "gaussian")),
+    "noise": Float(0.25, "dae: masking probability, or the Gaussian noise's std", ge=0.0),
+    "disc_hidden": Ints((256, 256), "aae: latent discriminator widths", ge=1),
+    "conditional": Bool(False, "condition encoder and decoder on the labels (CVAE)"),
+    "nll_samples": Int(1000, "importance samples for the held-out NLL", ge=1),
+    "nll_chunk": Int(100, "importance samples per chunk (bounds memory); divides nll_samples", ge=1),
+    "val_samples": Int(10, "importance samples for the validation NLL each epoch", ge=1),
+}
+
+
 def default_config() -> ml_collections.ConfigDict:
-    """``model.vae``: architecture, objective and likelihood-estimator settings."""
-    return ml_collections.ConfigDict(
-        dict(
-            arch="mlp",  # mlp | conv (strided conv / ConvTranspose) | pool (max pooling / max-unpooling: ae, dae)
-            hidden=(256, 128),  # MLP widths, encoder side (the decoder mirrors them)
-            channels=(32, 64),  # conv channels, encoder side
-            activation="relu",
-            dropout=0.0,
-            latent_dim=16,
-            latent_dim2=0,  # >0: a second stochastic layer h2 of this size (Burda et al.'s 2-layer model)
-            hidden2=(100, 100),  # the second layer's MLP widths, q(h2|h1) side (p(h1|h2) mirrors them)
-            likelihood="bernoulli",  # bernoulli | gaussian
-            gaussian_std=0.1,  # gaussian decoder: the fixed std, or the initial one if learned
-            learn_std=False,
-            objective="elbo",  # elbo | iwae | infovae | ae | dae | aae
-            beta=1.0,  # beta-VAE weight on the KL (its final value under a schedule)
-            free_bits=0.0,  # elbo: lambda nats per latent dimension below which the KL is free (0: off)
-            k=5,  # iwae: importance samples
-            kl_schedule="constant",  # constant | linear | cyclical
-            warmup_steps=0,  # linear: steps to reach beta
-            cycle_period=1000,  # cyclical: steps per cycle
-            cycle_ratio=0.5,  # cyclical: share of a cycle spent rising
-            info_alpha=1.0,  # infovae: alpha (1: no KL term, the MMD-VAE)
-            info_lambda=100.0,  # infovae: lambda, the weight of the divergence of q(z) from p(z)
-            mmd_kernel="rbf",  # infovae: rbf | imq
-            corruption="mask",  # dae: mask | gaussian
-            noise=0.25,  # dae: masking probability, or the Gaussian noise's std
-            disc_hidden=(256, 256),  # aae: latent discriminator widths
-            conditional=False,  # condition encoder and decoder on the labels (CVAE)
-            nll_samples=1000,  # importance samples for the held-out NLL
-            nll_chunk=100,  # samples per chunk (bounds memory)
-            val_samples=10,  # importance samples for the validation NLL each epoch
-        )
-    )
+    """``model.vae``: architecture, objective and likelihood-estimator settings (``FIELDS``)."""
+    return defaults(FIELDS)
 
 
 # where each field lived in the flat configs of run folders saved before model.vae existed
@@ -189,30 +195,11 @@ def make_kl_schedule(mcfg):
 
 
 def _check(mcfg, data: DataInfo):
-    checks = [
-        ("latent_dim", mcfg.latent_dim >= 1),
-        ("latent_dim2", mcfg.latent_dim2 >= 0),
-        ("dropout", 0.0 <= mcfg.dropout < 1.0),
-        ("gaussian_std", mcfg.gaussian_std > 0),
-        ("beta", mcfg.beta >= 0),
-        ("free_bits", mcfg.free_bits >= 0),
-        ("nll_samples", mcfg.nll_samples >= 1),
-        ("nll_chunk", mcfg.nll_chunk >= 1),
-        ("val_samples", mcfg.val_samples >= 1),
-        ("info_lambda", mcfg.info_lambda >= 0),
-        ("noise", mcfg.noise >= 0 and (mcfg.corruption != "mask" or mcfg.noise < 1)),
-    ]
-    for field, ok in checks:
-        if not ok:
-            raise ValueError(f"config field model.vae.{field} has the impossible value {mcfg[field]!r}.")
-    choices = [("arch", ("mlp", "conv", "pool")), ("objective", OBJECTIVES), ("mmd_kernel", tuple(elbo_lib.KERNELS)),
-               ("corruption", ("mask", "gaussian"))]  # fmt: skip
-    for field, allowed in choices:
-        if mcfg[field] not in allowed:
-            raise ValueError(f"model.vae.{field} must be one of {', '.join(allowed)}, got {mcfg[field]!r}.")
+    """The cross-field and data rules (each field's own range: ``FIELDS``, ``genjax.config.validate``)."""
+    if mcfg.corruption == "mask" and not mcfg.noise < 1:
+        raise ValueError(f"model.vae.noise is a masking probability under corruption='mask'; it must be < 1, got "
+                         f"{mcfg.noise!r}.")  # fmt: skip
     obj = mcfg.objective
-    if obj == "iwae" and mcfg.k < 1:
-        raise ValueError(f"model.vae.k must be >= 1, got {mcfg.k}.")
     if mcfg.arch == "pool" and obj not in ("ae", "dae"):
         raise ValueError(
             f"model.vae.arch='pool' reconstructs through the encoder's pooling switches, which a density model "
@@ -226,6 +213,12 @@ def _check(mcfg, data: DataInfo):
         raise ValueError("model.vae.arch='pool' has no conditional decoder; use 'mlp' or 'conv' with conditional=True.")
     if mcfg.conditional and not data.n_classes and data.target_shape is None:
         raise ValueError("model.vae.conditional=True needs labels (classes or real targets); these data have none.")
+    if obj in DENSITY:  # the held-out NLL is log p(x) under the decoder: it must fit the data
+        need = "binary" if mcfg.likelihood == "bernoulli" else "continuous"
+        require_data(data, need, f"model.vae.likelihood={mcfg.likelihood!r}")
+    if mcfg.nll_samples % min(mcfg.nll_chunk, mcfg.nll_samples):
+        raise ValueError(f"model.vae.nll_samples ({mcfg.nll_samples}) must be a multiple of model.vae.nll_chunk "
+                         f"({mcfg.nll_chunk}).")  # fmt: skip
 
 
 def make_vae(mcfg, data: DataInfo) -> Family:

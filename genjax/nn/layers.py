@@ -22,6 +22,7 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "softplus": jax.nn.softplus,
     "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.2),
 }
+ACTIVATIONS = tuple(_ACTIVATIONS)  # the names a config may give
 
 
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:

@@ -237,6 +237,21 @@ def _strategy_mesh(cfg, strategy: str) -> str | None:
     return "members=-1" if strategy == "shard" else None
 
 
+def check_cv(cfg, family: Family, splits: DataSplits) -> Folds:
+    """Everything that makes cross-validation impossible, refused in one sentence before anything
+    is trained or written; returns the folds."""
+    if family.log_prob is None:
+        raise ValueError(
+            f"cv scores folds by held-out NLL, which the {family.name} family has not; "
+            "train several seeds at once with genjax.train.cv.train_seeds instead."
+        )
+    if cfg.train.easy_first:
+        raise ValueError("train.easy_first ranks one training set; cross-validation does not take it.")
+    if family.labelled:
+        splits.require_labels(f"the {family.name} model scores labelled examples")
+    return make_folds(cfg, splits, cfg.train.batch_size * family.batch_multiple, labels=family.labelled)
+
+
 def cross_validate(
     cfg,
     family: Family,
@@ -252,17 +267,10 @@ def cross_validate(
     ``callback(epoch, state, metrics)`` is called after every epoch of the vmap/shard strategies
     with the stacked state (for tests and live plots).
     """
-    if family.log_prob is None:
-        raise ValueError(
-            f"cv scores folds by held-out NLL, which the {family.name} family has not; "
-            "train several seeds at once with genjax.train.cv.train_seeds instead."
-        )
+    folds = check_cv(cfg, family, splits)
     strategy = strategy or cfg.cv.strategy
     mesh = _strategy_mesh(cfg, strategy)
     settings = settings or [{}]
-    if cfg.train.easy_first:
-        raise ValueError("train.easy_first ranks one training set; cross-validation does not take it.")
-    folds = make_folds(cfg, splits, cfg.train.batch_size * family.batch_multiple, labels=family.labelled)
     members = [(g, f) for g in range(len(settings)) for f in range(folds.k)]
     swept = frozenset(f for s in settings for f in s)
     prog = build_program(cfg, family, splits, swept=swept, steps_per_epoch=folds.steps,

