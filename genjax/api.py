@@ -100,4 +100,5 @@ def evaluate(model: Model, data, seed: int = 0) -> dict:
         num_dims=model.family.event_dims or data.num_dims,
         bin_width=data.bin_width,
         y=data.test.get("y"),
+        example="target y given its x" if model.family.predictor is not None else data.example,
     )

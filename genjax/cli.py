@@ -261,6 +261,7 @@ def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
             num_dims=family.event_dims or splits.num_dims,
             bin_width=splits.bin_width,
             y=splits.test.get("y") if family.labelled else None,
+            example="target y given its x" if family.predictor is not None else splits.example,
         )
         if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
             m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
@@ -421,11 +422,12 @@ def cmd_train(args: list[str]) -> int:
         say(f"genjax: {e} ({where}); continue with: genjax train --resume {run_dir}", file=sys.stderr)
         return e.exit_code
     ep = int(res.state.epoch)
-    best = (
-        f"; best validation NLL {float(res.state.es.best):.3f} at epoch {int(res.state.es.best_epoch)}"
-        if family.log_prob is not None
-        else ""
-    )
+    best = ""
+    if family.log_prob is not None:
+        from genjax.eval.report import validation_phrase
+
+        best = (f"; best validation NLL {float(res.state.es.best):.3f} nats per {splits.example} at epoch "
+                f"{int(res.state.es.best_epoch)} ({validation_phrase(family)})")  # fmt: skip
     say(f"compile {res.compile_seconds:.1f}s, {len(res.history)} epochs in {res.train_seconds:.1f}s{best}", flush=True)
     if ep < cfg.train.epochs and not bool(res.state.es.stopped):
         say(f"stopped after epoch {ep} of {cfg.train.epochs}; continue with: genjax train --resume {run_dir}")
@@ -456,57 +458,9 @@ def _check_mesh(cfg, family) -> str:
 
 
 def _print_eval(m: dict) -> None:
-    if not _main():
-        return
-    if "nll" in m:
-        b = m.get("bound_name")
-        extra = f", {b} {m[b]:.3f} ({m[b + '_bits_per_dim']:.4f} bits/dim)" if b else ""
-        print(
-            f"held-out test NLL ({m['nll_kind']}, n={m['n']}): {m['nll']:.3f} nats, "
-            f"{m['bits_per_dim']:.4f} bits/dim{extra}"
-        )
-    if "perplexity" in m:
-        print(f"  {m['bits_per_token']:.4f} bits per token, perplexity {m['perplexity']:.3f}")
-    if "latent" in m:
-        lt = m["latent"]
-        print(f"latent: {lt['active_units']} of {lt['latent_dim']} units active, test KL {lt['kl_total']:.3f} nats")
-    p = m.get("predictive") or {}
-    if "accuracy" in p:
-        recall = ", ".join("-" if r is None else f"{r:.2f}" for r in p["per_class_recall"])
-        print(f"test accuracy {p['accuracy']:.4f}, balanced accuracy {p['balanced_accuracy']:.4f}")
-        print(f"  recall per class: {recall}")
-    if "coverage" in p:
-        cov = ", ".join(f"{float(a):.0%} interval {v:.3f}" for a, v in p["coverage"].items())
-        print(f"test RMSE {p['rmse']:.4f}; share of targets inside the central {cov}")
-    s = m.get("samples") or {}
-    if "model" in s:
-        if "classifier" in s:
-            print(f"domain classifier {s['classifier']}: test accuracy {s['classifier_test_accuracy']:.4f}")
-        print(f"sample metrics on n={s['n']} (model | real train vs test):")
-        for k, v in s["model"].items():
-            if isinstance(v, float | int) and k != "bins":
-                print(f"  {k:28s} {v:10.4f} | {s['real_vs_real'][k]:10.4f}")
-        if "modes" in s["model"]:
-            mm, rr = s["model"]["modes"], s["real_vs_real"]["modes"]
-            print(
-                f"  modes {mm['modes']} (real {rr['modes']}), high quality {mm['high_quality']:.3f} "
-                f"(real {rr['high_quality']:.3f}), reverse KL {mm['reverse_kl']:.4f}"
-            )
-        if "conditional" in s:
-            cm = s["conditional"]
-            if "class_accuracy" in cm:
-                print(f"  class-conditional samples ({cm['per_class']} per class): the classifier assigns "
-                      f"{cm['class_accuracy']:.3f} to their class (chance {cm['chance']:.3f})")  # fmt: skip
-            for space in ("pixel", "features"):
-                if space in cm:
-                    print(f"  pluralistic diversity ({space}): model {cm[space]['model_mean']:.4f} | "
-                          f"real {cm[space]['real_mean']:.4f}")  # fmt: skip
-        if "duplicates" in s:
-            d = s["duplicates"]
-            print(
-                f"  duplicates: {d['duplicates']} generated pairs closer than the closest real pair "
-                f"({d['threshold']:.3f}) among {d['batch']}"
-            )
+    from genjax.eval.report import summary
+
+    say(summary(m))
 
 
 def _run_dir_arg(args: list[str], cmd: str) -> Path:
@@ -652,6 +606,7 @@ def cmd_cv(args: list[str]) -> int:
             f"{run['examples_per_second']:,.0f} examples/s over {len(run['members'])} models"
         )
     print(sweep_table(report))
+    print(f"held-out NLL: {report['metric_kind']}")
     for r in report["rows"]:
         label = ", ".join(f"{f}={r[f]}" for f in report["swept"])
         print(f"per-fold held-out NLL{f' ({label})' if label else ''}: " + ", ".join(f"{v:.3f}" for v in r["per_fold"]))

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from genjax.data import load_splits
 from genjax.eval import plots
@@ -146,11 +147,13 @@ def run_cv(
         "data": splits.name,
         "folds": int(cfg.cv.folds),
         "metric": "heldout_nll",
-        "metric_kind": "NLL on the held-out fold, nats/example (" + family.log_prob_kind + ")",
+        "metric_kind": f"NLL on the held-out fold, nats per {splits.example} (lower is better; "
+        f"{family.val_estimator or family.estimator or family.log_prob_kind})",
         "swept": swept,
         "rows": rows,
         "best": {f: best[f] for f in swept}
-        | {"heldout_nll_mean": best["heldout_nll_mean"], "heldout_nll_std": best["heldout_nll_std"]},
+        | {"heldout_nll_mean": best["heldout_nll_mean"], "heldout_nll_std": best["heldout_nll_std"]}
+        | ({"lead": best_lead(rows)} if len(rows) > 1 else {}),
         "runs": runs,
     }
     if run_dir is not None:
@@ -159,6 +162,21 @@ def run_cv(
             (run_dir / "sweep.md").write_text(sweep_table(report) + "\n")
             plots.sweep_plot(rows, swept, run_dir / "sweep.png")
     return report
+
+
+def best_lead(rows: list[dict]) -> dict:
+    """How far the best setting (lowest mean held-out NLL) leads the runner-up, paired over the
+    folds (every setting is trained on the same folds): the per-fold differences
+    d_f = NLL_runner-up,f - NLL_best,f, their mean, standard error sd(d) / sqrt(k) and the ratio.
+    ``clear``: the lead exceeds twice its standard error (beyond the folds' spread)."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["heldout_nll_mean"])
+    b, r = rows[order[0]], rows[order[1]]
+    d = np.asarray(r["per_fold"], np.float64) - np.asarray(b["per_fold"], np.float64)
+    k = len(d)
+    se = float(d.std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan")
+    mean = float(d.mean())
+    ratio = mean / se if se > 0 else float("inf")
+    return {"runner_up": order[1], "lead": mean, "lead_se": se, "lead_over_se": ratio, "clear": bool(ratio > 2.0)}
 
 
 def sweep_table(report: dict) -> str:
@@ -179,8 +197,17 @@ def sweep_table(report: dict) -> str:
     lines.append("")
     lines.append(
         f"Best: {_label({f: b[f] for f in fields}) or 'the only setting'} with held-out NLL "
-        f"{b['heldout_nll_mean']:.3f} +- {b['heldout_nll_std']:.3f} over {report['folds']} folds."
+        f"{b['heldout_nll_mean']:.3f} +- {b['heldout_nll_std']:.3f} over {report['folds']} folds "
+        f"({report.get('metric_kind', 'nats per example')})."
     )
+    if "lead" in b:
+        ld = b["lead"]
+        other = _label({f: report["rows"][ld["runner_up"]][f] for f in fields})
+        verdict = ("beyond the folds' spread" if ld["clear"] else
+                   "within the folds' spread: no clear winner over the runner-up")  # fmt: skip
+        lines.append(f"Its lead over the runner-up ({other}): {ld['lead']:.3f} nats, paired over the folds, "
+                     f"standard error {ld['lead_se']:.3f} ({ld['lead_over_se']:.1f} standard errors): "
+                     f"{verdict}.")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -49,3 +49,28 @@ def test_run_cv_with_a_sweep_writes_the_report(smoke_cfg, tmp_path):
         assert (tmp_path / f).is_file(), f
     assert "Best:" in (tmp_path / "sweep.md").read_text()
     assert json.loads((tmp_path / "cv.json").read_text())["folds"] == 2
+
+
+def test_the_best_settings_lead_is_judged_against_the_paired_fold_spread():
+    from genjax.sweep import best_lead, sweep_table
+
+    rows = [
+        {"optim.lr": 3e-3, "per_fold": [1.5, 2.2, 3.4], "heldout_nll_mean": 7.1 / 3},
+        {"optim.lr": 1e-3, "per_fold": [1.0, 2.0, 3.0], "heldout_nll_mean": 2.0},
+        {"optim.lr": 1e-2, "per_fold": [9.0, 9.0, 9.0], "heldout_nll_mean": 9.0},
+    ]
+    for r in rows:
+        r |= {"heldout_nll_std": 1.0, "test_nll_mean": r["heldout_nll_mean"]}
+    ld = best_lead(rows)
+    # d = runner-up - best per fold = (0.5, 0.2, 0.4): mean 11/30, sd (ddof 1) sqrt(0.07/3), se sd/sqrt(3)
+    assert ld["runner_up"] == 0
+    assert ld["lead"] == pytest.approx(11 / 30, rel=1e-12)
+    assert ld["lead_se"] == pytest.approx((0.07 / 3) ** 0.5 / 3**0.5, rel=1e-12)
+    assert ld["clear"] and ld["lead_over_se"] == pytest.approx((11 / 30) / ld["lead_se"])
+    rows[0]["per_fold"] = [0.0, 2.0, 4.1]  # same mean lead 0.3667, but the folds disagree
+    rows[0]["heldout_nll_mean"] = 6.1 / 3
+    noisy = best_lead(rows)
+    assert not noisy["clear"] and noisy["lead_over_se"] < 2
+    report = {"swept": ["optim.lr"], "rows": rows, "folds": 3, "metric_kind": "nats per image",
+              "best": {"optim.lr": 1e-3, "heldout_nll_mean": 2.0, "heldout_nll_std": 1.0, "lead": noisy}}
+    assert "no clear winner" in sweep_table(report)

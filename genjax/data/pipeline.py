@@ -79,6 +79,20 @@ class DataSplits:
             pool["y"] = np.concatenate([self.train["y"], self.val["y"]])
         return pool
 
+    @property
+    def kind(self) -> str:
+        """``"tokens"`` (text), ``"image"`` (H, W, C) or ``"vector"``."""
+        return "tokens" if self.vocab is not None else ("image" if len(self.shape) == 3 else "vector")
+
+    @property
+    def example(self) -> str:
+        """What one example is, for units: "image (8x8x1)", "16-token window", "2-d point"."""
+        if self.kind == "tokens":
+            return f"{self.shape[-1]}-token window"
+        if self.kind == "image":
+            return "image (" + "x".join(str(s) for s in self.shape) + ")"
+        return f"{self.num_dims}-d point"
+
     def require_labels(self, why: str) -> None:
         """Every split carries labels ``y``; else one sentence naming the split that has none."""
         for split, d in (("training", self.train), ("validation", self.val), ("test", self.test)):

@@ -7,8 +7,10 @@ numbers in papers.
 
 Network (any image size, inputs in [0, 1]): Conv3x3(16) -> Conv3x3(32, stride 2) ->
 Conv3x3(32, stride 2) -> Dense(128) [features] -> Dense(classes), ReLU between. Trained with
-Adam (lr 1e-3, batch 128) on softmax cross-entropy; the checkpoint (orbax) is stored with its
-test accuracy and a fingerprint of the training data, and retrained when they do not match.
+Adam (lr 1e-3, batch 128) on softmax cross-entropy; the checkpoint (orbax) is cached under the
+exact fingerprint of its training data (two pipelines that share a dataset name get their own
+networks, and none is ever overwritten), and ``eval.json`` records that fingerprint and the hash
+of the weights beside every figure (``DomainClassifier.identity``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import jax
@@ -51,6 +55,13 @@ class DomainClassifier:
     name: str  # e.g. "digits_classifier"
     test_accuracy: float
     module: DomainNet
+    fingerprint: str = ""  # of the labelled training data it was trained on (its cache key)
+    weights_sha256: str = ""  # of its parameters: which network produced a figure
+
+    def identity(self) -> dict:
+        """What eval.json records beside every figure this classifier produced."""
+        return {"name": self.name, "data_fingerprint": self.fingerprint, "weights_sha256": self.weights_sha256,
+                "test_accuracy": self.test_accuracy}  # fmt: skip
 
     def _batched(self, fn, x: np.ndarray, batch: int = 500) -> np.ndarray:
         x = np.asarray(x, np.float32)
@@ -123,9 +134,23 @@ def train_classifier(train, test, n_classes: int, epochs: int = 30, seed: int = 
     return module, acc
 
 
+def weights_sha256(module) -> str:
+    """A hash of a network's parameters (names, shapes, dtypes and values)."""
+    h = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(module)))[0],
+                             key=lambda kv: jax.tree_util.keystr(kv[0])):  # fmt: skip
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def get_classifier(dataset: str, train, test, directory: str | Path, n_classes: int | None = None, log=print):
-    """The domain classifier for ``dataset`` (images in [0, 1], integer labels): restored from
-    ``directory/<dataset>`` when its fingerprint matches ``train``, else trained and saved there."""
+    """The domain classifier for ``dataset`` (images in [0, 1], integer labels), cached by the
+    exact fingerprint of its training data in ``directory/<dataset>-<fingerprint>``: restored when
+    that folder exists, else trained and saved there. A folder once written is never replaced, so
+    two data pipelines that share a name never retrain or overwrite each other's network; the
+    returned classifier carries the fingerprint and the hash of its weights (``identity``)."""
     x, y = np.asarray(train[0]), np.asarray(train[1])
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(
@@ -134,24 +159,33 @@ def get_classifier(dataset: str, train, test, directory: str | Path, n_classes: 
     n_classes = int(n_classes or (max(int(y.max()), int(np.max(test[1]))) + 1))
     safe = "".join(ch if ch.isalnum() else "_" for ch in dataset).strip("_")
     name = f"{safe}_classifier"
-    path = Path(directory).absolute() / safe
-    meta_path = path / "classifier.json"
     fp = fingerprint(x, y)
+    path = Path(directory).absolute() / f"{safe}-{fp}-c{n_classes}"
     template = DomainNet(x.shape[1:], n_classes, rngs=nnx.Rngs(0))
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("fingerprint") == fp and meta.get("n_classes") == n_classes:
-            graphdef, abstract = nnx.split(template)
-            with ocp.StandardCheckpointer() as ck:
-                params = ck.restore(path / "params", nnx.to_pure_dict(abstract))
-            nnx.replace_by_pure_dict(abstract, params)
-            return DomainClassifier(name, meta["test_accuracy"], nnx.merge(graphdef, abstract))
-    log(f"training the domain classifier {name} on {len(x)} labelled images (once; saved in {path})")
-    module, acc = train_classifier((x, y), test, n_classes)
-    path.mkdir(parents=True, exist_ok=True)
+    if not (path / "classifier.json").exists():
+        log(f"training the domain classifier {name} on {len(x)} labelled images (once; saved in {path})")
+        module, acc = train_classifier((x, y), test, n_classes)
+        meta = {"name": name, "fingerprint": fp, "n_classes": n_classes, "test_accuracy": acc, "train_n": len(x),
+                "weights_sha256": weights_sha256(module)}  # fmt: skip
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with ocp.StandardCheckpointer() as ck:
+            ck.save(tmp / "params", nnx.to_pure_dict(nnx.state(module)), force=True)
+        (tmp / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
+        try:
+            os.rename(tmp, path)  # atomic; a folder another process wrote first wins
+            log(f"{name}: test accuracy {acc:.4f}")
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = json.loads((path / "classifier.json").read_text())
+    graphdef, abstract = nnx.split(template)
     with ocp.StandardCheckpointer() as ck:
-        ck.save(path / "params", nnx.to_pure_dict(nnx.state(module)), force=True)
-    meta = {"name": name, "fingerprint": fp, "n_classes": n_classes, "test_accuracy": acc, "train_n": len(x)}
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    log(f"{name}: test accuracy {acc:.4f}")
-    return DomainClassifier(name, acc, module)
+        params = ck.restore(path / "params", nnx.to_pure_dict(abstract))
+    nnx.replace_by_pure_dict(abstract, params)
+    module = nnx.merge(graphdef, abstract)
+    sha = weights_sha256(module)
+    if meta.get("weights_sha256") not in (None, sha):
+        raise ValueError(f"the domain classifier in {path} does not match its recorded weights hash; "
+                         "remove the folder.")  # fmt: skip
+    return DomainClassifier(name, meta["test_accuracy"], module, fp, sha)

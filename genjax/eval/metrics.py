@@ -27,9 +27,13 @@ def _mean(fn, params, batches, key):
     return batched_mean(fn, params, batches, key)
 
 
-def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, bin_width=None, y=None) -> dict:
+def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, bin_width=None, y=None,
+                    example: str = "example") -> dict:  # fmt: skip
     """NLL (nats/example), bits/dim and, where available, the ELBO on ``x`` (with its labels
-    ``y`` for a labelled family: -log p(x | y) or, for a predictor, -log p(y | x))."""
+    ``y`` for a labelled family: -log p(x | y) or, for a predictor, -log p(y | x)). The dict says
+    what each figure is: ``nll_unit`` (nats per ``example``, e.g. "image (8x8x1)"),
+    ``estimator`` (the family's words for its ``log_prob``), ``bits_per_dim_over`` (the
+    dimensions), ``dequantized`` (bits/dim then bound the discrete NLL)."""
     if family.labelled and y is None:
         raise ValueError(f"the {family.name} model scores labelled examples; the evaluation split has no labels.")
     batches = jax.device_put(eval_set(np.asarray(x), batch_size, y if family.labelled else None))
@@ -39,8 +43,14 @@ def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, b
         "n": int(x.shape[0]),
         "nll": nll,
         "nll_kind": family.log_prob_kind,
+        "nll_unit": f"nats per {example}",
+        "estimator": family.estimator or family.log_prob_kind,
         "bits_per_dim": float(bits_per_dim(nll, num_dims, bin_width)),
+        "bits_per_dim_over": int(num_dims),
+        "dequantized": bin_width is not None,
     }
+    if family.val_estimator:
+        out["validation_estimator"] = family.val_estimator
     if family.bound is not None:
         b = float(_mean(family.bound, params, batches, k_elbo))
         out |= {"bound_name": family.bound_name, family.bound_name: b,

@@ -67,6 +67,7 @@ def image_metrics(real_train, real_test, fake, labels, dataset: str, classifier_
     out = {
         "classifier": tag,
         "classifier_test_accuracy": clf.test_accuracy,
+        "classifier_identity": clf.identity(),
         "n": n,
         "model": scores(f_fake, clf.probs(fake)),
         "real_vs_real": scores(f_train, clf.probs(real_train[:n])),

@@ -248,6 +248,8 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
         sample=sample_cached if cached else sample_full,
         log_prob=log_prob,
         log_prob_kind="exact",
+        estimator="exact (chain rule" + (f", the mixture of {int(mcfg.n_orders)} orderings" if arch == "made"
+                                         and int(mcfg.n_orders) > 1 else "") + ")",
         modules=module,
         progress=("loss", "bits_per_token"),
         curves=Curves("nll", 1.0, "train NLL"),

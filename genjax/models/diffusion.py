@@ -318,6 +318,11 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
         sample=sampler(default),
         log_prob=log_prob,
         log_prob_kind="probability-flow ODE" + (" (Hutchinson estimate)" if trace == "hutchinson" else ""),
+        estimator=(f"probability-flow ODE likelihood (RK4, {int(mcfg.ode_steps)} steps from t = {t_like:g}; "
+                   + ("exact divergence" if trace == "exact" else f"Hutchinson divergence, one {mcfg.probe} probe")
+                   + (f"; dequantized inside over the {levels} levels: a bound on their NLL" if levels else "")
+                   + ")"),
+        val_estimator="one-term unbiased estimate of the DDPM bound (a bound, not the ODE likelihood)",
         val_log_prob=val_log_prob,
         bound=bound,
         bound_name="ddpm_bound",

@@ -186,6 +186,7 @@ def make_flow(mcfg, data: DataInfo) -> Family:
         sample=sample,
         log_prob=log_prob,
         log_prob_kind="exact",
+        estimator="exact (change of variables)",
         modules=module,
         progress=("loss",),
         curves=Curves("nll", 1.0, "train NLL"),

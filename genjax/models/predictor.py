@@ -192,6 +192,7 @@ def make_predictor(mcfg, data: DataInfo) -> Family:
         sample=sample,
         log_prob=log_prob,
         log_prob_kind="exact",
+        estimator="exact -log p(y | x)",
         hparams={"gamma": float(mcfg.gamma)} if lik == "focal" else {},
         modules=module,
         set_dropout=lambda params, rate: {n: set_dropout_rate(p, rate) for n, p in params.items()},

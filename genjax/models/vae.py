@@ -486,6 +486,10 @@ def make_vae(mcfg, data: DataInfo) -> Family:
         sample=sample,
         log_prob=lp,
         log_prob_kind="importance-sampled estimate" if density else "none",
+        estimator=(f"importance-sampled estimate with k = {int(mcfg.nll_samples)} (IWAE; its expectation "
+                   "overestimates the NLL, less so as k grows)") if density else "",
+        val_estimator=(f"importance-sampled estimate with k = {int(mcfg.val_samples)}" if density
+                       and int(mcfg.val_samples) != int(mcfg.nll_samples) else ""),
         hparams=hparams,
         val_log_prob=val_lp,
         bound=elbo_eval if density else None,
