@@ -577,17 +577,7 @@ def cmd_cv(args: list[str]) -> int:
 
     if args or FLAGS.config is None:
         raise UsageError("cv needs --config=path/to/config.py and no positional arguments.")
-    cfg = FLAGS.config
-    if FLAGS.sweep is not None:
-        try:
-            sweep = json.loads(FLAGS.sweep)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--sweep={FLAGS.sweep!r} is not valid JSON ({e.msg}).") from None
-        if not isinstance(sweep, dict):
-            raise UsageError(f"--sweep must be a JSON object of fields to lists of values, got {FLAGS.sweep!r}.")
-        cfg.unlock()
-        cfg.cv.sweep = ConfigDict(sweep)
-        cfg.lock()
+    cfg = _with_sweep_flag(FLAGS.config)
     run_dir = _new_run_dir(cfg, "cv")
     splits, family = _prepare(cfg)  # bad data or config fails before anything is written
     from genjax.models import DataInfo
@@ -631,7 +621,37 @@ def cmd_params(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "cv": cmd_cv, "params": cmd_params}
+def _with_sweep_flag(cfg):
+    """``cfg`` with ``--sweep`` (JSON) as its ``cv.sweep``, where the flag is given."""
+    if FLAGS.sweep is None:
+        return cfg
+    try:
+        sweep = json.loads(FLAGS.sweep)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--sweep={FLAGS.sweep!r} is not valid JSON ({e.msg}).") from None
+    if not isinstance(sweep, dict):
+        raise UsageError(f"--sweep must be a JSON object of fields to lists of values, got {FLAGS.sweep!r}.")
+    cfg.unlock()
+    cfg.cv.sweep = ConfigDict(sweep)
+    cfg.lock()
+    return cfg
+
+
+def cmd_config(args: list[str]) -> int:
+    """The resolved config: every field with its value, description and allowed values, after
+    the same validation ``train`` runs (nothing is loaded or written)."""
+    from genjax.config import explain, validate
+
+    if args or FLAGS.config is None:
+        raise UsageError("config needs --config=path/to/config.py (or the path as its argument).")
+    cfg = _with_sweep_flag(FLAGS.config)
+    validate(cfg, ignore_inactive=_FAMILY_SWITCHED)
+    print(explain(cfg))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "cv": cmd_cv, "params": cmd_params,
+            "config": cmd_config}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -647,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genjax: error: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
     rest = argv[2:]
-    if cmd in ("cv", "params") and rest and not rest[0].startswith("-"):
+    if cmd in ("train", "cv", "params", "config") and rest and not rest[0].startswith("-"):
         rest = [f"--config={rest[0]}", *rest[1:]]  # `genjax params CONFIG` == `genjax params --config=CONFIG`
     argv = [argv[0], cmd, *rest]
     global FLAGS

@@ -148,7 +148,7 @@ def run_cv(
         "folds": int(cfg.cv.folds),
         "metric": "heldout_nll",
         "metric_kind": f"NLL on the held-out fold, nats per {splits.example} (lower is better; "
-        f"{family.val_estimator or family.estimator or family.log_prob_kind})",
+        f"{family.estimator or family.log_prob_kind})",
         "swept": swept,
         "rows": rows,
         "best": {f: best[f] for f in swept}

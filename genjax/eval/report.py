@@ -99,9 +99,9 @@ def summary(m: dict) -> str:
                              "better)")  # fmt: skip
             for space in ("pixel", "features"):
                 if space in cm:
-                    lines.append(f"  pluralistic diversity ({space}, mean pairwise distance within a class): model "
-                                 f"{cm[space]['model_mean']:.4f} | real {cm[space]['real_mean']:.4f} (closer to "
-                                 "real is better)")  # fmt: skip
+                    lines.append(f"  pluralistic diversity ({space}, mean distance to the nearest other sample of "
+                                 f"its class): model {cm[space]['model_mean']:.4f} | real "
+                                 f"{cm[space]['real_mean']:.4f} (closer to real is better)")  # fmt: skip
         if "duplicates" in s:
             d = s["duplicates"]
             lines.append(f"  duplicates: {d['duplicates']} generated pairs closer than the closest real pair "

@@ -259,17 +259,10 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
             terms = s**2 * ssm
         return jnp.mean(terms), {mcfg.loss: jnp.mean(terms)}
 
-    def dequantized(x, key):
-        """(x + u Delta, D log Delta) for discrete images; (x, 0) for continuous data."""
-        if not levels:
-            return x, 0.0
-        delta = (hi - lo) / (levels - 1)
-        return x + (jax.random.uniform(key, x.shape) - 0.5) * delta, dim * math.log(delta)
-
     def log_prob(params, x, key):
         """The probability-flow ODE log-likelihood ``[B]`` (module docstring)."""
         k_u, k_p = jax.random.split(key)
-        xd, log_vol = dequantized(x, k_u)
+        xd, log_vol = sc.dequantize_levels(x, k_u, levels, lo, hi) if levels else (x, 0.0)
         lp = smp.ode_log_prob(eps_fn(params[which]), process, xd, k_p, int(mcfg.ode_steps), t_like, trace, mcfg.probe)
         return lp + log_vol
 

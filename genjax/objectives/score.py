@@ -239,6 +239,17 @@ def discretized_gaussian_log_prob(x, mean, std, half_width, lo, hi):
     return _sum_event(jnp.where(at_lo, log_ndtr(z_hi), jnp.where(at_hi, log_ndtr(-z_lo), mid)))
 
 
+def dequantize_levels(x, key, levels: int, lo: float, hi: float):
+    """Uniform dequantization of data on ``levels`` evenly spaced values over [lo, hi]:
+    (x + u Delta, D log Delta) with u ~ U(-1/2, 1/2)^D and Delta = (hi - lo) / (levels - 1) the
+    spacing of the levels. For any density p, E_u log p(x + u Delta) + D log Delta <= log P(x), the
+    log-probability of the bin around x (Theis et al. 2016). ``x [B, ...]``; the second value is
+    a scalar (D = the event size)."""
+    delta = (hi - lo) / (levels - 1)
+    u = jax.random.uniform(key, x.shape) - 0.5
+    return x + u * delta, math.prod(x.shape[1:]) * math.log(delta)
+
+
 class Decoder(NamedTuple):
     """How the bound scores x_0 given x_1: a Gaussian N(x0_hat, s_1^2) discretized to the data's
     ``levels`` over [lo, hi] (``levels = 0``: the continuous density)."""

@@ -1,0 +1,259 @@
+"""Break every formula behind a printed figure on purpose and check that a test fails.
+
+    python tools/mutants.py            # every mutant; prints one line each and the survivors
+    python tools/mutants.py --list     # the mutants, without running them
+    python tools/mutants.py NAME ...   # only these
+
+Each mutant replaces one exact snippet of a source file (a constant, a factor, a swapped argument,
+an off-by-one in a mask or a time index) in a copy of the tracked files (``git ls-files``), then
+runs the tests named beside it (``pytest -x``). A mutant that no test kills is a formula without a
+guard: write the test. The copy is made once per invocation under a temporary folder; the working
+tree is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+O = "genjax/objectives/"
+M = "genjax/models/"
+E = "genjax/eval/"
+T = "tests/"
+T_ELBO, T_LIK, T_SCORE, T_ADV = T + "objectives/test_elbo.py", T + "objectives/test_likelihood.py", \
+    T + "objectives/test_score.py", T + "objectives/test_adversarial.py"  # fmt: skip
+T_SQ, T_DIV, T_FLOWS = T + "eval/test_sample_quality.py", T + "eval/test_divergences.py", T + "nn/test_flows.py"
+T_VAE, T_VAR, T_DIFF = T + "models/test_vae.py", T + "models/test_vae_variants.py", T + "models/test_diffusion.py"
+T_AR, T_PRED, T_FLOW = T + "models/test_autoregressive.py", T + "models/test_predictor.py", T + "models/test_flow.py"
+T_FORM = T + "test_formulas.py"
+
+# (name, file, exact snippet, replacement, tests)
+MUTANTS = [
+    # --- objectives/elbo.py
+    ("kl per dim: drop 1/2", O + "elbo.py", "return 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)",
+     "return (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)", [T_ELBO]),
+    ("kl per dim: sign of log_var", O + "elbo.py", "jnp.square(mean) - 1.0 - log_var)", "jnp.square(mean) - 1.0 + log_var)",
+     [T_ELBO]),
+    ("kl between: swap q and p variances", O + "elbo.py", "log_var_p - log_var_q + (jnp.exp(log_var_q)",
+     "log_var_q - log_var_p + (jnp.exp(log_var_q)", [T_ELBO, T_VAR]),
+    ("reparameterize: std = exp(log_var)", O + "elbo.py", "return mean + jnp.exp(0.5 * log_var) * eps",
+     "return mean + jnp.exp(log_var) * eps", [T_ELBO, T_VAE]),
+    ("iwae: no log k", O + "elbo.py", "return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])",
+     "return jax.nn.logsumexp(log_w, axis=0)", [T_ELBO, T_VAE]),
+    ("log weights: + log q", O + "elbo.py", "return log_px_z + log_pz - log_qz", "return log_px_z + log_pz + log_qz",
+     [T_ELBO, T_VAE]),
+    ("free bits: > becomes <", O + "elbo.py", "jnp.mean(kl, axis=0) > free_bits", "jnp.mean(kl, axis=0) < free_bits",
+     [T_ELBO, T_VAR]),
+    ("rbf: 2 s^2 -> s^2", O + "elbo.py", "return jnp.exp(-d2 / (2.0 * s2))", "return jnp.exp(-d2 / s2)", [T_ELBO, T_VAR]),
+    ("imq: C = 2 K -> K", O + "elbo.py", "c = 2.0 * a.shape[-1] * (", "c = 1.0 * a.shape[-1] * (", [T_ELBO, T_VAR]),
+    ("mmd: cross term x1", O + "elbo.py", "- 2.0 * jnp.mean(k(x, y, bandwidth))", "- jnp.mean(k(x, y, bandwidth))",
+     [T_ELBO, T_VAR]),
+    ("active units: std not var", O + "elbo.py", "a = jnp.var(jnp.asarray(means, jnp.float32), axis=0)",
+     "a = jnp.std(jnp.asarray(means, jnp.float32), axis=0)", [T_ELBO, T_VAR]),
+    ("linear warm-up: off by one step", O + "elbo.py", "jnp.asarray(step, jnp.float32) / warmup_steps)",
+     "(jnp.asarray(step, jnp.float32) + 1) / warmup_steps)", [T_ELBO, T_VAE]),
+    # --- objectives/likelihood.py
+    ("bernoulli: sign", O + "likelihood.py", "return _sum_event(x * logits - jax.nn.softplus(logits), event_ndims)",
+     "return _sum_event(x * logits + jax.nn.softplus(-logits), event_ndims)", [T_LIK, T_ELBO, T_VAE]),
+    ("gaussian log prob: drop log 2 pi", O + "likelihood.py", "terms = -0.5 * (LOG_2PI + log_var + (x - mean) ** 2",
+     "terms = -0.5 * (log_var + (x - mean) ** 2", [T_LIK, T_ELBO, T_VAE]),
+    ("standard normal: factor 1/2 on z^2 only", O + "likelihood.py", "-0.5 * (LOG_2PI + jnp.square(z))",
+     "-0.5 * LOG_2PI - jnp.square(z)", [T_LIK, T_ELBO, T_FLOW]),
+    ("bits/dim: + D log bin", O + "likelihood.py", "nll = nll - num_dims * math.log(bin_width)",
+     "nll = nll + num_dims * math.log(bin_width)", [T_LIK, T_FLOW, T_FORM]),
+    ("bits/dim: log 10", O + "likelihood.py", "return nll / (num_dims * math.log(2.0))",
+     "return nll / (num_dims * math.log(10.0))", [T_LIK, T_FLOW, T_FORM]),
+    ("heteroscedastic: floor outside", O + "likelihood.py", "var = jnp.exp(log_var) + min_var",
+     "var = jnp.exp(log_var + min_var)", [T_LIK, T_PRED]),
+    ("student t: (nu + 1) / 2 -> nu / 2", O + "likelihood.py", "- (df + 1) / 2 * jnp.log1p(jnp.square(u) / df)",
+     "- df / 2 * jnp.log1p(jnp.square(u) / df)", [T_LIK, T_PRED]),
+    ("student t: drop log scale", O + "likelihood.py", "        - jnp.log(scale)\n", "", [T_LIK, T_PRED]),
+    ("focal: (1 - p) -> p", O + "likelihood.py", "jnp.maximum(-jnp.expm1(logp_t), 1e-30)",
+     "jnp.maximum(jnp.exp(logp_t), 1e-30)", [T_LIK, T_PRED]),
+    # --- objectives/adversarial.py
+    ("gradient penalty: (||g|| - 1)^2 -> ||g||^2", O + "adversarial.py", "+ 1e-12) - 1.0) ** 2", "+ 1e-12)) ** 2",
+     [T_ADV]),
+    ("gradient penalty: interpolate at e = 1 - e", O + "adversarial.py", "x_hat = e * real + (1.0 - e) * fake",
+     "x_hat = e * real + e * fake", [T_ADV]),
+    # --- objectives/score.py
+    ("linear schedule: 1/2 dropped", O + "score.py", "0.5 * (self.beta_max - self.beta_min) * t**2",
+     "(self.beta_max - self.beta_min) * t**2", [T_SCORE, T_FORM]),
+    ("cosine schedule: s offset", O + "score.py", "_COSINE_S = 0.008", "_COSINE_S = 0.08", [T_SCORE, T_FORM]),
+    ("ve: geometric exponent", O + "score.py", "self.sigma_min * (self.sigma_max / self.sigma_min) ** t",
+     "self.sigma_min * (self.sigma_max / self.sigma_min) ** (t * t)", [T_SCORE, T_FORM]),
+    ("transition: v_ts sign", O + "score.py", "return a_ts, s_t**2 - a_ts**2 * s_s**2", "return a_ts, s_t**2 - a_ts * s_s**2",
+     [T_SCORE, T_FORM]),
+    ("posterior: var s_s^2 / s_t^2 -> s_s / s_t", O + "score.py", "return c_t * xt + c_0 * x0, v_ts * s_s**2 / s_t**2",
+     "return c_t * xt + c_0 * x0, v_ts * s_s / s_t", [T_SCORE, T_FORM]),
+    ("posterior: swap the mean coefficients", O + "score.py", "return c_t * xt + c_0 * x0,", "return c_0 * xt + c_t * x0,",
+     [T_SCORE, T_FORM]),
+    ("dsm: eps / sigma^2", O + "score.py", "return 0.5 * _sum_event((score_fn(xt) + eps / sigma) ** 2)",
+     "return 0.5 * _sum_event((score_fn(xt) + eps / sigma**2) ** 2)", [T_SCORE]),
+    ("sliced sm: 1/2 dropped", O + "score.py", "quad + (0.5 * _sum_event(s**2) if variance_reduced",
+     "quad + (_sum_event(s**2) if variance_reduced", [T_SCORE]),
+    ("gaussian kl (vlb): var ratio swapped", O + "score.py", "jnp.log(var2) - jnp.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2",
+     "jnp.log(var1) - jnp.log(var2) + (var1 + (mean1 - mean2) ** 2) / var2", [T_SCORE, T_FORM]),
+    ("vlb: step kl factor 2", O + "score.py", "return _sum_event((mean_q - mean_p) ** 2) / (2.0 * var)",
+     "return _sum_event((mean_q - mean_p) ** 2) / var", [T_SCORE, T_DIFF]),
+    ("vlb: time index off by one", O + "score.py", "eps_hat = eps_fn(xi, i / n_steps)", "eps_hat = eps_fn(xi, (i - 1) / n_steps)",
+     [T_SCORE, T_DIFF, T_FORM]),
+    ("vlb: decoder at x_2", O + "score.py", "x1, _ = perturb(x0, k_dec, a[1], s[1])", "x1, _ = perturb(x0, k_dec, a[2], s[2])",
+     [T_SCORE, T_DIFF]),
+    ("vlb estimate: T instead of T - 1", O + "score.py", "(n_steps - 1) * t[\"steps\"][:, 0]", "n_steps * t[\"steps\"][:, 0]",
+     [T_SCORE, T_DIFF]),
+    ("discretized decoder: half width x2", O + "score.py", "0.5 * (self.hi - self.lo) / (self.levels - 1)",
+     "(self.hi - self.lo) / (self.levels - 1)", [T_SCORE, T_DIFF]),
+    ("prior log prob: variance not std", O + "score.py", "return _sum_event(-0.5 * (LOG_2PI + math.log(v) + x**2 / v))",
+     "return _sum_event(-0.5 * (LOG_2PI + 0.5 * math.log(v) + x**2 / v))", [T_SCORE, T_FORM]),
+    # --- objectives/samplers.py
+    ("ddim: noise scale not the posterior std", O + "samplers.py", "c = eta * jnp.sqrt(var)", "c = eta * var",
+     [T_SCORE, T_FORM]),
+    ("ddim: eps coefficient", O + "samplers.py", "jnp.sqrt(jnp.maximum(s_s**2 - c**2, 0.0)) * eps",
+     "jnp.sqrt(jnp.maximum(s_s**2, 0.0)) * eps", [T_SCORE, T_FORM]),
+    ("langevin: step sqrt(2 alpha)", O + "samplers.py", "+ jnp.sqrt(alpha) * jax.random.normal(",
+     "+ jnp.sqrt(2 * alpha) * jax.random.normal(", [T_SCORE, T_FORM]),
+    ("ode drift: g^2 s, not 1/2", O + "samplers.py", "return f * x - 0.5 * g2 * _score(eps_fn, process, x, t)",
+     "return f * x - g2 * _score(eps_fn, process, x, t)", [T_SCORE, T_FORM]),
+    ("ode log prob: minus the divergence", O + "samplers.py", "return process.prior_log_prob(x1) + delta",
+     "return process.prior_log_prob(x1) - delta", [T_SCORE, T_FORM]),
+    ("rk4: weights", O + "samplers.py", "dt / 6 * (b1 + 2 * b2 + 2 * b3 + b4)", "dt / 6 * (b1 + b2 + 3 * b3 + b4)",
+     [T_SCORE, T_FORM]),
+    ("tweedie: s not s^2", O + "samplers.py", "return (x + s**2 * _score(eps_fn, process, x, t)) / a",
+     "return (x + s * _score(eps_fn, process, x, t)) / a", [T_SCORE, T_FORM]),
+    ("reverse sde: drift sign of f", O + "samplers.py", "drift = f * x - g2 * _score(eps_fn, process, x, t)",
+     "drift = -f * x - g2 * _score(eps_fn, process, x, t)", [T_SCORE, T_FORM]),
+    # --- models/diffusion.py
+    ("diffusion dequantization: log volume dropped", O + "score.py",
+     "return x + u * delta, math.prod(x.shape[1:]) * math.log(delta)", "return x + u * delta, 0.0", [T_DIFF, T_FORM]),
+    ("diffusion dequantization: bin width", O + "score.py", "delta = (hi - lo) / (levels - 1)",
+     "delta = (hi - lo) / levels", [T_DIFF, T_FORM]),
+    # --- models/vae.py
+    ("vae: beta on the reconstruction", M + "vae.py", "loss = -jnp.mean(log_px_z - beta * kl_term)",
+     "loss = -jnp.mean(beta * log_px_z - kl_term)", [T_VAE, T_VAR]),
+    ("vae: infovae (1 - alpha)", M + "vae.py", "+ (1.0 - alpha) * jnp.mean(kl) +", "+ alpha * jnp.mean(kl) +", [T_VAR]),
+    ("vae: nll log k", M + "vae.py", "return total - math.log(k)", "return total - math.log(chunk)", [T_VAE]),
+    # --- nn/flows
+    ("coupling: log-det sign", "genjax/nn/flows/layers.py", "y, ld = x * jnp.exp(s) + p[:, 1], s", "y, ld = x * jnp.exp(s) + p[:, 1], -s",
+     [T_FLOWS]),
+    ("actnorm: log-det count", "genjax/nn/flows/layers.py", "return (x + self.bias[...]) * jnp.exp(self.log_scale[...]), n * jnp.sum",
+     "return (x + self.bias[...]) * jnp.exp(self.log_scale[...]), jnp.sum", [T_FLOWS]),
+    ("logit transform: log(1 - 2a) dropped", "genjax/nn/flows/layers.py",
+     "return y, jnp.sum(math.log(1 - 2 * self.alpha) - jnp.log(p) - jnp.log1p(-p))",
+     "return y, jnp.sum(-jnp.log(p) - jnp.log1p(-p))", [T_FLOWS, T_FLOW]),
+    # --- models/predictor.py
+    ("predictor interval: quantile of level, not (1 + level) / 2", M + "predictor.py", "float(stats.norm.ppf(p))",
+     "float(stats.norm.ppf(level))", [T_PRED]),
+    ("predictor std: floor dropped", M + "predictor.py",
+     "return jnp.sqrt(jnp.exp(h[1]) + (min_var if lik == \"heteroscedastic\" else 0.0))",
+     "return jnp.sqrt(jnp.exp(h[1]))", [T_PRED]),
+    ("predictor student-t scale: floor not sqrt", M + "predictor.py", "return jnp.exp(h[1]) + math.sqrt(min_var)",
+     "return jnp.exp(h[1]) + min_var", [T_PRED]),
+    # --- models/autoregressive.py
+    ("autoregressive: temperature multiplies", M + "autoregressive.py", "    logits = logits / temperature\n",
+     "    logits = logits * temperature\n", [T_AR]),
+    # --- eval
+    ("fid: factor 2 on the cross term", E + "sample_quality.py", "- 2 * np.trace(covmean))", "- np.trace(covmean))",
+     [T_SQ]),
+    ("kid: cubic -> square", E + "sample_quality.py", "k = lambda a, b: (a @ b.T / d + 1.0) ** 3",
+     "k = lambda a, b: (a @ b.T / d + 1.0) ** 2", [T_SQ]),
+    ("inception score: log marginal sign", E + "sample_quality.py", "np.sum(p * (np.log(p) - np.log(marginal)), 1)",
+     "np.sum(p * (np.log(p) + np.log(marginal)), 1)", [T_SQ]),
+    ("knn radius: k-th -> (k-1)-th", E + "sample_quality.py", "np.partition(d, k - 1, axis=1)[:, k - 1]",
+     "np.partition(d, k - 2, axis=1)[:, k - 2]", [T_SQ]),
+    ("precision/recall swapped", E + "sample_quality.py",
+     "precision = float(in_manifold(fake, real, knn_radii(real, k)).mean())",
+     "precision = float(in_manifold(real, fake, knn_radii(fake, k)).mean())", [T_SQ]),
+    ("mode coverage: 3 std -> 2", E + "sample_quality.py", "<= 3 * std", "<= 2 * std", [T_SQ]),
+    ("js: the mixture weight", E + "divergences.py", "m = 0.5 * (p + q)", "m = 0.5 * p + q", [T_DIV]),
+    ("sliced wasserstein: unnormalized directions", E + "divergences.py",
+     "theta /= np.linalg.norm(theta, axis=1, keepdims=True)", "theta /= 2", [T_DIV]),
+    ("coverage: open interval", E + "predictive.py", "np.mean((y >= lo) & (y <= hi))", "np.mean((y > lo) & (y < lo))",
+     [T_PRED]),
+    ("pluralistic diversity: the farthest, not nearest", E + "conditional.py", "return float(d.min(1).mean())",
+     "return float(np.where(np.isinf(d), 0, d).max(1).mean())", [T_VAR]),
+    ("heldout: bits/dim from the bound's dims", E + "metrics.py", "\"bits_per_dim\": float(bits_per_dim(nll, num_dims, bin_width)),",
+     "\"bits_per_dim\": float(bits_per_dim(nll, num_dims + 1, bin_width)),", [T_VAE, T_FLOW, T_FORM]),
+    ("sweep lead: unpaired se", "genjax/sweep.py", "se = float(d.std(ddof=1) / np.sqrt(k))", "se = float(d.std(ddof=1))",
+     [T + "test_sweep.py"]),
+]
+
+
+def _copy() -> Path:
+    dst = Path(tempfile.mkdtemp(prefix="genjax-mutants-"))
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    for f in files:
+        if (ROOT / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    return dst
+
+
+def check_snippets() -> list[str]:
+    """Mutants whose snippet is not found exactly once (the source moved on)."""
+    bad = []
+    for name, path, old, _, _ in MUTANTS:
+        n = (ROOT / path).read_text().count(old)
+        if n != 1:
+            bad.append(f"{name}: the snippet occurs {n} times in {path}")
+    return bad
+
+
+def run(selected: list[str] | None = None, timeout: int = 600) -> list[str]:
+    bad = check_snippets()
+    if bad:
+        print("\n".join(bad))
+        sys.exit(2)
+    work = _copy()
+    env = dict(os.environ, GENJAX_CACHE_DIR=str(work / ".cache"), PYTHONDONTWRITEBYTECODE="1")
+    survivors = []
+    try:
+        for name, path, old, new, tests in MUTANTS:
+            if selected and name not in selected:
+                continue
+            src = work / path
+            original = src.read_text()
+            src.write_text(original.replace(old, new, 1))
+            t0 = time.perf_counter()
+            try:
+                r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-n", "0",
+                                    *tests], cwd=work, env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+                killed = r.returncode != 0
+                how = "killed" if killed else "SURVIVED"
+                if killed and "error" in r.stdout.lower() and "failed" not in r.stdout.lower():
+                    how = "killed (error)"
+            except subprocess.TimeoutExpired:
+                killed, how = True, "killed (timeout)"
+            finally:
+                src.write_text(original)
+            print(f"{how:16s} {time.perf_counter() - t0:6.1f}s  {name}", flush=True)
+            if not killed:
+                survivors.append(name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{len(survivors)} survivors" + (": " + "; ".join(survivors) if survivors else ""))
+    return survivors
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*")
+    ap.add_argument("--list", action="store_true")
+    a = ap.parse_args(argv)
+    if a.list:
+        for name, path, *_ in MUTANTS:
+            print(f"{path:32s} {name}")
+        return 0
+    return 1 if run(a.names or None) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
