@@ -267,3 +267,84 @@ def test_predictive_interval_and_std_with_the_floor(lik):
             assert std == pytest.approx(sd_num, rel=5e-3)
         assert std >= math.sqrt(0.3) - 1e-6 if lik == "heteroscedastic" else std > 0
 
+
+
+def test_gradient_penalty_is_taken_at_uniform_interpolates():
+    """With the critic D(x) = ||x||^2 / 2 (gradient x), the penalty's mean over draws is
+    E_e (|e r + (1 - e) f| - 1)^2, e ~ U(0, 1): by quadrature for r = 3, f = -1 in 1-D."""
+    from genjax.objectives import adversarial as A
+
+    n = 200_000
+    real, fake = jnp.full((n, 1), 3.0), jnp.full((n, 1), -1.0)
+    gp = A.gradient_penalty(lambda x: 0.5 * jnp.sum(x**2, -1), real, fake, jax.random.key(0))
+    e = np.linspace(0, 1, 200_001)
+    want = np.trapezoid((np.abs(e * 3.0 + (1 - e) * -1.0) - 1) ** 2, e)
+    assert float(jnp.mean(gp)) == pytest.approx(want, rel=0.01)
+
+
+def test_infovae_loss_weights_its_terms_as_zhao_et_al():
+    """loss = rec + (1 - alpha) KL + (alpha + lambda - 1) MMD, at an alpha where 1 - alpha != alpha."""
+    from genjax.config import base_config
+    from genjax.models import Context, DataInfo, build_family
+
+    c = base_config()
+    c.model.vae.update(objective="infovae", hidden=(16,), latent_dim=3, info_alpha=0.3, info_lambda=10.0)
+    fam = build_family(c, DataInfo((8, 8, 1), levels=2))
+    p = fam.init(jax.random.key(0))
+    x = (jax.random.uniform(jax.random.key(1), (32, 8, 8, 1)) > 0.5).astype(jnp.float32)
+    ctx = Context(jnp.int32(0), {k: jnp.float32(v) for k, v in fam.hparams.items()})
+    loss, m = fam.players[0].loss(p, {"x": x}, jax.random.key(2), ctx)
+    assert float(m["kl"]) > 0.1 and float(m["mmd"]) != 0.0
+    assert float(loss) == pytest.approx(float(m["rec"] + 0.7 * m["kl"] + 9.3 * m["mmd"]), rel=1e-5)
+
+
+def test_diffusion_likelihood_on_discrete_levels_adds_the_dequantization_volume(monkeypatch):
+    """The family's log_prob on 17-level images in [-1, 1] is the ODE log-density at a point
+    within half a level of x, plus D log Delta with Delta = 2 / 16: with the ODE replaced by 0,
+    exactly D log Delta."""
+    from genjax.config import base_config
+    from genjax.models import DataInfo, build_family
+
+    seen = {}
+
+    def fake_ode(eps_fn, process, x, key, *a, **kw):
+        seen["x"] = x
+        return jnp.zeros(x.shape[0])
+
+    monkeypatch.setattr(smp, "ode_log_prob", fake_ode)
+    c = base_config()
+    c.model.family = "diffusion"
+    c.model.diffusion.update(arch="mlp", hidden=(8, 8), timesteps=10, sample_steps=5)
+    fam = build_family(c, DataInfo((2, 2, 1), "-11", 0, 17))
+    x = jnp.array([[[[-1.0], [0.125]], [[0.5], [1.0]]]] * 3)
+    lp = fam.log_prob(fam.init(jax.random.key(0)), x, jax.random.key(1))
+    np.testing.assert_allclose(np.asarray(lp), 4 * math.log(2 / 16), rtol=1e-6)
+    assert float(jnp.max(jnp.abs(seen["x"] - x))) <= 1 / 16 + 1e-6 and not np.allclose(seen["x"], x)
+
+
+# ---- sample-quality statistics against brute force ----------------------------------------------
+
+
+def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel_by_brute_force():
+    from genjax.eval.sample_quality import kernel_distance
+
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.normal(size=(7, 3)), rng.normal(0.5, 1.2, size=(9, 3))
+    k = lambda a, b: (np.dot(a, b) / 3 + 1.0) ** 3  # noqa: E731
+    xx = sum(k(f1[i], f1[j]) for i in range(7) for j in range(7) if i != j) / (7 * 6)
+    yy = sum(k(f2[i], f2[j]) for i in range(9) for j in range(9) if i != j) / (9 * 8)
+    xy = sum(k(a, b) for a in f1 for b in f2) / (7 * 9)
+    assert kernel_distance(f1, f2) == pytest.approx(xx + yy - 2 * xy, rel=1e-10)
+
+
+def test_knn_radii_and_precision_recall_by_hand():
+    """Kynkaanniemi et al. (2019): the radius of a point is the distance to its k-th nearest
+    other point of its own set; precision = share of fakes inside some real ball."""
+    from genjax.eval.sample_quality import knn_radii, precision_recall
+
+    x = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]])
+    np.testing.assert_allclose(knn_radii(x, 3), [6.0, 5.0, 3.0, 5.0, 9.0])  # 3rd nearest of each
+    np.testing.assert_allclose(knn_radii(x, 1), [1.0, 1.0, 2.0, 3.0, 4.0])
+    # inside 0's ball (radius 6), outside every ball, inside 10's (9), inside, outside
+    fake = np.array([[-5.5], [-6.5], [17.5], [4.0], [20.0]])
+    assert precision_recall(x, fake, k=3)["precision"] == pytest.approx(3 / 5)
