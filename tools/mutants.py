@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -210,14 +211,14 @@ def check_snippets() -> list[str]:
     return bad
 
 
-def run(selected: list[str] | None = None, timeout: int = 600) -> list[str]:
+def run(selected: list[str] | None = None, timeout: int = 600, markdown: str | None = None) -> list[str]:
     bad = check_snippets()
     if bad:
         print("\n".join(bad))
         sys.exit(2)
     work = _copy()
     env = dict(os.environ, GENJAX_CACHE_DIR=str(work / ".cache"), PYTHONDONTWRITEBYTECODE="1")
-    survivors = []
+    survivors, results = [], []
     try:
         for name, path, old, new, tests in MUTANTS:
             if selected and name not in selected:
@@ -231,18 +232,27 @@ def run(selected: list[str] | None = None, timeout: int = 600) -> list[str]:
                                     *tests], cwd=work, env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
                 killed = r.returncode != 0
                 how = "killed" if killed else "SURVIVED"
-                if killed and "error" in r.stdout.lower() and "failed" not in r.stdout.lower():
-                    how = "killed (error)"
+                failed = re.findall(r"^FAILED (\S+)", r.stdout, re.M)
+                by = failed[0].split(" - ")[0] if failed else ""
+                if killed and not failed:
+                    how, by = "killed (error)", (r.stdout.strip().splitlines() or [""])[-1][:100]
             except subprocess.TimeoutExpired:
-                killed, how = True, "killed (timeout)"
+                killed, how, by = True, "killed (timeout)", ""
             finally:
                 src.write_text(original)
-            print(f"{how:16s} {time.perf_counter() - t0:6.1f}s  {name}", flush=True)
+            print(f"{how:16s} {time.perf_counter() - t0:6.1f}s  {name}  <- {by}", flush=True)
+            results.append((name, path, how, by))
             if not killed:
                 survivors.append(name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{len(survivors)} survivors" + (": " + "; ".join(survivors) if survivors else ""))
+    if markdown:
+        lines = ["| source | broken on purpose | first test that fails |", "| --- | --- | --- |"]
+        lines += [f"| `{p.removeprefix('genjax/')}` | {n} | `{b.removeprefix('tests/')}` |" if h.startswith("killed")
+                  else f"| `{p.removeprefix('genjax/')}` | {n} | **survived** |" for n, p, h, b in results]  # fmt: skip
+        Path(markdown).write_text("\n".join(lines) + "\n")
+        print(f"wrote {markdown}")
     return survivors
 
 
@@ -250,12 +260,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--markdown", default=None, help="also write the table of mutants and their killers here")
     a = ap.parse_args(argv)
     if a.list:
         for name, path, *_ in MUTANTS:
             print(f"{path:32s} {name}")
         return 0
-    return 1 if run(a.names or None) else 0
+    return 1 if run(a.names or None, markdown=a.markdown) else 0
 
 
 if __name__ == "__main__":
