@@ -108,7 +108,7 @@ MUTANTS = [
     ("vlb: time index off by one", OBJ + "score.py", "eps_hat = eps_fn(xi, i / n_steps)", "eps_hat = eps_fn(xi, (i - 1) / n_steps)",
      [T_FORM, T_SCORE, T_DIFF]),
     ("vlb: decoder at x_2", OBJ + "score.py", "x1, _ = perturb(x0, k_dec, a[1], s[1])", "x1, _ = perturb(x0, k_dec, a[2], s[2])",
-     [T_SCORE, T_DIFF]),
+     [T_FORM, T_SCORE, T_DIFF]),
     ("vlb estimate: T instead of T - 1", OBJ + "score.py", "(n_steps - 1) * t[\"steps\"][:, 0]", "n_steps * t[\"steps\"][:, 0]",
      [T_SCORE, T_DIFF]),
     ("discretized decoder: half width x2", OBJ + "score.py", "0.5 * (self.hi - self.lo) / (self.levels - 1)",
