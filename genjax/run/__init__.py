@@ -1,0 +1,3 @@
+"""The composition layer the CLI and the Python API share (above data, models, train and eval):
+a run prepared once (``prepare``), the run folder (``genjax.rundir``), benchmarks of the program
+``genjax train`` runs (``bench``)."""

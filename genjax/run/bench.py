@@ -1,0 +1,235 @@
+"""``genjax bench``: the cost of exactly the program ``genjax train`` runs for a config.
+
+It builds the run as ``genjax train`` does (validation of the config, the data, the family, the
+program with its transforms, non-finite guard, validation, mesh and dtype; the epoch jitted with
+the state donated) and measures:
+
+* compile seconds of the epoch, cold (an empty persistent cache) and from the persistent cache;
+* steady state over ``epochs`` epochs: seconds per epoch, steps/s, examples (or tokens)/s,
+  ms per step, and the share of an epoch spent in validation (timed alone);
+* FLOPs per training step from XLA's cost analysis of the step, and the fraction of a measured
+  matmul peak (MFU: flops/step x steps/s / peak, the peak of one large float32 matmul timed
+  here: 2048^3 on a CPU, 8192^3 on an accelerator);
+* memory: the compiled epoch's arguments, outputs and temporaries, and the device's peak where
+  the backend reports one;
+* the plain-JAX twin of the same math and shapes where ``benchmarks/twins.py`` has one (a
+  checkout of the repository): its epoch timed the same way, and the ratio
+  twin epoch / genjax training part of the epoch (>= 1 when genjax is as fast);
+* with ``whole``: the whole ``genjax train`` (driver, metrics, checkpoints, TensorBoard) for
+  those epochs in a temporary folder, against the twin's epochs plus the validation genjax does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def persistent_cache(folder: str | None):
+    """The persistent compilation cache pointed at ``folder`` (``None``: off) for the block, every
+    compile stored (no minimum time); the previous setting restored after."""
+    from jax._src import compilation_cache as cc
+
+    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs,
+           jax.config.jax_persistent_cache_min_entry_size_bytes)  # fmt: skip
+    cc.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    try:
+        yield
+    finally:
+        cc.reset_cache()
+        jax.config.update("jax_compilation_cache_dir", old[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", old[2])
+
+
+def matmul_peak(n: int | None = None, reps: int = 5) -> float:
+    """FLOP/s of one n x n float32 matmul (2 n^3 flops), the median of ``reps`` timed calls."""
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2.0 * n**3 / statistics.median(times)
+
+
+def _flops(compiled) -> float:
+    ca = compiled.cost_analysis()
+    ca = ca[0] if isinstance(ca, list | tuple) else ca
+    return float((ca or {}).get("flops", 0.0))
+
+
+def _memory(compiled) -> dict:
+    out = {}
+    try:
+        m = compiled.memory_analysis()
+        for k in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes"):
+            if hasattr(m, k):
+                out[k.replace("_size_in_bytes", "_bytes")] = int(getattr(m, k))
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        pass
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        out["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+    return out
+
+
+def _time_epochs(call, state, data, epochs: int):
+    """(median seconds per epoch over ``epochs`` calls after one warm-up, final state)."""
+    state, _ = call(state, data)
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        state, m = call(state, data)
+        jax.block_until_ready((state, m))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), state
+
+
+def load_twins():
+    """``benchmarks.twins`` from a checkout of the repository, or ``None``."""
+    if not (ROOT / "benchmarks" / "twins.py").is_file():
+        return None
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.twins")
+
+
+def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: bool = False, log=print) -> dict:
+    """Measure the program ``genjax train`` runs for ``cfg`` (module docstring); ``splits`` and
+    ``family`` as ``genjax.run.prepare.prepare`` returns them."""
+    from genjax.train.loop import build_program, fit, split_data
+
+    prog = build_program(cfg, family, splits)
+    data = prog.plan.put_data(split_data(cfg, splits, labels=family.labelled))
+    fresh = lambda: prog.plan.put_state(prog.init())  # noqa: E731
+    state = fresh()
+    out = {
+        "config": cfg.name,
+        "family": family.name,
+        "backend": jax.default_backend(),
+        "device": jax.devices()[0].device_kind,
+        "devices": jax.device_count(),
+        "jax": jax.__version__,
+        "dtype": str(cfg.train.dtype),
+        "batch": int(prog.per_step),
+        "steps_per_epoch": int(prog.steps),
+        "unit": "tokens" if splits.kind == "tokens" else "examples",
+    }
+    # compile: cold (an empty persistent cache), then again from that cache
+    with tempfile.TemporaryDirectory() as tmp, persistent_cache(tmp):
+        jax.clear_caches()
+        t = time.perf_counter()
+        compiled = jax.jit(prog.epoch, donate_argnums=0).lower(state, data).compile()
+        out["compile_cold_s"] = time.perf_counter() - t
+        jax.clear_caches()
+        t = time.perf_counter()
+        compiled = jax.jit(prog.epoch, donate_argnums=0).lower(state, data).compile()
+        out["compile_cached_s"] = time.perf_counter() - t
+    log(f"compiled the epoch in {out['compile_cold_s']:.1f} s cold, {out['compile_cached_s']:.2f} s from the cache")
+    out["epoch_s"], state = _time_epochs(compiled, state, data, epochs)
+    per_ex = splits.shape[-1] if splits.kind == "tokens" else 1
+    out["val_s"] = 0.0
+    if prog.val_nll is not None:
+        val = jax.jit(prog.val_nll).lower(state.params, data["val"], jax.random.key(0)).compile()
+        jax.block_until_ready(val(state.params, data["val"], jax.random.key(0)))
+        ts = []
+        for i in range(max(epochs, 3)):
+            t = time.perf_counter()
+            jax.block_until_ready(val(state.params, data["val"], jax.random.key(i)))
+            ts.append(time.perf_counter() - t)
+        out["val_s"] = statistics.median(ts)
+    out["val_share"] = out["val_s"] / out["epoch_s"]
+    train_s = max(out["epoch_s"] - out["val_s"], 1e-9)
+    out["steps_per_s"] = prog.steps / train_s
+    out[f"{out['unit']}_per_s"] = prog.steps * prog.per_step * per_ex / train_s
+    out["ms_per_step"] = 1e3 * train_s / prog.steps
+    batch = jax.tree.map(lambda a: jnp.asarray(a[: prog.per_step]), dict(splits.train))
+    if splits.kind == "tokens":
+        batch["x"] = batch["x"][..., : splits.shape[-1]]
+    step_c = jax.jit(prog.step).lower(fresh(), batch).compile()
+    out["flops_per_step"] = _flops(step_c)
+    out["peak_flops"] = matmul_peak()
+    out["mfu"] = out["flops_per_step"] * out["steps_per_s"] / out["peak_flops"]
+    out["memory"] = _memory(compiled)
+    twins = load_twins() if twin else None
+    tw = twins.twin_for(cfg, splits) if twins is not None else None
+    if tw is not None:
+        t = time.perf_counter()
+        tw_epoch = jax.jit(tw.epoch, donate_argnums=0).lower(tw.init(), tw.data).compile()
+        tw_compile = time.perf_counter() - t
+        tw_s, _ = _time_epochs(tw_epoch, tw.init(), tw.data, epochs)
+        out["twin"] = {"name": tw.name, "compile_s": tw_compile, "epoch_s": tw_s}
+        out["ratio"] = tw_s / train_s
+        log(f"plain-JAX twin {tw.name}: {tw_s:.4f} s per epoch; genjax's training part {train_s:.4f} s "
+            f"(ratio twin/genjax {out['ratio']:.3f}; >= 1 means genjax is as fast)")  # fmt: skip
+    if whole:
+        c = cfg.copy_and_resolve_references()
+        c.train.epochs = int(epochs)
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            fit(c, family, splits, Path(tmp) / "run", progress=False)
+            out["whole_s"] = time.perf_counter() - t
+        if tw is not None:
+            out["twin"]["whole_s"] = out["twin"]["compile_s"] + epochs * (out["twin"]["epoch_s"] + out["val_s"])
+            out["whole_ratio"] = out["twin"]["whole_s"] / out["whole_s"]
+    return out
+
+
+def report(r: dict) -> str:
+    """The printed table of one ``bench`` result: every figure with its unit."""
+    unit = r["unit"]
+    lines = [
+        f"{r['config']} ({r['family']}) on {r['devices']} x {r['device']} ({r['backend']}), {r['dtype']}, "
+        f"batch {r['batch']}, {r['steps_per_epoch']} steps per epoch",
+        f"  compile: {r['compile_cold_s']:.2f} s cold, {r['compile_cached_s']:.2f} s from the persistent cache",
+        f"  epoch: {r['epoch_s']:.4f} s, of which validation {r['val_s']:.4f} s ({100 * r['val_share']:.1f}%)",
+        f"  training: {r['steps_per_s']:.1f} steps/s, {r[unit + '_per_s']:,.0f} {unit}/s, {r['ms_per_step']:.3f} ms "
+        "per step (higher / higher / lower is better)",
+        f"  {r['flops_per_step'] / 1e6:,.1f} MFLOP per step (XLA cost analysis); MFU {100 * r['mfu']:.1f}% of a "
+        f"measured {r['peak_flops'] / 1e9:,.1f} GFLOP/s float32 matmul peak",
+    ]
+    mem = r.get("memory") or {}
+    if mem:
+        parts = [f"{k.removesuffix('_bytes')} {v / 2**20:,.1f} MiB" for k, v in mem.items()]
+        lines.append("  memory: " + ", ".join(parts))
+    if "twin" in r:
+        tw = r["twin"]
+        lines.append(f"  plain-JAX twin ({tw['name']}): {tw['epoch_s']:.4f} s per epoch, compile {tw['compile_s']:.2f} "
+                     f"s; ratio twin / genjax training {r['ratio']:.3f} (1 = the floor; higher is better)")  # fmt: skip
+    if "whole_s" in r:
+        lines.append(f"  whole genjax train for these epochs (driver, metrics, checkpoints): {r['whole_s']:.2f} s"
+                     + (f"; twin + the same validation {r['twin']['whole_s']:.2f} s, ratio {r['whole_ratio']:.3f}"
+                        if "whole_ratio" in r else ""))  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_json(r: dict, folder: str | Path) -> Path:
+    """``folder/bench-<config>-<backend>[-<dtype>].json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"bench-{r['config']}-{r['backend']}" + ("" if r["dtype"] == "float32" else f"-{r['dtype']}") + ".json"
+    path = folder / name
+    path.write_text(json.dumps(r, indent=2, default=lambda o: float(o) if isinstance(o, np.floating) else str(o))
+                    + "\n")  # fmt: skip
+    return path

@@ -1,0 +1,183 @@
+"""A run prepared once, for the CLI and the Python API alike: a saved run's config, the checks
+and builds that must pass before anything is written (config, data, family, program, mesh), the
+restore of a run folder's newest good checkpoint, and the scores of an easy-first curriculum.
+
+Every refusal is a ``UsageError`` (a ``ValueError``): one sentence naming the field or file and
+its value; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ml_collections import ConfigDict
+
+
+class UsageError(ValueError):
+    """Bad input from the command line or the API: one sentence, exit status 2 on the CLI."""
+
+
+def load_config(run_dir: Path) -> ConfigDict:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UsageError(f"run folder {str(run_dir)!r} has no config.json; is it a genjax run folder?")
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path} is not valid JSON ({e}).") from None
+    from genjax.config import base_config
+    from genjax.models import upgrade_legacy
+
+    saved = upgrade_legacy(saved)
+
+    def fill(into: dict, defaults: dict) -> dict:
+        """Fields added to genjax after the run was saved take their defaults."""
+        for k, v in defaults.items():
+            if k not in into:
+                into[k] = v
+            elif isinstance(v, dict) and isinstance(into[k], dict):
+                fill(into[k], v)
+        return into
+
+    def prune(into: dict, defaults: dict) -> dict:
+        """Fields genjax no longer has (moved into a family block by ``upgrade_legacy``) go."""
+        for k in [k for k in into if k not in defaults]:
+            del into[k]
+        for k, v in defaults.items():
+            if isinstance(v, dict) and v and isinstance(into[k], dict):
+                prune(into[k], v)
+        return into
+
+    base = base_config().to_dict()
+    return ConfigDict(prune(fill(saved, base), base))
+
+
+def prepare(cfg, saved: Path | None = None, ignore_inactive: bool = False):
+    """Validate the config, load the data, build the family and the whole program, initialized
+    abstractly with ``jax.eval_shape``: what can fail on bad input fails here, before
+    anything is written (``check_mesh`` checks the mesh). ``saved``: the run folder whose config
+    this is (its inactive family blocks are not checked: they were when the run was made; text
+    data must still have the vocabulary the run was trained with)."""
+    import jax
+
+    from genjax.config import validate
+    from genjax.data import load_splits
+    from genjax.models import DataInfo, build_family
+    from genjax.train import build_program
+
+    validate(cfg, ignore_inactive=saved is not None or ignore_inactive)
+    splits = load_splits(cfg.data, cfg.train.batch_size)
+    if saved is not None:
+        check_vocab(saved, splits)
+    try:
+        family = build_family(cfg, DataInfo.of(splits))
+        if family.labelled:
+            splits.require_labels(f"the {family.name} model scores labelled examples")
+        jax.eval_shape(build_program(cfg, family, splits).init)
+    except (TypeError, KeyError, IndexError, ZeroDivisionError) as e:  # a config value the model cannot take
+        raise UsageError(f"the config does not build a {cfg.model.family} model ({type(e).__name__}: {e}).") from None
+    return splits, family
+
+
+def check_vocab(run_dir: Path, splits) -> None:
+    """Text: the tokens the run was trained with (``vocab.json``) must be the ones the data give
+    now; a changed text file would silently map the model's token ids to other characters."""
+    path = run_dir / "vocab.json"
+    if splits.vocab is None:
+        return
+    if not path.is_file():
+        raise UsageError(f"{str(run_dir)!r} holds a text run but no vocab.json; its token ids cannot be checked.")
+    try:
+        saved = json.loads(path.read_text())
+        tokens, vocab = saved["tokens"], tuple(saved["vocab"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise UsageError(f"{path} is not a genjax vocabulary ({type(e).__name__}: {e}).") from None
+    if tokens != splits.tokens or vocab != tuple(splits.vocab):
+        new = "".join(sorted(set(splits.vocab) - set(vocab)))[:20]
+        diff = f"data.tokens {tokens!r} then, {splits.tokens!r} now"
+        if tokens == splits.tokens:
+            diff = f"{len(vocab)} tokens then, {len(splits.vocab)} now" + (f", new: {new!r}" if new else "")
+        raise UsageError(
+            f"data.name {splits.name!r} no longer gives the vocabulary run {str(run_dir)!r} was trained with "
+            f"({diff}); the text changed since training. Restore it, or train a new run."
+        )
+
+
+def easy_scores(cfg, splits):
+    """Per-training-example scores for ``train.easy_first`` (``None`` without it), checked."""
+    spec = str(cfg.train.easy_first)
+    if not spec:
+        return None
+    import numpy as np
+
+    from genjax.train import split_data
+
+    kind, _, path = spec.partition(":")
+    if kind == "npy":
+        if not Path(path).is_file():
+            raise UsageError(f"train.easy_first: no such file {path!r}.")
+        try:
+            scores = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise UsageError(f"train.easy_first: {path!r} is not a .npy array ({e}).") from None
+    elif kind == "run":
+        scores = scores_from_run(cfg, Path(path), splits)
+    else:
+        raise UsageError(f"train.easy_first must be npy:<path> or run:<run folder>, got {spec!r}.")
+    split_data(cfg, splits, scores)  # one score per training example, all finite
+    return scores
+
+
+def scores_from_run(cfg, prev: Path, splits):
+    """The NLL of the model trained in run folder ``prev`` on this run's training examples."""
+    from genjax import keys
+    from genjax.models import DataInfo, build_family
+    from genjax.train import select_params
+    from genjax.train.curriculum import nll_scores
+
+    if not prev.is_dir():
+        raise UsageError(f"train.easy_first: no run folder {str(prev)!r}.")
+    pcfg = load_config(prev)
+    for f in ("name", "scale", "binarize", "dequantize"):
+        if pcfg.data[f] != cfg.data[f]:
+            raise UsageError(
+                f"train.easy_first: {str(prev)!r} was trained with data.{f}={pcfg.data[f]!r}, this run has "
+                f"{cfg.data[f]!r}; its likelihoods would not rank these examples."
+            )
+    family = build_family(pcfg, DataInfo.of(splits))
+    if family.log_prob is None:
+        raise UsageError(f"train.easy_first: the {family.name} model in {str(prev)!r} has no likelihood to rank by.")
+    params = select_params(restore(pcfg, prev, splits, family), pcfg.train.keep_best)
+    x = splits.eval_view(splits.train["x"])
+    y = splits.train.get("y") if family.labelled else None
+    return nll_scores(family.log_prob, params, x, keys.key(cfg.seed, "easy_first"), int(cfg.eval.batch_size), y)
+
+
+def restore(cfg, run_dir: Path, splits, family):
+    from genjax.train import Checkpointer, build_program
+    from genjax.train.checkpoint import why_skipped
+
+    if not (run_dir / "checkpoints").is_dir():
+        raise UsageError(f"{str(run_dir)!r} has no checkpoints/ folder; was the run trained?")
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    try:
+        state, epoch, skipped = ckpt.restore_newest(build_program(cfg, family, splits).init())
+    finally:
+        ckpt.close()
+    if epoch is None:
+        raise UsageError(
+            f"{str(run_dir)!r} has no checkpoint that restores ({why_skipped(skipped) or 'there is none'})."
+        )
+    for ep, why in skipped:
+        print(f"genjax: skipped checkpoint of epoch {ep}: it does not restore ({why}).", file=sys.stderr)
+    return state
+
+
+def check_mesh(cfg, family) -> str:
+    """A mesh that cannot hold the run fails here, before the run folder is written; returns its
+    description."""
+    from genjax.train.sharding import describe, plan
+
+    return describe(plan(cfg.train.mesh, None, int(cfg.train.batch_size) * family.batch_multiple))
