@@ -220,6 +220,26 @@ def make_step(
                 metrics = log(metrics, pl, loss, g, m)
         return state._replace(params=params, opt=opt, step=state.step + 1), metrics
 
+    if order == "alternating" and single and players[0].n_steps == 1:
+        pl = players[0]
+
+        def compute(state: TrainState, batch):
+            """The step's gradient and metrics, nothing applied yet."""
+            key = keys.stream(state.rng, "step", state.step)
+            g, loss, m = grads(dict(state.params), state, pl, slice_of(batch, pl, 0), keys.update_key(key, 0, 0))
+            new_vars = m.pop("_vars", None)
+            return (g, new_vars), log({}, pl, loss, g, m)
+
+        def commit(state: TrainState, update) -> TrainState:
+            """The step's update applied: what ``step`` returns."""
+            g, new_vars = update
+            params, opt = dict(state.params), dict(state.opt)
+            params = apply(params, opt, pl, g, {} if new_vars is None else {"_vars": new_vars})
+            if pl.post_update is not None:
+                params = pl.post_update(params, Context(state.step, state.hparams))
+            return state._replace(params=params, opt=opt, step=state.step + 1)
+
+        step.parts = (compute, commit)  # the guard applies the update only when the step is finite
     return step
 
 
@@ -331,12 +351,20 @@ def make_epoch(
         raise ValueError(f"train.on_nonfinite must be 'halt' or 'skip', got {on_nonfinite!r}.")
     halt = on_nonfinite == "halt"
 
+    parts = getattr(step, "parts", None)
+
     def guarded(carry, batch):
         st, halted = carry
-        new, m = step(st, batch)
+        if parts is None:  # several players: the whole step is computed, then kept or dropped
+            new, m = step(st, batch)
+        else:  # one player: its update is applied only when the step is finite (no copy of the state)
+            update, m = parts[0](st, batch)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in m.values()]))
         ok, bad = finite & ~halted, ~finite & ~halted  # after a halt, steps neither apply nor count
-        kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, st)
+        if parts is None:
+            kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, st)
+        else:
+            kept = jax.lax.cond(ok, parts[1], lambda s, u: s, st, update)
         if halt:
             halted = halted | ~finite
         else:
