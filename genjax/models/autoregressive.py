@@ -81,8 +81,13 @@ def adjust_logits(logits, temperature: float = 1.0, top_k: int = 0):
 
 def token_log_probs(out, tokens):
     """``log p(token)`` per position from a network output: categorical over ``out [..., K]``,
-    or a Bernoulli of a single logit ``out [..., 1]`` (the logits [0, l])."""
-    lp = jax.nn.log_softmax(full_logits(out), axis=-1)
+    or a Bernoulli of a single logit ``out [..., 1]`` (the logits [0, l]): t l - softplus(l),
+    computed directly (no two-way softmax and gather)."""
+    out = out.astype(jnp.float32)
+    if out.shape[-1] == 1:
+        logit = out[..., 0]
+        return tokens.astype(jnp.float32) * logit - jax.nn.softplus(logit)
+    lp = jax.nn.log_softmax(out, axis=-1)
     return jnp.take_along_axis(lp, tokens[..., None], axis=-1)[..., 0]
 
 
@@ -186,7 +191,10 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
         net = module(params)
         tok = to_tokens(batch["x"])
         y = batch["y"] if n_cls else None
-        which = jax.random.randint(jax.random.fold_in(key, 1), (), 0, net.n_orders) if arch == "made" else 0
+        # MADE with several orderings trains one drawn per step; with one, its masks are static
+        which = 0
+        if arch == "made" and net.n_orders > 1:
+            which = jax.random.randint(jax.random.fold_in(key, 1), (), 0, net.n_orders)
         nll = -jnp.mean(cond_log_prob(net, tok, y, key, which))
         return nll, {"nll": nll, "bits_per_token": nll / (d * math.log(2.0))}
 
