@@ -143,7 +143,137 @@ def made(cfg, splits) -> Twin | None:
                 {"x": jax.device_put(jnp.asarray(splits.train["x"]))})
 
 
-TWINS = (vae_mlp, made)
+def _mlp(params, h, act=jax.nn.relu):
+    for i, layer in enumerate(params):
+        h = h @ layer["w"] + layer["b"]
+        if i < len(params) - 1:
+            h = act(h)
+    return h
+
+
+def _twin(name, loss, init_params, cfg, splits, batch=None, n_keys=0):
+    """A Twin from a per-batch ``loss(params, x, key) -> scalar`` and its initial params."""
+    tx = _adam(cfg.optim)
+    b = int(batch or cfg.train.batch_size)
+    steps = len(splits.train["x"]) // b
+
+    def step(carry, inp):
+        params, opt = carry
+        x, k = inp
+        val, g = jax.value_and_grad(loss)(params, x, k)
+        updates, opt = tx.update(g, opt, params)
+        return (optax.apply_updates(params, updates), opt), val
+
+    def init():
+        p = init_params()
+        return p, tx.init(p), jax.random.key(2), jnp.int32(0)
+
+    data = {"x": jax.device_put(jnp.asarray(splits.train["x"]))}
+    epoch = _epoch(step, steps, b, _transform(splits))
+    if "y" in splits.train:  # labels ride along with the shuffle
+        data["y"] = jax.device_put(jnp.asarray(splits.train["y"]))
+
+        def epoch(carry, data, inner=step):  # noqa: F811 - the labelled variant
+            params, opt, key, e = carry
+            k = jax.random.fold_in(key, e)
+            perm = jax.random.permutation(k, data["x"].shape[0])[: steps * b]
+            xb = jnp.take(data["x"], perm, axis=0).reshape(steps, b, *data["x"].shape[1:])
+            yb = jnp.take(data["y"], perm, axis=0).reshape(steps, b, *data["y"].shape[1:])
+            (params, opt), losses = jax.lax.scan(inner, (params, opt), ((xb, yb), jax.random.split(k, steps)))
+            return (params, opt, key, e + 1), losses
+
+    return Twin(name, init, epoch, data)
+
+
+def predictor(cfg, splits) -> Twin | None:
+    """p(y | x): an MLP on flattened inputs, categorical cross-entropy."""
+    m = cfg.model.predictor
+    if not (cfg.model.family == "predictor" and m.arch == "mlp" and m.likelihood == "categorical" and not m.dropout
+            and m.activation == "relu" and "y" in splits.train):  # fmt: skip
+        return None
+    d, n_cls = math.prod(splits.shape), int(max(splits.train["y"].max(), splits.test["y"].max())) + 1
+    sizes = [d, *m.hidden, n_cls]
+
+    def loss(params, xy, k):
+        x, y = xy
+        logits = _mlp(params, x.reshape(x.shape[0], -1))
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+    return _twin(f"MLP classifier {'-'.join(map(str, sizes))}", loss, lambda: _dense_init(jax.random.key(1), sizes),
+                 cfg, splits)  # fmt: skip
+
+
+def ddpm_mlp(cfg, splits) -> Twin | None:
+    """DDPM's L_simple (Ho et al. 2020) with genjax's residual MLP (sinusoidal time embedding ->
+    Linear -> SiLU -> Linear; blocks h += W_b silu(W_a silu(h) + W_e emb)) on the linear VP
+    process in discrete time."""
+    m = cfg.model.diffusion
+    if not (cfg.model.family == "diffusion" and m.arch in ("mlp", "auto") and splits.kind == "vector"
+            and m.loss == "eps" and m.process == "vp" and m.schedule == "linear" and int(m.timesteps) > 0
+            and not m.conditional and not float(m.ema) and m.activation == "silu"):  # fmt: skip
+        return None
+    d, w, n_blocks, T = math.prod(splits.shape), int(m.hidden[0]), len(m.hidden), int(m.timesteps)
+    bmin, bmax = float(m.beta_min), float(m.beta_max)
+    half = w // 2
+    freqs = jnp.exp(-math.log(10_000.0) * jnp.arange(half, dtype=jnp.float32) / half)
+
+    def init_params():
+        ks = jax.random.split(jax.random.key(1), 4 + 3 * n_blocks)
+        lin = lambda k, a, b: {"w": jax.random.normal(k, (a, b)) / math.sqrt(a), "b": jnp.zeros((b,))}  # noqa: E731
+        return {"c1": lin(ks[0], w, w), "c2": lin(ks[1], w, w), "inp": lin(ks[2], d, w), "out": lin(ks[3], w, d),
+                "blocks": [[lin(ks[4 + 3 * i + j], w, w) for j in range(3)] for i in range(n_blocks)]}  # fmt: skip
+
+    def net(p, x, t):
+        lin = lambda q, h: h @ q["w"] + q["b"]  # noqa: E731
+        arg = 1000.0 * t[:, None] * freqs[None]
+        emb = lin(p["c2"], jax.nn.silu(lin(p["c1"], jnp.concatenate([jnp.cos(arg), jnp.sin(arg)], -1))))
+        h = lin(p["inp"], x)
+        for a, e, b_ in p["blocks"]:
+            h = h + lin(b_, jax.nn.silu(lin(a, jax.nn.silu(h)) + lin(e, emb)))
+        return lin(p["out"], jax.nn.silu(h))
+
+    def loss(p, x, k):
+        k_t, k_n = jax.random.split(k)
+        t = jax.random.randint(k_t, (x.shape[0],), 1, T + 1) / T
+        abar = jnp.exp(-(bmin * t + 0.5 * (bmax - bmin) * t**2))[:, None]
+        eps = jax.random.normal(k_n, x.shape)
+        xt = jnp.sqrt(abar) * x + jnp.sqrt(1 - abar) * eps
+        return jnp.mean(jnp.sum((net(p, xt, t) - eps) ** 2, -1))
+
+    return _twin(f"DDPM residual MLP {d}-{w}x{n_blocks}", loss, init_params, cfg, splits)
+
+
+def realnvp(cfg, splits) -> Twin | None:
+    """RealNVP on vectors: per layer ActNorm then an affine coupling with an alternating mask,
+    s soft-clamped 3 tanh(s / 3); exact NLL under N(0, I)."""
+    m = cfg.model.flow
+    if not (cfg.model.family == "flow" and m.kind == "realnvp" and splits.kind == "vector" and m.actnorm
+            and not m.conditional and m.activation == "relu"):  # fmt: skip
+        return None
+    d, n, hidden = math.prod(splits.shape), int(m.n_layers), tuple(m.hidden)
+    masks = [jnp.asarray([(j % 2 == i % 2) for j in range(d)], jnp.float32) for i in range(n)]
+
+    def init_params():
+        ks = jax.random.split(jax.random.key(1), n)
+        return [{"bias": jnp.zeros(d), "log_scale": jnp.zeros(d), "net": _dense_init(ks[i], [d, *hidden, 2 * d])}
+                for i in range(n)]  # fmt: skip
+
+    def loss(p, x, k):
+        ld = jnp.zeros(x.shape[0])
+        for layer, mk in zip(p, masks):
+            x = (x + layer["bias"]) * jnp.exp(layer["log_scale"])
+            ld = ld + jnp.sum(layer["log_scale"])
+            out = _mlp(layer["net"], x * mk).reshape(x.shape[0], d, 2)
+            s = 3.0 * jnp.tanh(out[..., 0] / 3.0)
+            x = mk * x + (1 - mk) * (x * jnp.exp(s) + out[..., 1])
+            ld = ld + jnp.sum((1 - mk) * s, -1)
+        lp = jnp.sum(-0.5 * (math.log(2 * math.pi) + x**2), -1) + ld
+        return -jnp.mean(lp)
+
+    return _twin(f"RealNVP {d}-d, {n} couplings of {'-'.join(map(str, hidden))}", loss, init_params, cfg, splits)
+
+
+TWINS = (vae_mlp, made, predictor, ddpm_mlp, realnvp)
 
 
 def twin_for(cfg, splits) -> Twin | None:
