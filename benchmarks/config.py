@@ -29,7 +29,6 @@ def get_config(arg: str | None = None):
     elif name == "vae_conv":
         c.data.binarize = "dynamic"
         c.model.vae.update(arch="conv", channels=(32, 64), latent_dim=16)
-        c.train.unroll = 0
     elif name == "wgan_gp":
         c.data.name, c.data.toy_n = "toy2d:ring", 20000
         c.model.family = "gan"
@@ -46,7 +45,6 @@ def get_config(arg: str | None = None):
         c.model.family = "flow"
         c.model.flow.update(kind="glow", levels=2, steps=4, channels=64)
         c.train.batch_size = 64
-        c.train.unroll = 0
     elif name == "ddpm_mlp":
         c.data.name, c.data.toy_n = "toy2d:8gaussians", 20000
         c.model.family = "diffusion"
@@ -57,7 +55,6 @@ def get_config(arg: str | None = None):
         c.model.family = "diffusion"
         c.model.diffusion.update(arch="unet", channels=(32, 64), timesteps=1000, ema=0.0)
         c.train.batch_size = 64
-        c.train.unroll = 0
     elif name == "made":  # the MADE 784-500-500 on binarized digits
         c.data.binarize = "dynamic"
         c.model.family = "autoregressive"
@@ -67,7 +64,6 @@ def get_config(arg: str | None = None):
         c.model.family = "autoregressive"
         c.model.autoregressive.update(arch="pixelcnn", channels=64, n_layers=4)
         c.train.batch_size = 64
-        c.train.unroll = 0
     elif name == "gpt":
         c.data.name, c.data.block_size, c.data.text_chars = "text:", 128, 1_000_000
         c.model.family = "autoregressive"

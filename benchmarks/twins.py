@@ -11,6 +11,7 @@ cost); every matmul, convolution and elementwise term of the training step is th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -273,7 +274,101 @@ def realnvp(cfg, splits) -> Twin | None:
     return _twin(f"RealNVP {d}-d, {n} couplings of {'-'.join(map(str, hidden))}", loss, init_params, cfg, splits)
 
 
-TWINS = (vae_mlp, made, predictor, ddpm_mlp, realnvp)
+def _host_twin(name, loss, init_params, cfg, splits):
+    """A Twin for convolution networks on a CPU: what a plain-JAX script does there, a Python loop
+    over one jitted (donated) step, after one jitted shuffle-and-transform per epoch."""
+    tx = _adam(cfg.optim)
+    b = int(cfg.train.batch_size)
+    steps = len(splits.train["x"]) // b
+    transform = _transform(splits)
+
+    @jax.jit
+    def prep(key, e, x):
+        k = jax.random.fold_in(key, e)
+        perm = jax.random.permutation(k, x.shape[0])[: steps * b]
+        xb = jnp.take(x, perm, axis=0).reshape(steps, b, *x.shape[1:])
+        return xb if transform is None else transform(jax.random.fold_in(k, 1), xb)
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def step(carry, xb, i, key):
+        params, opt = carry
+        val, g = jax.value_and_grad(loss)(params, xb[i], jax.random.fold_in(key, i))
+        updates, opt = tx.update(g, opt, params)
+        return (optax.apply_updates(params, updates), opt), val
+
+    class Epoch:
+        def lower(self, carry, data):
+            return self
+
+        def compile(self):
+            return self
+
+        def __call__(self, carry, data):
+            params, opt, key, e = carry
+            xb = prep(key, e, data["x"])
+            c = (params, opt)
+            for i in range(steps):
+                c, val = step(c, xb, jnp.int32(i), key)
+            return (*c, key, e + 1), val
+
+    def init():
+        p = init_params()
+        return p, tx.init(p), jax.random.key(2), jnp.int32(0)
+
+    return Twin(name, init, Epoch(), {"x": jax.device_put(jnp.asarray(splits.train["x"]))})
+
+
+def _conv(x, w, b, stride=1):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+
+
+def _deconv(x, w, b, stride=2):
+    return jax.lax.conv_transpose(x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+
+
+def vae_conv(cfg, splits) -> Twin | None:
+    """genjax's conv VAE: per stage Conv(4x4, stride 2) + ReLU, a Dense to (mean, log-variance);
+    the decoder a Dense to the base map, ConvTranspose(4x4, stride 2) + ReLU stages, Bernoulli
+    logits; the ELBO with one sample."""
+    m = cfg.model.vae
+    if not (cfg.model.family == "vae" and m.arch == "conv" and m.objective == "elbo" and m.likelihood == "bernoulli"
+            and not m.conditional and not m.latent_dim2 and not m.dropout and m.kl_schedule == "constant"
+            and not m.free_bits and m.activation == "relu" and splits.kind == "image"):  # fmt: skip
+        return None
+    h, w_, c0 = splits.shape
+    chans, latent = [c0, *m.channels], int(m.latent_dim)
+    f = 2 ** len(m.channels)
+    base = (h // f, w_ // f, chans[-1])
+    dec_chans = [*m.channels, c0]
+
+    def init_params():
+        ks = iter(jax.random.split(jax.random.key(1), 4 + 2 * len(chans)))
+        conv = lambda a, b_: {"w": jax.random.normal(next(ks), (4, 4, a, b_)) / math.sqrt(16 * a), "b": jnp.zeros(b_)}  # noqa: E731
+        return {"enc": [conv(a, b_) for a, b_ in zip(chans[:-1], chans[1:])],
+                "head": _dense_init(next(ks), [math.prod(base), 2 * latent])[0],
+                "fc": _dense_init(next(ks), [latent, math.prod((base[0], base[1], dec_chans[0]))])[0],
+                "dec": [conv(a, b_) for a, b_ in zip(dec_chans[:-1], dec_chans[1:])]}  # fmt: skip
+
+    def loss(p, x, k):
+        hh = x
+        for layer in p["enc"]:
+            hh = jax.nn.relu(_conv(hh, layer["w"], layer["b"], 2))
+        mean, log_var = jnp.split(hh.reshape(x.shape[0], -1) @ p["head"]["w"] + p["head"]["b"], 2, -1)
+        z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(k, mean.shape)
+        hh = jax.nn.relu(z @ p["fc"]["w"] + p["fc"]["b"]).reshape(x.shape[0], base[0], base[1], dec_chans[0])
+        for i, layer in enumerate(p["dec"]):
+            hh = _deconv(hh, layer["w"], layer["b"])
+            if i < len(p["dec"]) - 1:
+                hh = jax.nn.relu(hh)
+        logits, xf = hh.reshape(x.shape[0], -1), x.reshape(x.shape[0], -1)
+        rec = jnp.sum(xf * logits - jax.nn.softplus(logits), -1)
+        kl = 0.5 * jnp.sum(jnp.exp(log_var) + mean**2 - 1.0 - log_var, -1)
+        return -jnp.mean(rec - kl)
+
+    return _host_twin(f"conv VAE {h}x{w_} {'-'.join(map(str, m.channels))}, z {latent}", loss, init_params, cfg, splits)
+
+
+TWINS = (vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv)
 
 
 def twin_for(cfg, splits) -> Twin | None:

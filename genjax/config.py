@@ -114,6 +114,10 @@ TRAIN = {
     "mesh": Str("", "device mesh: '' = every device on the data axis, or e.g. 'data=-1', 'members=5,data=2'"),
     "unroll": Int(1, "steps unrolled in the epoch's lax.scan (0 = all: no loop; conv models on CPU train "
                   "much faster unrolled, jax-ml/jax#12868)", ge=0),
+    "loop": Choice("auto", "how an epoch runs its steps: one lax.scan (scan), or a host loop dispatching one compiled "
+                   "step per step (host: convolution networks on a CPU, where an XLA loop slows convolution "
+                   "gradients ~20x and full unrolling compiles for minutes); auto = host for a convolutional "
+                   "family on a CPU with train.unroll = 1, else scan", ("auto", "scan", "host")),
     "update_order": Choice("alternating", "players of a multi-player family: each update sees the ones before "
                            "it (alternating) or all gradients at the same parameters (simultaneous)",
                            ("alternating", "simultaneous")),

@@ -251,6 +251,7 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
     cached = arch in ("bigram", "transformer")
     return Family(
         name="autoregressive",
+        convolutional=arch == "pixelcnn",
         init=lambda key, example=None: {"model": nnx.split(build(nnx.Rngs(key)))[1]},
         players=(Player("model", loss),),
         sample=sample_cached if cached else sample_full,

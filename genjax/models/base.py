@@ -178,6 +178,7 @@ class Family:
     classes: int = 0  # >0: sample(params, key, n, cond) draws class cond[i] (int [n]) for row i
     predictor: Predictor | None = None  # a model of y given x (cond = x in sample)
     event_dims: int = 0  # dimensions of what log_prob scores, for bits/dim (0: the data's)
+    convolutional: bool = False  # the training step runs convolutions (train.loop='auto' picks a host loop on CPU)
     # what log_prob computes, in words for the reports (default: log_prob_kind), and what the
     # per-epoch validation estimator is when it is another one than log_prob ("": the same)
     estimator: str = ""

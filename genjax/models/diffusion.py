@@ -306,6 +306,7 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
     default = "ancestral" if mcfg.sampler == "auto" else mcfg.sampler
     return Family(
         name="diffusion",
+        convolutional=(mcfg.arch == "unet" or (mcfg.arch == "auto" and data.image)),
         init=init,
         players=(Player("model", loss, post_update=ema_update("model", "model_ema", ema) if ema > 0 else None),),
         sample=sampler(default),

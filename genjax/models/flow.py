@@ -181,6 +181,7 @@ def make_flow(mcfg, data: DataInfo) -> Family:
 
     return Family(
         name="flow",
+        convolutional=mcfg.kind in ("glow", "realnvp_ms"),
         init=init,
         players=(Player("model", loss),),
         sample=sample,

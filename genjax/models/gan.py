@@ -219,6 +219,7 @@ def make_gan(mcfg, data: DataInfo) -> Family:
     )
     return Family(
         name="gan",
+        convolutional=mcfg.arch == "conv",
         init=init,
         players=players,
         sample=sampler("gen_ema" if ema > 0 else "gen"),

@@ -187,6 +187,7 @@ def make_predictor(mcfg, data: DataInfo) -> Family:
         )
     return Family(
         name="predictor",
+        convolutional=mcfg.arch == "conv",
         init=init,
         players=(Player("model", loss),),
         sample=sample,

@@ -481,6 +481,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
         curves = Curves("rec", 1.0, "train reconstruction NLL")
     return Family(
         name="vae",
+        convolutional=mcfg.arch in ("conv", "pool"),
         init=init,
         players=players,
         sample=sample,

@@ -118,6 +118,7 @@ def load_twins():
 def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: bool = False, log=print) -> dict:
     """Measure the program ``genjax train`` runs for ``cfg`` (module docstring); ``splits`` and
     ``family`` as ``genjax.run.prepare.prepare`` returns them."""
+    from genjax.train.driver import compile_epoch
     from genjax.train.loop import build_program, fit, split_data
 
     prog = build_program(cfg, family, splits)
@@ -137,14 +138,15 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
         "unit": "tokens" if splits.kind == "tokens" else "examples",
     }
     # compile: cold (an empty persistent cache), then again from that cache
+    out["loop"] = "host" if prog.host_loop else "scan"
     with tempfile.TemporaryDirectory() as tmp, persistent_cache(tmp):
         jax.clear_caches()
         t = time.perf_counter()
-        compiled = jax.jit(prog.epoch, donate_argnums=0).lower(state, data).compile()
+        compiled = compile_epoch(prog.epoch, state, data, host_loop=prog.host_loop)
         out["compile_cold_s"] = time.perf_counter() - t
         jax.clear_caches()
         t = time.perf_counter()
-        compiled = jax.jit(prog.epoch, donate_argnums=0).lower(state, data).compile()
+        compiled = compile_epoch(prog.epoch, state, data, host_loop=prog.host_loop)
         out["compile_cached_s"] = time.perf_counter() - t
     log(f"compiled the epoch in {out['compile_cold_s']:.1f} s cold, {out['compile_cached_s']:.2f} s from the cache")
     out["epoch_s"], state = _time_epochs(compiled, state, data, epochs)
@@ -171,12 +173,13 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
     out["flops_per_step"] = _flops(step_c)
     out["peak_flops"] = matmul_peak()
     out["mfu"] = out["flops_per_step"] * out["steps_per_s"] / out["peak_flops"]
-    out["memory"] = _memory(compiled)
+    out["memory"] = {} if prog.host_loop else _memory(compiled)
     twins = load_twins() if twin else None
     tw = twins.twin_for(cfg, splits) if twins is not None else None
     if tw is not None:
         t = time.perf_counter()
-        tw_epoch = jax.jit(tw.epoch, donate_argnums=0).lower(tw.init(), tw.data).compile()
+        fn = tw.epoch if hasattr(tw.epoch, "lower") else jax.jit(tw.epoch, donate_argnums=0)  # a host-loop twin
+        tw_epoch = fn.lower(tw.init(), tw.data).compile()
         tw_compile = time.perf_counter() - t
         tw_s, _ = _time_epochs(tw_epoch, tw.init(), tw.data, epochs)
         out["twin"] = {"name": tw.name, "compile_s": tw_compile, "epoch_s": tw_s}
@@ -201,7 +204,7 @@ def report(r: dict) -> str:
     unit = r["unit"]
     lines = [
         f"{r['config']} ({r['family']}) on {r['devices']} x {r['device']} ({r['backend']}), {r['dtype']}, "
-        f"batch {r['batch']}, {r['steps_per_epoch']} steps per epoch",
+        f"batch {r['batch']}, {r['steps_per_epoch']} steps per epoch, the steps in a {r['loop']} loop",
         f"  compile: {r['compile_cold_s']:.2f} s cold, {r['compile_cached_s']:.2f} s from the persistent cache",
         f"  epoch: {r['epoch_s']:.4f} s, of which validation {r['val_s']:.4f} s ({100 * r['val_share']:.1f}%)",
         f"  training: {r['steps_per_s']:.1f} steps/s, {r[unit + '_per_s']:,.0f} {unit}/s, {r['ms_per_step']:.3f} ms "

@@ -190,7 +190,7 @@ def run_members(
     """Train ``states`` as members: stacked and vmapped (``vmap``/``shard``), or one at a time
     (``loop``). Returns (stacked final state, history [epochs, members], compile s, train s,
     epochs run per member)."""
-    common = dict(epochs=int(cfg.train.epochs), progress=progress, shown=shown)
+    common = dict(epochs=int(cfg.train.epochs), progress=progress, shown=shown, host_loop=prog.host_loop)
     if strategy != "loop":
         res = drive(prog.epoch, _stack(states), {**shared, **per_member}, prog.plan,
                     data_axes={k: 0 for k in per_member}, desc=f"{cfg.name} {desc} ({strategy})",

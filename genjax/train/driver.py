@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from genjax.train.checkpoint import Checkpointer, why_skipped
-from genjax.train.engine import TrainState
+from genjax.train.engine import TrainState, host_epoch
 from genjax.train.sharding import Plan, is_main_process, to_host
 
 
@@ -148,6 +148,18 @@ def _tensorboard(workdir: Path):
     return SummaryWriter(str(workdir / "tb"), flush_secs=30)
 
 
+def compile_epoch(epoch_fn: Callable, state, data: dict, stacked: bool = False, data_axes: dict | None = None,
+                  host_loop: bool = False) -> Callable:  # fmt: skip
+    """The epoch as ``drive`` runs it, compiled for ``state`` and ``data``: jitted with the state
+    donated (vmapped over the members axis when ``stacked``), or as a host loop over one compiled
+    step (``host_loop``, ``genjax.train.engine.host_epoch``)."""
+    axes = {k: (data_axes or {}).get(k) for k in data}
+    if host_loop:
+        return host_epoch(epoch_fn.pieces, (0, axes) if stacked else None).lower(state, data).compile()
+    fn = jax.vmap(epoch_fn, in_axes=(0, axes), spmd_axis_name="members") if stacked else epoch_fn
+    return jax.jit(fn, donate_argnums=0).lower(state, data).compile()
+
+
 def drive(
     epoch_fn: Callable,
     state: TrainState,
@@ -168,6 +180,7 @@ def drive(
     callback: Callable | None = None,
     compiled: Callable | None = None,
     images: tuple[int, Callable] | None = None,
+    host_loop: bool = False,
 ) -> RunResult:
     """Train ``state`` with the pure ``epoch_fn(state, data) -> (state, metrics)`` up to epoch
     ``epochs`` (or until every member stopped early).
@@ -190,6 +203,8 @@ def drive(
         compiled: an epoch compiled earlier for the same shapes (the loop strategy's members).
         images: ``(every, fn)``: every ``every`` epochs, TensorBoard gets the grid of
             ``fn(state)`` (``[N, H, W, C]`` in [0, 1]: samples) beside the scalars in ``workdir/tb``.
+        host_loop: run each epoch's steps as a host loop over one compiled step
+            (``genjax.train.engine.host_epoch``; ``train.loop``) instead of one ``lax.scan``.
 
     Raises:
         TrainingError: a member's step went non-finite (``train.on_nonfinite='halt'``: the last
@@ -226,11 +241,7 @@ def drive(
 
             t0 = time.perf_counter()
             if compiled is None:
-                fn = epoch_fn
-                if plan.stacked:
-                    axes = {k: (data_axes or {}).get(k) for k in data}
-                    fn = jax.vmap(epoch_fn, in_axes=(0, axes), spmd_axis_name="members")
-                compiled = jax.jit(fn, donate_argnums=0).lower(state, data).compile()
+                compiled = compile_epoch(epoch_fn, state, data, plan.stacked, data_axes, host_loop)
             compile_s = time.perf_counter() - t0
 
             host = lambda tree: {k: np.asarray(v) for k, v in to_host(tree).items()}  # noqa: E731

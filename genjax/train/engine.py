@@ -296,6 +296,87 @@ def batched_mean(fn: Callable, params, batches, key: jax.Array) -> jax.Array:
     return total / jnp.sum(batches["mask"])
 
 
+class EpochPieces(NamedTuple):
+    """An epoch in parts: ``start(state, data) -> batches [steps, ...]``, the guarded step
+    ``body((state, halted), batch) -> ((state, halted), (metrics, bad, ok))`` and
+    ``end(state, new, halted, ms, bad, ok, data) -> (state, metrics)``. ``epoch`` is their
+    composition with ``lax.scan``; ``host_epoch`` runs the steps as a loop on the host."""
+
+    start: Callable
+    body: Callable
+    end: Callable
+    steps: int
+
+
+def host_epoch(pieces: EpochPieces, vmap_axes=None):
+    """The same epoch as ``lax.scan`` over the steps, run as a Python loop that dispatches one
+    compiled step per training step (its batch read from the epoch's device array by index, its
+    metrics written into device buffers in place). For convolution networks on a CPU, where an
+    XLA loop slows convolution gradients about 20x (jax-ml/jax#12868) and full unrolling compiles
+    for minutes, this compiles one step and trains at the unrolled speed.
+
+    ``vmap_axes``: ``(state_axis, data_axes)`` to vmap every piece over a members axis (folds,
+    seeds, settings), as the driver vmaps the scanned epoch. Returns an object with
+    ``lower(state, data).compile()`` -> a callable ``(state, data) -> (state, metrics)``."""
+    start, body, end, steps = pieces
+
+    def step_at(carry, batches, i):
+        (st, halted), bufs = carry
+        batch = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), batches)
+        (st, halted), outs = body((st, halted), batch)
+        bufs = jax.tree.map(lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, v, i, 0), bufs, outs)
+        return (st, halted), bufs
+
+    def buffers(state, batches):
+        batch = jax.tree.map(lambda a: a[0], batches)
+        _, outs = jax.eval_shape(body, (state, jnp.array(False)), batch)
+        return jax.tree.map(lambda s: jnp.zeros((steps, *s.shape), s.dtype), outs)
+
+    def finish(state, new, halted, bufs, data):
+        ms, bad, ok = bufs
+        return end(state, new, halted, ms, bad, ok, data)
+
+    if vmap_axes is not None:
+        s_ax, d_ax = vmap_axes
+        vm = lambda f, axes: jax.vmap(f, in_axes=axes, spmd_axis_name="members")  # noqa: E731
+        start = vm(start, (s_ax, d_ax))
+        buffers = vm(buffers, (s_ax, 0))
+        step_at = vm(step_at, (0, 0, None))
+        finish = vm(finish, (s_ax, 0, 0, 0, d_ax))
+
+    class Lowered:
+        def __init__(self, state, data):
+            self.args = (state, data)
+
+        def compile(self):
+            state, data = self.args
+            c_start = jax.jit(start).lower(state, data).compile()
+            batches = jax.eval_shape(start, state, data)
+            bufs = jax.eval_shape(buffers, state, batches)
+            carry = ((state, jax.ShapeDtypeStruct(jnp.shape(state.step), jnp.bool_)), bufs)
+            c_buf = jax.jit(buffers).lower(state, batches).compile()
+            c_step = jax.jit(step_at, donate_argnums=0).lower(carry, batches, jnp.int32(0)).compile()
+            c_end = jax.jit(finish, donate_argnums=1).lower(state, state, carry[0][1], bufs, data).compile()
+
+            def run(state, data):
+                batches = c_start(state, data)
+                st = jax.tree.map(jnp.copy, state)  # the epoch's start is kept for end(): frozen members
+                halted = jnp.zeros(state.step.shape, bool)
+                carry = ((st, halted), c_buf(state, batches))
+                for i in range(steps):
+                    carry = c_step(carry, batches, jnp.int32(i))
+                (new, halted), bufs = carry
+                return c_end(state, new, halted, bufs, data)
+
+            return run
+
+    class Fn:
+        def lower(self, state, data):
+            return Lowered(state, data)
+
+    return Fn()
+
+
 def make_epoch(
     step: Callable,
     val_nll: Callable,
@@ -371,9 +452,9 @@ def make_epoch(
             kept = kept._replace(step=st.step + 1)
         return (kept, halted), (m, bad, ok)
 
-    def epoch(state: TrainState, data: dict):
+    def start(state: TrainState, data: dict):
+        """The epoch's training batches ``[steps, batch, ...]``: shuffled, transformed."""
         k_data = keys.stream(state.rng, "data", state.epoch)
-        k_val = keys.stream(state.rng, "val", state.epoch)
         n = data.get("n")
         if easy is not None:
             n = easy(state.epoch, n)
@@ -384,7 +465,12 @@ def make_epoch(
             batches = batches | {"x": transform(jax.random.fold_in(k_data, 1), batches["x"])}
         if curriculum is not None:
             batches = batches | {"x": curriculum(state.epoch, batches["x"])}
-        (new, halted), (ms, bad, ok) = jax.lax.scan(guarded, (state, jnp.array(False)), batches, unroll=unroll)
+        return batches
+
+    def end(state: TrainState, new: TrainState, halted, ms: dict, bad, ok, data: dict):
+        """Validation, early stopping and the epoch's metrics, after the steps took ``state`` to
+        ``new`` (``ms``, ``bad``, ``ok``: the steps' metrics and flags, stacked)."""
+        k_val = keys.stream(state.rng, "val", state.epoch)
         epoch_no = state.epoch + 1
         if val_nll is None:
             v = None
@@ -417,4 +503,10 @@ def make_epoch(
             metrics["train_nll"] = val_nll(new.params, data["train_eval"], jax.random.fold_in(k_val, 1))
         return new, metrics
 
+    def epoch(state: TrainState, data: dict):
+        batches = start(state, data)
+        (new, halted), (ms, bad, ok) = jax.lax.scan(guarded, (state, jnp.array(False)), batches, unroll=unroll)
+        return end(state, new, halted, ms, bad, ok, data)
+
+    epoch.pieces = EpochPieces(start, guarded, end, steps)  # for an epoch run as a host loop of steps
     return epoch

@@ -38,6 +38,7 @@ class Program:
     plan: sharding.Plan
     steps: int  # training steps per epoch
     per_step: int  # examples drawn per step
+    host_loop: bool = False  # train.loop: run the epoch's steps as a host loop over one compiled step
     step: Callable | None = None  # the pure training step (state, batch) -> (state, metrics) the epoch scans
     val_nll: Callable | None = None  # (params, eval batches, key) -> the validation NLL the epoch computes
 
@@ -115,7 +116,11 @@ def build_program(
         return init_state(params, txs, keys.stream(root, "train"), hparams, window=max(int(tc.patience), 1),
                           players=family.players)  # fmt: skip
 
-    return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step, step=step, val_nll=val_nll)
+    loop = str(tc.get("loop", "auto"))
+    host = loop == "host" or (loop == "auto" and family.convolutional and int(tc.unroll) == 1
+                              and jax.default_backend() == "cpu")  # fmt: skip
+    return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step, host_loop=host, step=step,
+                   val_nll=val_nll)  # fmt: skip
 
 
 def split_data(cfg, splits: DataSplits, scores=None, labels: bool = False) -> dict:
@@ -210,6 +215,7 @@ def fit(
         desc=cfg.name,
         shown=family.progress,
         images=images,
+        host_loop=prog.host_loop,
     )
     return FitResult(res.state, res.rows, res.compile_seconds, res.train_seconds, bool(cfg.train.keep_best))
 
