@@ -368,7 +368,64 @@ def vae_conv(cfg, splits) -> Twin | None:
     return _host_twin(f"conv VAE {h}x{w_} {'-'.join(map(str, m.channels))}, z {latent}", loss, init_params, cfg, splits)
 
 
-TWINS = (vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv)
+def ddpm_unet(cfg, splits) -> Twin | None:
+    """DDPM's L_simple with genjax's U-Net (``benchmarks/plain_unet.py``: the same shapes) on the
+    linear VP process, T discrete steps; a host loop of a jitted step, as on a CPU."""
+    from benchmarks import plain_unet
+
+    m = cfg.model.diffusion
+    if not (cfg.model.family == "diffusion" and m.arch in ("unet", "auto") and splits.kind == "image"
+            and m.loss == "eps" and m.process == "vp" and m.schedule == "linear" and int(m.timesteps) > 0
+            and float(m.beta_min) == 0.1 and float(m.beta_max) == 20.0 and not m.conditional and not float(m.ema)
+            and m.attention and m.activation == "silu"):  # fmt: skip
+        return None
+    T = int(m.timesteps)
+    params, static = plain_unet.init(jax.random.key(1), splits.shape, tuple(m.channels), int(m.groups))
+
+    def loss(p, x, k):
+        k_t, k_e = jax.random.split(k)
+        t = jax.random.randint(k_t, (x.shape[0],), 1, T + 1) / T
+        la = -(0.1 * t + 0.5 * 19.9 * t**2)
+        a, s = jnp.exp(0.5 * la)[:, None, None, None], jnp.sqrt(-jnp.expm1(la))[:, None, None, None]
+        eps = jax.random.normal(k_e, x.shape)
+        return jnp.mean(jnp.sum(jnp.square(plain_unet.apply(p, static, a * x + s * eps, t) - eps), axis=(1, 2, 3)))
+
+    return _host_twin(f"DDPM U-Net {'x'.join(map(str, splits.shape))} {'-'.join(map(str, m.channels))}", loss,
+                      lambda: params, cfg, splits)  # fmt: skip
+
+
+def gpt(cfg, splits) -> Twin | None:
+    """The GPT (``benchmarks/plain_gpt.py``: tied embeddings, pre-norm blocks, causal attention) on
+    random windows of the text stream, as genjax cuts them each epoch."""
+    from benchmarks import plain_gpt
+
+    m = cfg.model.autoregressive
+    if not (cfg.model.family == "autoregressive" and m.arch == "transformer" and splits.kind == "tokens"
+            and m.tie and not m.dropout and not m.conditional):  # fmt: skip
+        return None
+    vocab, t = len(splits.vocab), splits.shape[-1]
+    params = plain_gpt.init(jax.random.key(1), vocab, 1, t, int(m.d_model), int(m.n_layers), int(m.mlp_ratio))
+
+    def window(k, rows):  # genjax's epoch transform 'window': x[s : s + T], s ~ U{0..T-1} per row
+        start = jax.random.randint(k, rows.shape[:-1], 0, t)
+        return jnp.take_along_axis(rows, start[..., None] + jnp.arange(t), axis=-1)
+
+    tw = _twin(f"GPT d {m.d_model}, {m.n_layers} blocks, context {t}",
+               lambda p, x, k: plain_gpt.loss(p, x, vocab, int(m.n_heads)), lambda: params, cfg, splits)  # fmt: skip
+    steps, b = len(splits.train["x"]) // int(cfg.train.batch_size), int(cfg.train.batch_size)
+    tx = _adam(cfg.optim)
+
+    def step(carry, inp):
+        p, opt = carry
+        x, _ = inp
+        val, g = jax.value_and_grad(lambda q: plain_gpt.loss(q, x, vocab, int(m.n_heads)))(p)
+        updates, opt = tx.update(g, opt, p)
+        return (optax.apply_updates(p, updates), opt), val
+
+    return dataclasses.replace(tw, epoch=_epoch(step, steps, b, window))
+
+
+TWINS = (vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv, ddpm_unet, gpt)
 
 
 def twin_for(cfg, splits) -> Twin | None:

@@ -1,6 +1,12 @@
+import jax
 import pytest
 
 from genjax.config import base_config
+
+# the persistent compilation cache (genjax turns it on at import) also keeps the suite's smaller
+# programs, so the tests that compile the same program (the smoke configs, in-process and in the
+# subprocesses of the crash tests) compile it once per run
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 @pytest.fixture
@@ -23,5 +29,10 @@ def smoke_cfg():
 
 @pytest.fixture(scope="session")
 def classifier_dir(tmp_path_factory):
-    """One folder of domain classifiers per test worker, so each is trained once."""
-    return tmp_path_factory.mktemp("classifiers")
+    """One folder of domain classifiers shared by the session's test workers (the parent of each
+    worker's temporary folder), so each classifier is trained once per run: a classifier folder
+    appears by an atomic rename, and a worker that loses the race uses the winner's."""
+    root = tmp_path_factory.getbasetemp()
+    shared = (root.parent if root.name.startswith("popen-gw") else root) / "classifiers"
+    shared.mkdir(exist_ok=True)
+    return shared

@@ -99,6 +99,7 @@ def test_vmapped_epoch_equals_separate_runs(smoke_cfg):
 def test_unrolled_epoch_equals_the_scanned_one(smoke_cfg):
     """``train.unroll`` only changes how XLA sees the loop over steps, not what is computed."""
     smoke_cfg.train.epochs = 2
+    smoke_cfg.data.train_size = 320  # 5 steps per epoch: the fully unrolled epoch compiles in seconds
     splits, fam = _setup(smoke_cfg)
     scanned = fit(smoke_cfg, fam, splits, progress=False)
     smoke_cfg.train.unroll = 0

@@ -1,0 +1,104 @@
+"""``genjax bench`` for many configs at once: each result as JSON in ``--out`` and one markdown
+table of them (compile, steady state, MFU, the plain-JAX twin's ratio).
+
+    python benchmarks/bench_all.py                       # benchmarks/config.py, every family, float32
+    python benchmarks/bench_all.py --dtypes float32,bfloat16 --out benchmarks/results/gpu
+    python benchmarks/bench_all.py --shipped --epochs 1  # every shipped experiment config (compile times)
+
+A config that fails (data it cannot load, a time limit) is recorded as such and the rest go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"cfg_{path.parent.name}_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def targets(shipped: bool) -> list[tuple[str, str]]:
+    """(config path, argument) pairs: the benchmark configs, or every shipped experiment example."""
+    paths = sorted(ROOT.glob("experiments/*/config.py")) if shipped else [ROOT / "benchmarks" / "config.py"]
+    return [(str(p.relative_to(ROOT)), a) for p in paths for a in _module(p).EXAMPLES]
+
+
+def row(r: dict) -> str:
+    if "error" in r:
+        return f"| `{r['spec']}` | {r.get('dtype', '')} | failed: {r['error']} | | | | | |"
+    unit = r["unit"]
+    ratio = f"{r['ratio']:.3f}" if "ratio" in r else "no twin"
+    return (f"| `{r['spec']}` | {r['dtype']} | {r['loop']} | {r['compile_cold_s']:.1f} / {r['compile_cached_s']:.2f} | "
+            f"{r['ms_per_step']:.2f} | {r[unit + '_per_s']:,.0f} {unit}/s | {100 * r['mfu']:.1f}% | "
+            f"{100 * r['val_share']:.0f}% | {ratio} |")  # fmt: skip
+
+
+HEADER = ("| config | dtype | loop | compile s (cold / cached) | ms per step | throughput | MFU | validation share "
+          "| twin / genjax (1 = the floor) |\n"
+          "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")  # fmt: skip
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shipped", action="store_true", help="every experiments/*/config.py example instead")
+    ap.add_argument("--only", default="", help="comma-separated config arguments to keep")
+    ap.add_argument("--dtypes", default="float32")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench"))
+    ap.add_argument("--table", default="", help="markdown table path (default: <out>/table.md)")
+    a = ap.parse_args(argv)
+
+    from genjax.api import enable_compilation_cache
+    from genjax.config import validate
+    from genjax.run.bench import bench, write_json
+    from genjax.run.prepare import prepare
+
+    enable_compilation_cache()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keep = {s for s in a.only.split(",") if s}
+    rows = []
+    for path, arg in targets(a.shipped):
+        if keep and arg not in keep:
+            continue
+        for dtype in a.dtypes.split(","):
+            spec = f"{path}:{arg}" if arg else path
+            t = time.perf_counter()
+            try:
+                cfg = _module(ROOT / path).get_config(arg or None)
+                cfg.train.dtype = dtype
+                validate(cfg)
+                splits, family = prepare(cfg)
+                r = bench(cfg, splits, family, epochs=a.epochs, log=lambda *_: None)
+                r["spec"] = spec
+                write_json(r, out)
+            except Exception as e:  # noqa: BLE001 - a failed config is recorded, the rest go on
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                r = {"spec": spec, "dtype": dtype, "error": first[:160]}
+                if "--debug" in sys.argv:
+                    traceback.print_exc()
+            print(row(r), f"({time.perf_counter() - t:.0f} s)", flush=True)
+            rows.append(r)
+    table = HEADER + "\n" + "\n".join(row(r) for r in rows) + "\n"
+    path = Path(a.table) if a.table else out / "table.md"
+    path.write_text(table)
+    (out / "all.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
