@@ -137,6 +137,17 @@ def train_classifier(train, test, n_classes: int, epochs: int = 30, seed: int = 
     return module, acc
 
 
+def weights_sha256(module) -> str:
+    """A hash of a network's parameters (names, shapes, dtypes and values)."""
+    h = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(module)))[0],
+                             key=lambda kv: jax.tree_util.keystr(kv[0])):  # fmt: skip
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def get_classifier(dataset: str, train, test, directory: str | Path, n_classes: int | None = None, log=print):
     """The domain classifier for ``dataset`` (images in [0, 1], integer labels), cached by the
     exact fingerprint of its training data in ``directory/<dataset>-<fingerprint>``: restored when
