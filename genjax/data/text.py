@@ -19,6 +19,7 @@ An example is a sequence of T token ids (int32); a model scores it as a sequence
 
 from __future__ import annotations
 
+import functools
 import sysconfig
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from genjax.data.sources import DataError
 TOKENS = ("char", "byte")
 
 
+@functools.lru_cache(maxsize=1)
 def default_corpus() -> str:
     """The running interpreter's standard-library ``*.py`` files (top level, sorted by name),
     concatenated."""

@@ -149,6 +149,8 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
         compiled = compile_epoch(prog.epoch, state, data, host_loop=prog.host_loop)
         out["compile_cached_s"] = time.perf_counter() - t
     log(f"compiled the epoch in {out['compile_cold_s']:.1f} s cold, {out['compile_cached_s']:.2f} s from the cache")
+    if epochs < 1:  # compile times only
+        return out
     out["epoch_s"], state = _time_epochs(compiled, state, data, epochs)
     per_ex = splits.shape[-1] if splits.kind == "tokens" else 1
     out["val_s"] = 0.0
@@ -202,6 +204,9 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
 def report(r: dict) -> str:
     """The printed table of one ``bench`` result: every figure with its unit."""
     unit = r["unit"]
+    if "epoch_s" not in r:
+        return (f"{r['config']} ({r['family']}): the epoch compiles in {r['compile_cold_s']:.2f} s cold, "
+                f"{r['compile_cached_s']:.2f} s from the persistent cache ({r['loop']} loop)")  # fmt: skip
     lines = [
         f"{r['config']} ({r['family']}) on {r['devices']} x {r['device']} ({r['backend']}), {r['dtype']}, "
         f"batch {r['batch']}, {r['steps_per_epoch']} steps per epoch, the steps in a {r['loop']} loop",

@@ -99,11 +99,13 @@ def test_image_flows_on_dequantized_digits(flow):
     assert np.all((np.asarray(s) > -0.2) & (np.asarray(s) < 1.2))  # the logit transform maps back into ~[0, 1]
 
 
-def test_flow_cli_reports_bits_per_dim(tmp_path):
+def test_flow_cli_reports_bits_per_dim(tmp_path, classifier_dir):
     run = tmp_path / "flow"
+    clf = f"--config.eval.classifier_dir={classifier_dir}"  # the suite's shared domain classifiers
     assert (
         main(
-            ["genjax", "train", "--config=experiments/flow_digits/config.py:smoke", f"--workdir={run}", "--noprogress"]
+            ["genjax", "train", "--config=experiments/flow_digits/config.py:smoke", f"--workdir={run}", "--noprogress",
+             clf]  # fmt: skip
         )
         == 0
     )

@@ -117,7 +117,7 @@ def test_host_loop_members_equal_the_scanned_members(smoke_cfg):
     """Folds vmapped as members run the same in a host loop of steps as in one scan."""
     from genjax.train.cv import cross_validate
 
-    smoke_cfg.train.epochs, smoke_cfg.cv.folds = 2, 2
+    smoke_cfg.train.epochs, smoke_cfg.cv.folds, smoke_cfg.data.train_size = 2, 2, 512
     splits, fam = _setup(smoke_cfg)
     scanned = cross_validate(smoke_cfg, fam, splits, progress=False)
     smoke_cfg.train.loop = "host"
