@@ -12,7 +12,7 @@
 A run folder holds config.json (the resolved config), run.json (versions, devices, command),
 metrics.jsonl (one line per epoch), checkpoints/, tb/ (TensorBoard), eval.json and PNG figures.
 A run folder is never overwritten unless --overwrite is given, and only one process at a time
-uses it (a lock beside it: ``genjax.rundir``). Everything is checked before anything is written;
+uses it (a lock beside it: ``genjax.run.folder``). Everything is checked before anything is written;
 bad input ends with one sentence on stderr and exit status 2; set GENJAX_DEBUG=1 for the
 traceback. Ctrl-C / SIGTERM checkpoint the epoch under way and exit 130 / 143 with the
 --resume command.
@@ -24,10 +24,8 @@ GENJAX_NUM_PROCESSES and GENJAX_PROCESS_ID set (genjax.train.sharding); process 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
-import platform
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +34,7 @@ from absl import flags
 from ml_collections import ConfigDict, config_flags
 
 from genjax.run import prepare as prepare_mod
+from genjax.run import report as report_mod
 from genjax.run.prepare import UsageError
 
 FLAGS = flags.FlagValues()
@@ -92,143 +91,10 @@ def say(*a, **kw) -> None:
         print(*a, **kw)
 
 
-def _evaluate(cfg, splits, family, params, run_dir: Path, seed: int) -> dict:
-    """Held-out likelihood metrics where the family has a likelihood, and (``eval.sample_metrics``)
-    every sample-based metric that fits the data; written to ``eval.json``."""
-    from genjax import keys
-    from genjax.eval import heldout_metrics
-    from genjax.eval.suite import sample_metrics
-
-    m = {"split": "test", "data": splits.name, "family": family.name}
-    out = run_dir if _main() else None  # figures: process 0 alone writes
-    if family.log_prob is not None:
-        m |= heldout_metrics(
-            family,
-            params,
-            splits.test["x"],
-            keys.key(seed, "eval"),
-            batch_size=cfg.eval.batch_size,
-            num_dims=family.event_dims or splits.num_dims,
-            bin_width=splits.bin_width,
-            y=splits.test.get("y") if family.labelled else None,
-            example="target y given its x" if family.predictor is not None else splits.example,
-        )
-        if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
-            m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
-    if family.latent is not None:  # posterior collapse: KL per dimension and active units on the test split
-        from genjax.eval.latent import latent_diagnostics
-
-        m["latent"] = latent_diagnostics(family.latent, params, splits.test["x"], splits.test.get("y"), out)
-    if family.predictor is not None:  # a model of y given x: accuracy / calibration, and their figures
-        from genjax.eval.predictive import predictive_metrics
-
-        m["predictive"] = predictive_metrics(family, params, splits.test["x"], splits.test["y"], out)
-    elif cfg.eval.sample_metrics:
-        m["samples"] = sample_metrics(cfg, splits, family, params, keys.key(seed, "sample_metrics"), out)
-    if _main():
-        (run_dir / "eval.json").write_text(json.dumps(m, indent=2) + "\n")
-    return m
-
-
-def _figures(cfg, splits, family, params, history, run_dir: Path, seed: int) -> list[Path]:
-    """The figures the family can draw: curves, samples (decoder means for a latent-variable
-    model), reconstructions and latent interpolations where it has an encoder."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from genjax import keys
-    from genjax.eval import plots
-
-    key = keys.key(seed, "figures")
-    out = [plots.curves(history, run_dir / "curves.png", cfg.name, family.curves)] if history else []
-    test = splits.test["x"]
-    if family.predictor is not None:  # its figures (calibration, confusion) come with its metrics
-        return out
-    if splits.vocab is not None:  # text: decoded samples, one per block, in samples.txt
-        s = np.asarray(family.sample(params, key, min(int(cfg.eval.n_samples), 16)))
-        path = run_dir / "samples.txt"
-        path.write_text(splits.samples_text(s))
-        return out
-    if len(splits.shape) != 3:  # 2-D toy data
-        s = np.asarray(family.sample(params, key, min(len(test), 2000)))
-        return out + [plots.scatter2d(test[:2000], s, run_dir / "samples.png", cfg.name)]
-    lat = family.latent
-    n = int(cfg.eval.n_samples)
-    # a conditional latent model's functions take the labels: the test split's, row for row
-    y_test = splits.test.get("y")
-    cond = (lambda rows: (jnp.asarray(y_test[rows]),)) if lat is not None and lat.conditional else (lambda rows: ())
-    to01 = (lambda a: (np.asarray(a) + 1) / 2) if cfg.data.scale == "-11" else np.asarray
-    if family.classes:  # one row per class (decoder means for a latent-variable model)
-        c, m = int(family.classes), 10
-        y = jnp.repeat(jnp.arange(c), m)
-        if lat is not None and lat.conditional:
-            imgs = lat.decode_mean(params, jax.random.normal(key, (c * m, lat.dim)), y)
-            title = "decoder means E[x|z, class], z ~ N(0, I); one row per class"
-        else:
-            imgs, title = family.sample(params, key, c * m, y), "samples, one row per class"
-        grid = to01(imgs).reshape(c, m, *splits.shape)
-        out.append(plots.class_grid(grid, run_dir / "samples.png", title))
-    else:
-        if lat is not None:
-            z = jax.random.normal(key, (n, lat.dim))
-            imgs, title = lat.decode_mean(params, z, *cond(slice(0, n))), "decoder means E[x|z], z ~ N(0, I)"
-        else:
-            imgs, title = family.sample(params, key, n), "samples"
-        out.append(plots.image_grid(to01(imgs), run_dir / "samples.png", title))
-    if lat is not None:
-        x = test[:32]
-        rec = lat.reconstruct(params, jnp.asarray(x), *cond(slice(0, 32)))
-        out.append(plots.reconstructions(to01(x), to01(rec), run_dir / "reconstructions.png"))
-        a = lat.encode(params, jnp.asarray(test[:8]), *cond(slice(0, 8)))[0]
-        b = lat.encode(params, jnp.asarray(test[8:16]), *cond(slice(8, 16)))[0]
-        t = jnp.linspace(0.0, 1.0, 10)[None, :, None]
-        zs = (1 - t) * a[:, None] + t * b[:, None]  # [8, 10, K]
-        ys = tuple(jnp.repeat(v, 10, axis=0) for v in cond(slice(0, 8)))  # each row decoded with its start's label
-        rows = lat.decode_mean(params, zs.reshape(-1, zs.shape[-1]), *ys).reshape(8, 10, *splits.shape)
-        out.append(plots.interpolation(to01(rows), run_dir / "interpolation.png"))
-    return out
-
-
-VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "scipy", "ml-collections",
-             "tensorflow-datasets")  # fmt: skip
-
-
-def versions() -> dict:
-    """The installed versions of genjax, Python and the dependencies whose changes move numbers."""
-    from importlib import metadata
-
-    import genjax
-
-    out = {"genjax": genjax.__version__, "python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def versions_line() -> str:
+    from genjax.run.folder import versions
+
     return ", ".join(f"{k} {v}" for k, v in versions().items() if v is not None)
-
-
-def _run_info(cfg) -> dict:
-    import jax
-
-    import genjax
-
-    return {
-        "genjax": genjax.__version__,
-        "jax": jax.__version__,
-        "versions": versions(),
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "processes": jax.process_count(),
-        "python": platform.python_version(),
-        "argv": sys.argv,
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
 
 
 def cmd_train(args: list[str]) -> int:
@@ -288,12 +154,13 @@ def cmd_train(args: list[str]) -> int:
         say(f"trained on {jax.process_count()} processes; evaluate with: genjax eval {run_dir}")
         return 0
     fault_point("eval", ep)
-    m = _evaluate(cfg, splits, family, res.params, run_dir, FLAGS.seed)
+    m = report_mod.evaluate(cfg, splits, family, res.params, run_dir, FLAGS.seed, main=_main(), log=say)
     if FLAGS.plots and _main():
         from genjax.train.driver import tensorboard_figures
 
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        tensorboard_figures(run_dir, _figures(cfg, splits, family, res.params, history, run_dir, FLAGS.seed), ep)
+        figs = report_mod.figures(cfg, splits, family, res.params, history, run_dir, FLAGS.seed)
+        tensorboard_figures(run_dir, figs, ep)
     _print_eval(m)
     say(f"run folder: {run_dir}")
     return 0
@@ -320,11 +187,14 @@ def _run_dir_arg(args: list[str], cmd: str) -> Path:
 
 
 def _lock(run_dir: Path) -> None:
-    """Hold ``run_dir``'s lock until the command ends (``genjax.rundir.lock``)."""
-    from genjax import rundir
+    """Hold ``run_dir``'s lock until the command ends (``genjax.run.folder.lock``)."""
+    from genjax.run import folder
 
     if _main():
-        _LOCKS.enter_context(rundir.lock(run_dir))
+        try:
+            _LOCKS.enter_context(folder.lock(run_dir))
+        except folder.RunFolderError as e:
+            raise UsageError(str(e)) from None
 
 
 def cmd_eval(args: list[str]) -> int:
@@ -335,7 +205,8 @@ def cmd_eval(args: list[str]) -> int:
     splits, family = prepare_mod.prepare(cfg, saved=run_dir)
     _lock(run_dir)
     state = prepare_mod.restore(cfg, run_dir, splits, family)
-    m = _evaluate(cfg, splits, family, select_params(state, cfg.train.keep_best), run_dir, FLAGS.seed)
+    m = report_mod.evaluate(cfg, splits, family, select_params(state, cfg.train.keep_best), run_dir, FLAGS.seed,
+                            main=_main(), log=say)
     _print_eval(m)
     return 0
 
@@ -382,36 +253,24 @@ def cmd_sample(args: list[str]) -> int:
 
 def _new_run_dir(cfg, suffix: str, hint: str = "pass --overwrite to replace it") -> Path:
     """``--workdir`` or ``runs/<name>[-suffix]-<time>``; refuses a non-empty folder unless --overwrite."""
-    from genjax.rundir import holds_run
+    from genjax.run import folder
 
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(FLAGS.workdir or Path("runs") / "-".join(x for x in (cfg.name, suffix, stamp) if x))
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--workdir {str(run_dir)!r} is a file, not a folder.")
-    if holds_run(run_dir) and not FLAGS.overwrite:
-        raise UsageError(f"--workdir {str(run_dir)!r} already holds a run; {hint}.")
-    return run_dir
+    try:
+        return folder.new_run_dir(cfg, FLAGS.workdir, FLAGS.overwrite, suffix, hint)
+    except folder.RunFolderError as e:
+        raise UsageError(str(e)) from None
 
 
 def _open_run_dir(run_dir: Path, cfg, hint: str = "pass --overwrite to replace it", splits=None) -> None:
-    """Lock the run folder and create it atomically (replacing it under --overwrite) with
-    config.json and run.json (and, for text, vocab.json: the token strings). Called only once
-    the config, data and model have passed their checks; process 0 only."""
-    from genjax import rundir
+    """``genjax.run.folder.open_run_dir`` on process 0, its lock held until the command ends."""
+    from genjax.run import folder
 
     if not _main():
         return
-    _lock(run_dir)  # a second writer is refused here, --overwrite or not
     try:
-        files = {
-            "config.json": cfg.to_json_best_effort(indent=2) + "\n",
-            "run.json": json.dumps(_run_info(cfg), indent=2) + "\n",
-        }
-        if splits is not None and splits.vocab is not None:
-            files["vocab.json"] = json.dumps({"tokens": splits.tokens, "vocab": list(splits.vocab)}) + "\n"
-        rundir.create(run_dir, files, overwrite=FLAGS.overwrite)
-    except rundir.RunFolderError as e:
-        raise UsageError(f"{e} {hint[0].upper()}{hint[1:]}.") from None
+        folder.open_run_dir(run_dir, cfg, _LOCKS, FLAGS.overwrite, splits, hint)
+    except folder.RunFolderError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_cv(args: list[str]) -> int:

@@ -10,6 +10,10 @@ host and command into the lock file; a second process is refused with those.
 renames it into place: a run folder either holds its ``config.json`` and ``run.json`` or does not
 exist. Under ``overwrite`` the old folder is renamed aside first and deleted only after the new
 one is in place.
+
+``new_run_dir`` picks the folder (given, or ``runs/<name>-<time>``) and refuses one that holds a
+run; ``open_run_dir`` locks and creates it with ``config.json``, ``run.json`` (versions,
+devices, command) and, for text, ``vocab.json``: the CLI and ``genjax.fit`` both go through them.
 """
 
 from __future__ import annotations
@@ -95,4 +99,78 @@ def create(run_dir: str | os.PathLike, files: dict[str, str], overwrite: bool = 
     return run_dir
 
 
-__all__ = ["RunFolderError", "create", "holds_run", "lock"]
+VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "scipy", "ml-collections",
+             "tensorflow-datasets")  # fmt: skip
+
+
+def versions() -> dict:
+    """The installed versions of genjax, Python and the dependencies whose changes move numbers."""
+    import platform
+    from importlib import metadata
+
+    import genjax
+
+    out = {"genjax": genjax.__version__, "python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_info() -> dict:
+    """``run.json``: versions, backend and devices, processes, the command and the start time."""
+    import datetime
+    import platform
+
+    import jax
+
+    import genjax
+
+    return {
+        "genjax": genjax.__version__,
+        "jax": jax.__version__,
+        "versions": versions(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "processes": jax.process_count(),
+        "python": platform.python_version(),
+        "argv": sys.argv,
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def new_run_dir(cfg, workdir=None, overwrite: bool = False, suffix: str = "",
+                hint: str = "pass --overwrite to replace it") -> Path:  # fmt: skip
+    """``workdir`` or ``runs/<name>[-suffix]-<time>``; refuses a file, or a folder that already
+    holds a run unless ``overwrite`` (``RunFolderError``, ``hint`` saying what to do)."""
+    import datetime
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(workdir or Path("runs") / "-".join(x for x in (cfg.name, suffix, stamp) if x))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"--workdir {str(run_dir)!r} is a file, not a folder.")
+    if holds_run(run_dir) and not overwrite:
+        raise RunFolderError(f"--workdir {str(run_dir)!r} already holds a run; {hint}.")
+    return run_dir
+
+
+def open_run_dir(run_dir: Path, cfg, locks: contextlib.ExitStack, overwrite: bool = False, splits=None,
+                 hint: str = "pass --overwrite to replace it") -> None:  # fmt: skip
+    """Lock ``run_dir`` (the lock joins ``locks``, held until the caller closes it) and create
+    it atomically (replacing it under ``overwrite``) with config.json and run.json (and, for text,
+    vocab.json: the token strings). Called only once the config, data and model have passed
+    their checks; by process 0 only."""
+    locks.enter_context(lock(run_dir))  # a second writer is refused here, overwrite or not
+    files = {"config.json": cfg.to_json_best_effort(indent=2) + "\n",
+             "run.json": json.dumps(run_info(), indent=2) + "\n"}  # fmt: skip
+    if splits is not None and splits.vocab is not None:
+        files["vocab.json"] = json.dumps({"tokens": splits.tokens, "vocab": list(splits.vocab)}) + "\n"
+    try:
+        create(run_dir, files, overwrite=overwrite)
+    except RunFolderError as e:
+        raise RunFolderError(f"{e} {hint[0].upper()}{hint[1:]}.") from None
+
+
+__all__ = ["RunFolderError", "create", "holds_run", "lock", "new_run_dir", "open_run_dir", "run_info", "versions"]

@@ -1,0 +1,110 @@
+"""The evaluation report a run folder gets, for the CLI and the API alike: the metrics of
+``genjax eval`` (``evaluate``, written to ``eval.json``), the figures a family can draw
+(``figures``) and the printed summary (``genjax.eval.report.summary``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def evaluate(cfg, splits, family, params, run_dir: Path | None = None, seed: int = 0, main: bool = True,
+             log=print) -> dict:
+    """What ``genjax eval`` computes: held-out likelihood metrics where the family has a
+    likelihood, its latent diagnostics, predictive metrics for a model of y given x, and (with
+    ``eval.sample_metrics``) every sample-based metric that fits the data. With ``run_dir`` the
+    figures and ``eval.json`` are written there (``main``: this is process 0, the one that writes)."""
+    from genjax import keys
+    from genjax.eval import heldout_metrics
+    from genjax.eval.suite import sample_metrics
+
+    m = {"split": "test", "data": splits.name, "family": family.name}
+    out = run_dir if main else None  # figures: process 0 alone writes
+    if family.log_prob is not None:
+        m |= heldout_metrics(
+            family,
+            params,
+            splits.test["x"],
+            keys.key(seed, "eval"),
+            batch_size=cfg.eval.batch_size,
+            num_dims=family.event_dims or splits.num_dims,
+            bin_width=splits.bin_width,
+            y=splits.test.get("y") if family.labelled else None,
+            example="target y given its x" if family.predictor is not None else splits.example,
+        )
+        if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
+            m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
+    if family.latent is not None:  # posterior collapse: KL per dimension and active units on the test split
+        from genjax.eval.latent import latent_diagnostics
+
+        m["latent"] = latent_diagnostics(family.latent, params, splits.test["x"], splits.test.get("y"), out)
+    if family.predictor is not None:  # a model of y given x: accuracy / calibration, and their figures
+        from genjax.eval.predictive import predictive_metrics
+
+        m["predictive"] = predictive_metrics(family, params, splits.test["x"], splits.test["y"], out)
+    elif cfg.eval.sample_metrics:
+        m["samples"] = sample_metrics(cfg, splits, family, params, keys.key(seed, "sample_metrics"), out, log=log)
+    if main and run_dir is not None:
+        (Path(run_dir) / "eval.json").write_text(json.dumps(m, indent=2) + "\n")
+    return m
+
+
+def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) -> list[Path]:
+    """The figures the family can draw: curves, samples (decoder means for a latent-variable
+    model), reconstructions and latent interpolations where it has an encoder."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from genjax import keys
+    from genjax.eval import plots
+
+    key = keys.key(seed, "figures")
+    out = [plots.curves(history, run_dir / "curves.png", cfg.name, family.curves)] if history else []
+    test = splits.test["x"]
+    if family.predictor is not None:  # its figures (calibration, confusion) come with its metrics
+        return out
+    if splits.vocab is not None:  # text: decoded samples, one per block, in samples.txt
+        s = np.asarray(family.sample(params, key, min(int(cfg.eval.n_samples), 16)))
+        path = run_dir / "samples.txt"
+        path.write_text(splits.samples_text(s))
+        return out
+    if len(splits.shape) != 3:  # 2-D toy data
+        s = np.asarray(family.sample(params, key, min(len(test), 2000)))
+        return out + [plots.scatter2d(test[:2000], s, run_dir / "samples.png", cfg.name)]
+    lat = family.latent
+    n = int(cfg.eval.n_samples)
+    # a conditional latent model's functions take the labels: the test split's, row for row
+    y_test = splits.test.get("y")
+    cond = (lambda rows: (jnp.asarray(y_test[rows]),)) if lat is not None and lat.conditional else (lambda rows: ())
+    to01 = (lambda a: (np.asarray(a) + 1) / 2) if cfg.data.scale == "-11" else np.asarray
+    if family.classes:  # one row per class (decoder means for a latent-variable model)
+        c, m = int(family.classes), 10
+        y = jnp.repeat(jnp.arange(c), m)
+        if lat is not None and lat.conditional:
+            imgs = lat.decode_mean(params, jax.random.normal(key, (c * m, lat.dim)), y)
+            title = "decoder means E[x|z, class], z ~ N(0, I); one row per class"
+        else:
+            imgs, title = family.sample(params, key, c * m, y), "samples, one row per class"
+        grid = to01(imgs).reshape(c, m, *splits.shape)
+        out.append(plots.class_grid(grid, run_dir / "samples.png", title))
+    else:
+        if lat is not None:
+            z = jax.random.normal(key, (n, lat.dim))
+            imgs, title = lat.decode_mean(params, z, *cond(slice(0, n))), "decoder means E[x|z], z ~ N(0, I)"
+        else:
+            imgs, title = family.sample(params, key, n), "samples"
+        out.append(plots.image_grid(to01(imgs), run_dir / "samples.png", title))
+    if lat is not None:
+        x = test[:32]
+        rec = lat.reconstruct(params, jnp.asarray(x), *cond(slice(0, 32)))
+        out.append(plots.reconstructions(to01(x), to01(rec), run_dir / "reconstructions.png"))
+        a = lat.encode(params, jnp.asarray(test[:8]), *cond(slice(0, 8)))[0]
+        b = lat.encode(params, jnp.asarray(test[8:16]), *cond(slice(8, 16)))[0]
+        t = jnp.linspace(0.0, 1.0, 10)[None, :, None]
+        zs = (1 - t) * a[:, None] + t * b[:, None]  # [8, 10, K]
+        ys = tuple(jnp.repeat(v, 10, axis=0) for v in cond(slice(0, 8)))  # each row decoded with its start's label
+        rows = lat.decode_mean(params, zs.reshape(-1, zs.shape[-1]), *ys).reshape(8, 10, *splits.shape)
+        out.append(plots.interpolation(to01(rows), run_dir / "interpolation.png"))
+    return out
