@@ -3,8 +3,20 @@ of the same name on PyPI). The public Python API is ``genjax.api`` (re-exported 
 
 __version__ = "0.1.0"
 
-from genjax.api import Model, default_config, enable_compilation_cache, evaluate, fit, load_data  # noqa: E402
+from genjax.api import (  # noqa: E402
+    Model,
+    cross_validate,
+    default_config,
+    enable_compilation_cache,
+    evaluate,
+    fit,
+    load,
+    load_data,
+)
+from genjax.eval.report import summary  # noqa: E402
+from genjax.sweep import sweep_table  # noqa: E402
 
 enable_compilation_cache()
 
-__all__ = ["Model", "default_config", "enable_compilation_cache", "evaluate", "fit", "load_data"]
+__all__ = ["Model", "cross_validate", "default_config", "enable_compilation_cache", "evaluate", "fit", "load",
+           "load_data", "summary", "sweep_table"]  # fmt: skip

@@ -1,20 +1,27 @@
-"""The Python API for notebooks and scripts: the same pieces the CLI composes.
+"""The Python API for notebooks and scripts: the same prepared run the CLI composes
+(``genjax.run``), so a run made here is a run folder ``genjax eval`` / ``sample`` / ``--resume``
+open, and a CLI run loads here.
 
     import genjax
     cfg = genjax.default_config("vae")                  # the base config; change any field
-    cfg.model.vae.latent_dim = 8
-    data = genjax.load_data(cfg, x=images, y=labels)    # arrays in memory (or cfg.data.name)
-    model = genjax.fit(cfg, data)                       # trains; model.family, model.params
-    x = model.sample(16)                                # [16, H, W, C]
-    genjax.evaluate(model, data)                        # held-out NLL, bits/dim, the bound
+    cfg.model.vae.latent_dim = 8                        # (a field that does not exist is an error)
+    data = genjax.load_data(cfg, x=images, y=labels)    # arrays in memory, text=..., or cfg.data.name
+    model = genjax.fit(cfg, data, workdir="runs/mine")  # trains; a run folder like genjax train's
+    model.sample(16)                                    # [16, H, W, C]
+    genjax.evaluate(model, data)                        # what genjax eval writes, for every family
+    model = genjax.load("runs/mine")                    # or any genjax train run folder
+    genjax.cross_validate(cfg, data, folds=5, sweep={"optim": {"lr": [1e-3, 3e-3]}})
 
 ``import genjax`` turns on the persistent compilation cache as the CLI does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -30,34 +37,74 @@ def enable_compilation_cache() -> None:
 
 
 def default_config(family: str = "vae"):
-    """The base config with ``model.family = family``."""
+    """The base config with ``model.family = family``, locked: setting a field that does not exist
+    is an error that suggests the nearest one (``cfg.train.epoch`` -> ``epochs``)."""
     from genjax.config import base_config
+    from genjax.fields import did_you_mean
+    from genjax.models import FAMILIES
 
+    if family not in FAMILIES:
+        near = did_you_mean(family, FAMILIES)
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}{near}.")
     c = base_config()
     c.model.family = family
     return c
 
 
-def load_data(cfg, x=None, y=None, test_x=None, test_y=None):
-    """Train / validation / test splits from arrays in memory, or from ``cfg.data.name`` when
-    ``x`` is None. The splitting and transforms follow ``cfg.data``."""
+def load_data(cfg, x=None, y=None, test_x=None, test_y=None, *, text: str | None = None):
+    """Train / validation / test splits: from arrays in memory (``x``: images ``(N, H, W[, C])``,
+    uint8 or floats in [0, 1], or vectors ``(N, D)``; optional labels ``y`` and a test split),
+    from a Python string ``text`` (tokenized as ``data.tokens`` says), or from ``cfg.data.name``.
+    The splitting and transforms follow ``cfg.data``."""
     from genjax.data import from_arrays, load_splits
 
+    if text is not None and x is not None:
+        raise ValueError("load_data takes arrays (x, ...) or text, not both.")
     src = None if x is None else from_arrays(x, y, test_x, test_y)
-    return load_splits(cfg.data, cfg.train.batch_size, source=src)
+    return load_splits(cfg.data, cfg.train.batch_size, source=src, text=text)
 
 
 @dataclasses.dataclass
 class Model:
-    """A trained model: its family, parameters and the training result."""
+    """A trained model: its family, parameters, config and data, the training result (``None``
+    for a loaded model) and the whole training state (to save and resume from)."""
 
     family: object
     params: object
     result: object
     cfg: object
+    data: object = None
+    state: object = None
+    run_dir: Path | None = None
 
-    def sample(self, n: int, seed: int = 0, cond=None):
-        return self.family.sample(self.params, jax.random.key(seed), n, cond)
+    def sample(self, n: int, seed: int = 0, cond=None, *, temperature=None, top_k=None, prompt=None):
+        """``n`` samples (``cond``: classes, or inputs x for a model of y given x). A token model
+        takes its sampling settings here (``temperature``, ``top_k``) and a ``prompt`` (text,
+        or token ids) its samples start with."""
+        key = jax.random.key(seed)
+        if temperature is None and top_k is None and prompt is None:
+            return self.family.sample(self.params, key, n, cond)
+        if self.family.generate is None:
+            raise ValueError(f"the {self.family.name} family takes no temperature, top_k or prompt when sampling.")
+        if isinstance(prompt, str):
+            prompt = self.encode(prompt)
+        return self.family.generate(self.params, key, n, cond, temperature=temperature, top_k=top_k, prompt=prompt)
+
+    def encode(self, text: str):
+        """Text -> token ids in this model's vocabulary (a character it never saw is an error)."""
+        from genjax.data.text import encode
+
+        if self.data is None or getattr(self.data, "vocab", None) is None:
+            raise ValueError("this model was not trained on text; it has no vocabulary.")
+        return encode(text, self.data.vocab if self.data.tokens == "char" else None)
+
+    def sample_text(self, n: int, seed: int = 0, **kw) -> list[str]:
+        """``sample`` decoded to text, one string per sample (``prompt`` included)."""
+        if self.data is None or getattr(self.data, "vocab", None) is None:
+            raise ValueError("this model was not trained on text; it has no vocabulary to decode with.")
+        import numpy as np
+
+        return [self.data.decode(row) for row in np.asarray(self.sample(n, seed, **kw))]
 
     def log_prob(self, x, seed: int = 0, y=None):
         """log p(x) per example (a labelled family: log p(x | y), or log p(y | x) for a predictor)."""
@@ -68,37 +115,123 @@ class Model:
             raise ValueError(f"the {self.family.name} model scores labelled examples: pass y.")
         return self.family.log_prob(self.params, jax.numpy.asarray(x), jax.random.key(seed), *labels)
 
+    def save(self, run_dir, overwrite: bool = False) -> Path:
+        """A run folder at ``run_dir`` (config.json, run.json, a checkpoint of the whole training
+        state) that ``genjax.load``, ``genjax eval`` and ``genjax sample`` open."""
+        from genjax.run import folder
+        from genjax.train import Checkpointer
 
-def fit(cfg, data, workdir=None, *, progress: bool = True) -> Model:
-    """Validate ``cfg``, build its family for ``data`` and train it (``genjax.train.fit``)."""
-    from genjax.config import validate
-    from genjax.models import DataInfo, build_family
+        if self.state is None:
+            raise ValueError("this model holds no training state to save.")
+        run_dir = folder.new_run_dir(self.cfg, run_dir, overwrite, hint="pass overwrite=True to replace it",
+                                     field="run_dir")
+        with contextlib.ExitStack() as locks:
+            folder.open_run_dir(run_dir, self.cfg, locks, overwrite, self.data, "pass overwrite=True to replace it")
+            ckpt = Checkpointer(run_dir / "checkpoints")
+            try:
+                ckpt.save(int(jax.device_get(self.state.epoch)), self.state)
+            finally:
+                ckpt.close()
+        self.run_dir = run_dir
+        return run_dir
+
+
+def fit(cfg, data=None, workdir=None, *, overwrite: bool = False, progress: bool = True,
+        on_epoch: Callable | None = None) -> Model:  # fmt: skip
+    """Train ``cfg`` on ``data`` (``load_data``'s splits; ``None``: ``cfg.data.name``), checked as
+    ``genjax train`` checks it before anything is written. With ``workdir``: a run folder like
+    ``genjax train``'s (locked while training, created atomically with config.json and run.json,
+    metrics.jsonl, TensorBoard, checkpoints), which must be new or empty unless ``overwrite``.
+    ``on_epoch(epoch, metrics)`` runs after every epoch (``metrics``: that epoch's means, as in
+    metrics.jsonl) — live plots, custom logging."""
+    from genjax.run import folder
+    from genjax.run.prepare import check_mesh, prepare
     from genjax.train import fit as _fit
 
-    validate(cfg)
-    family = build_family(cfg, DataInfo.of(data))
-    if family.labelled:
-        data.require_labels(f"the {family.name} model scores labelled examples")
-    res = _fit(cfg, family, data, workdir, progress=progress)
-    return Model(family, res.params, res, cfg)
+    splits, family = prepare(cfg, splits=data)
+    callback = None
+    if on_epoch is not None:
+        callback = lambda epoch, state, m: on_epoch(int(epoch), {k: v.tolist() for k, v in m.items()})  # noqa: E731
+    with contextlib.ExitStack() as locks:
+        run_dir = None
+        if workdir is not None:
+            hint = "pass overwrite=True to replace it"
+            run_dir = folder.new_run_dir(cfg, workdir, overwrite, hint=hint, field="workdir")
+            check_mesh(cfg, family)
+            folder.open_run_dir(run_dir, cfg, locks, overwrite, splits, hint)
+            if splits.name != str(cfg.data.name):  # arrays or text in memory: say so beside the config
+                info = json.loads((run_dir / "run.json").read_text()) | {"data": splits.name}
+                (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+        res = _fit(cfg, family, splits, run_dir, progress=progress, callback=callback)
+    return Model(family, res.params, res, cfg, splits, res.state, run_dir)
 
 
-def evaluate(model: Model, data, seed: int = 0) -> dict:
-    """Held-out test metrics of ``model`` on ``data.test``: NLL, bits/dim and the family's bound
-    where it has a likelihood."""
-    from genjax import keys
-    from genjax.eval import heldout_metrics
+def load(run_dir, data=None) -> Model:
+    """The model of a run folder (``genjax train``'s, ``genjax.fit``'s with a workdir, or
+    ``Model.save``'s), restored from its newest good checkpoint with its saved config. ``data``:
+    the splits, for a run trained on arrays or text in memory (its config cannot reload them)."""
+    from genjax.run.prepare import UsageError, load_config, prepare, restore
+    from genjax.train import select_params
 
-    if model.family.log_prob is None:
-        raise ValueError(f"the {model.family.name} family has no likelihood; use genjax.eval.suite for samples.")
-    return heldout_metrics(
-        model.family,
-        model.params,
-        data.test["x"],
-        keys.key(seed, "eval"),
-        batch_size=model.cfg.eval.batch_size,
-        num_dims=model.family.event_dims or data.num_dims,
-        bin_width=data.bin_width,
-        y=data.test.get("y"),
-        example="target y given its x" if model.family.predictor is not None else data.example,
-    )
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"load: {str(run_dir)!r} is not a folder.")
+    cfg = load_config(run_dir)
+    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    if data is None and "data" in info:
+        raise UsageError(f"{str(run_dir)!r} was trained on data in memory ({info['data']}); pass them as data=.")
+    splits, family = prepare(cfg, saved=run_dir, splits=data)
+    state = restore(cfg, run_dir, splits, family)
+    return Model(family, select_params(state, cfg.train.keep_best), None, cfg, splits, state, run_dir)
+
+
+def evaluate(model: Model, data=None, seed: int = 0, *, sample_metrics: bool | None = None) -> dict:
+    """What ``genjax eval`` computes, for any family: the held-out NLL, bits/dim (per token and
+    perplexity for text) and the bound where it has a likelihood, latent diagnostics, predictive
+    metrics for a model of y given x, and the sample metrics (FID / KID / IS, precision / recall,
+    divergences, mode coverage) where they fit the data (``sample_metrics``: default the
+    config's ``eval.sample_metrics``). ``genjax.eval.report.summary`` prints it."""
+    from genjax.run.report import evaluate as _evaluate
+
+    splits = data if data is not None else model.data
+    if splits is None:
+        raise ValueError("evaluate needs the data: pass them (genjax.load_data).")
+    cfg = model.cfg
+    if sample_metrics is not None and bool(sample_metrics) != bool(cfg.eval.sample_metrics):
+        cfg = cfg.copy_and_resolve_references()
+        cfg.eval.sample_metrics = bool(sample_metrics)
+    return _evaluate(cfg, splits, model.family, model.params, None, seed, log=lambda *a, **k: None)
+
+
+def cross_validate(cfg, data=None, *, folds: int | None = None, sweep: dict | None = None, workdir=None,
+                   overwrite: bool = False, progress: bool = True) -> dict:  # fmt: skip
+    """k-fold cross-validation of ``cfg`` on ``data`` (``None``: ``cfg.data.name``), every fold
+    (and every vmapped setting of ``sweep``, e.g. ``{"optim": {"lr": [1e-3, 3e-3]}}``) trained at
+    once, as ``genjax cv`` does. Returns the report: ``rows`` (one per setting: mean and std of the
+    held-out NLL over the folds, ``per_fold``), ``best`` (with its lead over the runner-up),
+    ``runs``. With ``workdir``: a run folder with cv.json, the curves and, for a sweep, sweep.md
+    and sweep.png."""
+    import ml_collections
+
+    from genjax.run import folder
+    from genjax.run.prepare import prepare
+    from genjax.sweep import run_cv, sweep_grid
+    from genjax.train.cv import check_cv
+
+    cfg = cfg.copy_and_resolve_references()
+    with cfg.unlocked():
+        if folds is not None:
+            cfg.cv.folds = int(folds)
+        if sweep is not None:
+            cfg.cv.sweep = ml_collections.ConfigDict(sweep)
+    splits, family = prepare(cfg, splits=data)
+    from genjax.models import DataInfo
+
+    sweep_grid(cfg, DataInfo.of(splits))
+    check_cv(cfg, family, splits)
+    with contextlib.ExitStack() as locks:
+        run_dir = None
+        if workdir is not None:
+            run_dir = folder.new_run_dir(cfg, workdir, overwrite, "cv", "pass overwrite=True to replace it", "workdir")
+            folder.open_run_dir(run_dir, cfg, locks, overwrite, None, "pass overwrite=True to replace it")
+        return run_cv(cfg, run_dir, splits=splits, progress=progress)

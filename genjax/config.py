@@ -164,12 +164,17 @@ def model_fields() -> dict:
 
 
 def base_config() -> ml_collections.ConfigDict:
-    """Every field at its declared default."""
+    """Every field at its declared default, the config locked: assigning a field that does not
+    exist raises, naming the closest one ("Did you mean "epochs" instead of "epoch"?");
+    ``with cfg.unlocked():`` adds fields on purpose (``cv.sweep`` and ``optim.players`` take any)."""
     c = ml_collections.ConfigDict({k: f.default for k, f in TOP.items()})
     for name, fields in SECTIONS.items():
         if name == "objective":
             c.model = _model_defaults()
         c[name] = _defaults(fields)
+    c.lock()
+    c.cv.sweep.unlock()
+    c.optim.players.unlock()
     return c
 
 

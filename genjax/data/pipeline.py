@@ -109,13 +109,14 @@ def _take(x, y, idx):
     return {"x": x[idx]} | ({"y": y[idx]} if y is not None else {})
 
 
-def load_splits(dcfg, batch_size: int, source: Source | None = None) -> DataSplits:
-    """Load ``dcfg.name`` (or take ``source``, e.g. ``sources.from_arrays``) and build the splits
-    described in the module docstring (text: ``genjax.data.text``)."""
-    if source is None and str(dcfg.name).partition(":")[0] == "text":
+def load_splits(dcfg, batch_size: int, source: Source | None = None, text: str | None = None) -> DataSplits:
+    """Load ``dcfg.name`` (or take ``source``, e.g. ``sources.from_arrays``, or ``text``, a Python
+    string to tokenize) and build the splits described in the module docstring (text:
+    ``genjax.data.text``)."""
+    if text is not None or (source is None and str(dcfg.name).partition(":")[0] == "text"):
         from genjax.data.text import load_text_splits
 
-        return load_text_splits(dcfg, batch_size)
+        return load_text_splits(dcfg, batch_size, text)
     for field in ("val_fraction", "test_fraction"):
         v = float(dcfg[field])
         if not 0.0 <= v < 1.0:

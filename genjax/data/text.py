@@ -64,6 +64,18 @@ def tokenize(text: str, kind: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
     return np.fromiter((lookup[c] for c in text), np.int32, len(text)), vocab
 
 
+def encode(text: str, vocab: tuple[str, ...] | None) -> np.ndarray:
+    """Text -> token ids (int32) in a model's vocabulary: the characters' indices in ``vocab``, or
+    (``None``) the UTF-8 bytes. A character outside the vocabulary is refused by name."""
+    if vocab is None:
+        return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)
+    lookup = {c: i for i, c in enumerate(vocab)}
+    unknown = sorted({c for c in text if c not in lookup})
+    if unknown:
+        raise DataError(f"the text holds characters the model's vocabulary has not: {''.join(unknown)[:20]!r}.")
+    return np.fromiter((lookup[c] for c in text), np.int32, len(text))
+
+
 def decode(ids, vocab: tuple[str, ...] | None) -> str:
     """Token ids back to text (bytes that do not form UTF-8 are replaced)."""
     ids = np.asarray(ids).astype(np.int64).ravel()
@@ -88,11 +100,12 @@ def random_window(key: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, s[..., None] + jnp.arange(t), axis=-1)
 
 
-def load_text_splits(dcfg, batch_size: int):
-    """``DataSplits`` of a text source (see the module docstring)."""
+def load_text_splits(dcfg, batch_size: int, text: str | None = None):
+    """``DataSplits`` of a text source (see the module docstring); ``text``: the text itself (a
+    Python string) instead of ``data.name``'s file or corpus."""
     from genjax.data.pipeline import DataSplits
 
-    name = str(dcfg.name)
+    name = str(dcfg.name) if text is None else "text:<in memory>"
     arg = name.partition(":")[2]
     t = int(dcfg.block_size)
     if t < 2:
@@ -105,7 +118,9 @@ def load_text_splits(dcfg, batch_size: int):
             raise DataError(f"data.{field}={dcfg[field]!r} applies to images, not to text {name!r}.")
     if dcfg.scale != "01":
         raise DataError(f"data.scale={dcfg.scale!r} applies to images; text {name!r} is token ids.")
-    text = read_text(arg) if arg else default_corpus()
+    if text is not None and not isinstance(text, str):
+        raise DataError(f"text must be a str, got {type(text).__name__}.")
+    text = text if text is not None else (read_text(arg) if arg else default_corpus())
     if int(dcfg.text_chars) > 0:
         text = text[: int(dcfg.text_chars)]
     if not text:

@@ -203,36 +203,50 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
             return None
         return jax.random.randint(key, (n,), 0, n_cls) if cond is None else jnp.asarray(cond, jnp.int32)
 
-    def draw(key, logits):
-        return jax.random.categorical(key, adjust_logits(logits, temperature, top_k)).astype(jnp.int32)
+    cached = arch in ("bigram", "transformer")
 
-    def sample_full(params, key, n, cond=None):
+    def drawer(temp, k_top, prompt):
+        """``draw(key, logits, i) -> tokens``: a categorical draw of the adjusted logits at
+        position ``i``, or the prompt's token there (``prompt [n, P]``: the first P positions)."""
+
+        def draw(key, logits, i):
+            t = jax.random.categorical(key, adjust_logits(logits, temp, k_top)).astype(jnp.int32)
+            if prompt is None:
+                return t
+            p = prompt.shape[-1]
+            return jnp.where(i < p, prompt[:, jnp.minimum(i, p - 1)], t)
+
+        return draw
+
+    def full(params, key, n, cond=None, temp=temperature, k_top=top_k, prompt=None):
         """One whole-network pass per position (MADE in its first ordering, PixelCNN in raster
         order; the transformer without its cache)."""
         net = module(params)
         k_y, key = jax.random.split(key)
         y = labels(k_y, n, cond)
         positions = jnp.argsort(net.orders[...][0]) if arch == "made" else jnp.arange(d)
+        draw = drawer(temp, k_top, prompt)
 
         def body(i, tok):
             p = positions[i]
             out = net_out(net, tok, y)[:, p]
-            return tok.at[:, p].set(draw(jax.random.fold_in(key, i), full_logits(out)))
+            return tok.at[:, p].set(draw(jax.random.fold_in(key, i), full_logits(out), i))
 
         return from_tokens(jax.lax.fori_loop(0, d, body, jnp.zeros((n, d), jnp.int32)))
 
-    def sample_cached(params, key, n, cond=None):
+    def cached_(params, key, n, cond=None, temp=temperature, k_top=top_k, prompt=None):
         """Transformer: one position per step of a ``lax.scan``, keys and values of the earlier
         positions cached; bigram: the table row of the previous token."""
         net = module(params)
         k_y, key = jax.random.split(key)
         y = labels(k_y, n, cond)
         first = start_of(y, n)
+        draw = drawer(temp, k_top, prompt)
 
         if arch == "bigram":
 
             def body(prev, i):
-                t = draw(jax.random.fold_in(key, i), net(prev))
+                t = draw(jax.random.fold_in(key, i), net(prev), i)
                 return t, t
 
             _, toks = jax.lax.scan(body, first, jnp.arange(d))
@@ -242,13 +256,39 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
             def body(carry, i):
                 prev, cache = carry
                 logits, cache = net.step(prev, cache, i)
-                t = draw(jax.random.fold_in(key, i), logits.astype(jnp.float32))
+                t = draw(jax.random.fold_in(key, i), logits.astype(jnp.float32), i)
                 return (t, cache), t
 
             _, toks = jax.lax.scan(body, (first, net.init_cache(n, dtype)), jnp.arange(d))
         return from_tokens(toks.T)
 
-    cached = arch in ("bigram", "transformer")
+    def sample_full(params, key, n, cond=None):
+        return full(params, key, n, cond)
+
+    def sample_cached(params, key, n, cond=None):
+        return cached_(params, key, n, cond)
+
+    def generate(params, key, n, cond=None, *, temperature=None, top_k=None, prompt=None):
+        """``sample`` with the sampling settings given at call time (``None``: the config's):
+        ``temperature`` > 0, ``top_k`` >= 0 (0: every token), ``prompt`` — token ids ``[P]`` or
+        ``[n, P]`` that the first P positions take (every later one is drawn given them)."""
+        temp = float(mcfg.temperature if temperature is None else temperature)
+        k_top = int(mcfg.top_k if top_k is None else top_k)
+        if not (math.isfinite(temp) and temp > 0):
+            raise ValueError(f"the sampling temperature must be a positive number, got {temperature!r}.")
+        if k_top < 0:
+            raise ValueError(f"top_k must be >= 0 (0: every token), got {top_k!r}.")
+        if prompt is not None:
+            prompt = jnp.asarray(prompt, jnp.int32)
+            prompt = jnp.broadcast_to(prompt, (n, prompt.shape[-1])) if prompt.ndim == 1 else prompt
+            if prompt.shape[0] != n or not 0 < prompt.shape[1] <= d:
+                raise ValueError(f"the prompt must hold 1 to {d} token ids (per row of the {n} samples), got shape "
+                                 f"{tuple(prompt.shape)}.")  # fmt: skip
+            if int(jnp.min(prompt)) < 0 or int(jnp.max(prompt)) >= k:
+                raise ValueError(f"the prompt's token ids must lie in 0..{k - 1}.")
+        fn = cached_ if cached else full
+        return fn(params, key, n, cond, temp, k_top, prompt)
+
     return Family(
         name="autoregressive",
         convolutional=arch == "pixelcnn",
@@ -263,6 +303,7 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
         progress=("loss", "bits_per_token"),
         curves=Curves("nll", 1.0, "train NLL"),
         samplers={"uncached": sample_full} if arch == "transformer" else {},
+        generate=generate,
         info={"arch": arch, "tokens": k, "positions": d},
         tokens=True,
         classes=n_cls,

@@ -179,6 +179,9 @@ class Family:
     predictor: Predictor | None = None  # a model of y given x (cond = x in sample)
     event_dims: int = 0  # dimensions of what log_prob scores, for bits/dim (0: the data's)
     convolutional: bool = False  # the training step runs convolutions (train.loop='auto' picks a host loop on CPU)
+    # sampling with settings given at call time: (params, key, n, cond=None, *, temperature=None,
+    # top_k=None, prompt=None) -> samples (a token model: prompt = the first token ids)
+    generate: Callable[..., Any] | None = None
     # what log_prob computes, in words for the reports (default: log_prob_kind), and what the
     # per-epoch validation estimator is when it is another one than log_prob ("": the same)
     estimator: str = ""

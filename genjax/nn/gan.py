@@ -30,6 +30,16 @@ from genjax.nn.encoders import _check_divisible
 from genjax.nn.layers import Dropout, activation, split_key
 from genjax.nn.spectral import SNConv, SNLinear
 
+_OUTPUTS = {"tanh": jax.nn.tanh, "sigmoid": jax.nn.sigmoid}
+
+
+def output_activation(name: str):
+    """The generator's output squashing: tanh onto (-1, 1) or sigmoid onto (0, 1)."""
+    try:
+        return _OUTPUTS[name]
+    except KeyError:
+        raise ValueError(f"the generator output must be one of {sorted(_OUTPUTS)}, got {name!r}.") from None
+
 
 def _with_class(z, y, n_classes: int):
     return z if n_classes == 0 else jnp.concatenate([z, jax.nn.one_hot(y, n_classes, dtype=z.dtype)], -1)
@@ -65,7 +75,7 @@ class MLPGenerator(nnx.Module):
     def __init__(self, latent_dim, hidden: Sequence[int], out_shape, act="relu", out_act=None, n_classes=0, *, rngs):
         sizes = [latent_dim + n_classes, *hidden, math.prod(out_shape)]
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-        self.act, self.out_act = activation(act), (activation(out_act) if out_act else None)
+        self.act, self.out_act = activation(act), (output_activation(out_act) if out_act else None)
         self.out_shape, self.n_classes = tuple(out_shape), n_classes
 
     def __call__(self, z, y=None):
@@ -129,7 +139,7 @@ class ConvGenerator(nnx.Module):
         self.out = nnx.Conv(chans[-1], out_shape[-1], (3, 3), padding="SAME", rngs=rngs)
         self.out.in_map = (*out_shape[:2], chans[-1])
         self.out.out_map = tuple(out_shape)
-        self.act, self.out_act = activation(act), (activation(out_act) if out_act else None)
+        self.act, self.out_act = activation(act), (output_activation(out_act) if out_act else None)
         self.n_classes = n_classes
 
     def __call__(self, z, y=None):

@@ -90,7 +90,7 @@ def create(run_dir: str | os.PathLike, files: dict[str, str], overwrite: bool = 
     if run_dir.exists():
         if holds_run(run_dir) and not overwrite:
             shutil.rmtree(tmp)
-            raise RunFolderError(f"--workdir {str(run_dir)!r} already holds a run.")
+            raise RunFolderError(f"{field} {str(run_dir)!r} already holds a run.")
         old = parent / f".{run_dir.name}.old-{os.getpid()}"
         os.rename(run_dir, old)
     os.rename(tmp, run_dir)
@@ -142,17 +142,18 @@ def run_info() -> dict:
 
 
 def new_run_dir(cfg, workdir=None, overwrite: bool = False, suffix: str = "",
-                hint: str = "pass --overwrite to replace it") -> Path:  # fmt: skip
+                hint: str = "pass --overwrite to replace it", field: str = "--workdir") -> Path:  # fmt: skip
     """``workdir`` or ``runs/<name>[-suffix]-<time>``; refuses a file, or a folder that already
-    holds a run unless ``overwrite`` (``RunFolderError``, ``hint`` saying what to do)."""
+    holds a run unless ``overwrite`` (``RunFolderError`` naming ``field``, ``hint`` saying what to
+    do)."""
     import datetime
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(workdir or Path("runs") / "-".join(x for x in (cfg.name, suffix, stamp) if x))
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"--workdir {str(run_dir)!r} is a file, not a folder.")
+        raise RunFolderError(f"{field} {str(run_dir)!r} is a file, not a folder.")
     if holds_run(run_dir) and not overwrite:
-        raise RunFolderError(f"--workdir {str(run_dir)!r} already holds a run; {hint}.")
+        raise RunFolderError(f"{field} {str(run_dir)!r} already holds a run; {hint}.")
     return run_dir
 
 

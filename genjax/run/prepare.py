@@ -54,23 +54,34 @@ def load_config(run_dir: Path) -> ConfigDict:
     return ConfigDict(prune(fill(saved, base), base))
 
 
-def prepare(cfg, saved: Path | None = None, ignore_inactive: bool = False):
-    """Validate the config, load the data, build the family and the whole program, initialized
-    abstractly with ``jax.eval_shape``: what can fail on bad input fails here, before
-    anything is written (``check_mesh`` checks the mesh). ``saved``: the run folder whose config
-    this is (its inactive family blocks are not checked: they were when the run was made; text
-    data must still have the vocabulary the run was trained with)."""
-    import jax
-
+def prepare(cfg, saved: Path | None = None, ignore_inactive: bool = False, splits=None):
+    """Validate the config, load the data (or take ``splits``), build the family and the whole
+    program, initialized abstractly with ``jax.eval_shape``: what can fail on bad input fails
+    here, before anything is written (``check_mesh`` checks the mesh). ``saved``: the run folder
+    whose config this is (its inactive family blocks are not checked: they were when the run was
+    made; text data must still have the vocabulary the run was trained with); ``ignore_inactive``:
+    the family was switched on the command line (the config file's own block is not refused).
+    Returns (splits, family)."""
     from genjax.config import validate
     from genjax.data import load_splits
+
+    validate(cfg, ignore_inactive=saved is not None or ignore_inactive)
+    if splits is None:
+        splits = load_splits(cfg.data, cfg.train.batch_size)
+    if saved is not None:
+        check_vocab(saved, splits)
+    return splits, build(cfg, splits)
+
+
+def build(cfg, splits):
+    """The family of ``cfg`` for ``splits``, its labels checked and its whole program built
+    abstractly (``jax.eval_shape`` of the initial state): every config value the model cannot
+    take fails here in one sentence."""
+    import jax
+
     from genjax.models import DataInfo, build_family
     from genjax.train import build_program
 
-    validate(cfg, ignore_inactive=saved is not None or ignore_inactive)
-    splits = load_splits(cfg.data, cfg.train.batch_size)
-    if saved is not None:
-        check_vocab(saved, splits)
     try:
         family = build_family(cfg, DataInfo.of(splits))
         if family.labelled:
@@ -78,7 +89,7 @@ def prepare(cfg, saved: Path | None = None, ignore_inactive: bool = False):
         jax.eval_shape(build_program(cfg, family, splits).init)
     except (TypeError, KeyError, IndexError, ZeroDivisionError) as e:  # a config value the model cannot take
         raise UsageError(f"the config does not build a {cfg.model.family} model ({type(e).__name__}: {e}).") from None
-    return splits, family
+    return family
 
 
 def check_vocab(run_dir: Path, splits) -> None:

@@ -179,6 +179,7 @@ def fit(
     progress: bool = True,
     stop_after: int | None = None,
     scores=None,
+    callback: Callable | None = None,
 ) -> FitResult:
     """Train ``family`` on ``splits`` for ``cfg.train.epochs`` epochs (or until early stopping):
     a run of one member, on the mesh of ``train.mesh`` (data-parallel over every device by
@@ -192,6 +193,7 @@ def fit(
     (``genjax.train.driver.Interrupted``). ``stop_after=e``
     ends this call after epoch ``e`` (with a checkpoint), as a preempted job would. ``scores``:
     one per training example for an easy-first curriculum (``train.easy_first``, ``split_data``).
+    ``callback(epoch, state, metrics)`` runs after every epoch (``genjax.train.driver.drive``).
     """
     prog = build_program(cfg, family, splits)
     images = None
@@ -216,6 +218,7 @@ def fit(
         shown=family.progress,
         images=images,
         host_loop=prog.host_loop,
+        callback=callback,
     )
     return FitResult(res.state, res.rows, res.compile_seconds, res.train_seconds, bool(cfg.train.keep_best))
 

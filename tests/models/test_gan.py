@@ -262,3 +262,24 @@ def test_conditional_gan_trains_on_labelled_digits_and_samples_by_class():
 
     with pytest.raises(ValueError, match="held-out NLL"):
         cross_validate(cfg, fam, splits, progress=False)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize(("scale", "output", "lo", "hi"),
+                         [("01", "auto", 0.0, 1.0), ("-11", "auto", -1.0, 1.0), ("01", "sigmoid", 0.0, 1.0),
+                          ("-11", "tanh", -1.0, 1.0)])  # fmt: skip
+def test_generator_output_lies_in_the_data_range(arch, scale, output, lo, hi):
+    c = base_config()
+    c.model.family = "gan"
+    c.data.scale = scale
+    c.model.gan.arch = arch
+    c.model.gan.output = output
+    c.model.gan.hidden, c.model.gan.channels = (16,), (8, 8)
+    splits = load_splits(c.data, 64)
+    fam = build_family(c, DataInfo.of(splits))
+    params = fam.init(jax.random.key(0))
+    # large weights drive the pre-activation far out: a linear output would leave the range
+    params = jax.tree.map(lambda p: p * 30.0 if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
+    x = np.asarray(fam.sample(params, jax.random.key(1), 32))
+    assert x.shape == (32, 8, 8, 1) and x.min() >= lo and x.max() <= hi
+    assert x.min() < lo + 0.5 * (hi - lo) < x.max()  # not stuck at one end: the squashing is the data's
