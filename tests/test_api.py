@@ -69,7 +69,8 @@ def test_readme_save_and_load(tmp_path, monkeypatch):
 
     from genjax.run.folder import RunFolderError
 
-    with pytest.raises(RunFolderError, match="^workdir .* already holds a run; pass overwrite=True"):  # a folder holding a run is never written over silently
+    # a folder holding a run is never written over silently
+    with pytest.raises(RunFolderError, match="^workdir .* already holds a run; pass overwrite=True"):
         genjax.fit(ns["cfg"], ns["data"], workdir=tmp_path / "runs/moons", progress=False)
 
 

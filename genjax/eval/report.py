@@ -8,7 +8,8 @@ from __future__ import annotations
 # sample metrics: key (or key prefix) -> (better, what it is)
 SAMPLE_METRICS = {
     "fid_": ("lower", "Frechet distance between domain-classifier features of samples and test images"),
-    "kid_": ("lower", "kernel distance between the same features: unbiased MMD^2, cubic polynomial kernel (can dip below 0)"),
+    "kid_": ("lower", "kernel distance between the same features: unbiased MMD^2, cubic polynomial kernel "
+             "(can dip below 0)"),
     "is_": ("higher", "Inception-style score exp E KL(p(y|x) || p(y)) of the domain classifier, 1 to #classes"),
     "precision": ("higher", "share of samples inside the test data's k-NN manifold (fidelity)"),
     "recall": ("higher", "share of test data inside the samples' k-NN manifold (coverage)"),

@@ -90,7 +90,7 @@ def create(run_dir: str | os.PathLike, files: dict[str, str], overwrite: bool = 
     if run_dir.exists():
         if holds_run(run_dir) and not overwrite:
             shutil.rmtree(tmp)
-            raise RunFolderError(f"{field} {str(run_dir)!r} already holds a run.")
+            raise RunFolderError(f"the run folder {str(run_dir)!r} already holds a run.")
         old = parent / f".{run_dir.name}.old-{os.getpid()}"
         os.rename(run_dir, old)
     os.rename(tmp, run_dir)
