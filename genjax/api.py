@@ -170,12 +170,16 @@ def load(run_dir, data=None) -> Model:
     """The model of a run folder (``genjax train``'s, ``genjax.fit``'s with a workdir, or
     ``Model.save``'s), restored from its newest good checkpoint with its saved config. ``data``:
     the splits, for a run trained on arrays or text in memory (its config cannot reload them)."""
+    from genjax.run.folder import is_cv_folder
     from genjax.run.prepare import UsageError, load_config, prepare, restore
     from genjax.train import select_params
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"load: {str(run_dir)!r} is not a folder.")
+    if is_cv_folder(run_dir):
+        raise UsageError(f"load: {str(run_dir)!r} is a cross-validation folder: it keeps results (cv.json), no "
+                         "model; train the setting you chose with genjax.fit.")  # fmt: skip
     cfg = load_config(run_dir)
     info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     if data is None and "data" in info:
@@ -233,5 +237,5 @@ def cross_validate(cfg, data=None, *, folds: int | None = None, sweep: dict | No
         run_dir = None
         if workdir is not None:
             run_dir = folder.new_run_dir(cfg, workdir, overwrite, "cv", "pass overwrite=True to replace it", "workdir")
-            folder.open_run_dir(run_dir, cfg, locks, overwrite, None, "pass overwrite=True to replace it")
+            folder.open_run_dir(run_dir, cfg, locks, overwrite, None, "pass overwrite=True to replace it", "cv")
         return run_cv(cfg, run_dir, splits=splits, progress=progress)

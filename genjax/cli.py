@@ -1,13 +1,17 @@
 """genjax command line.
 
-    genjax train --config experiments/vae_digits/config.py[:smoke] [--config.train.epochs=5]
+    genjax train [--config] experiments/vae_digits/config.py[:smoke] [--config.train.epochs=5]
                  [--workdir DIR] [--overwrite] [--stop_after N]
-    genjax train --resume RUN_DIR
-    genjax eval RUN_DIR
-    genjax sample RUN_DIR [--n 64] [--seed 0]
+    genjax train --resume RUN_DIR [--config.train.epochs=N]
+    genjax eval RUN_DIR [--config.eval.<field>=...] [--seed 0]
+    genjax sample RUN_DIR [--config.model.<family>.<sampling field>=...] [--n 64] [--seed 0]
     genjax cv [--config] CONFIG [--config.cv.folds=5] [--config.cv.strategy=vmap|loop|shard]
               [--sweep='{"optim": {"lr": [1e-3, 3e-3]}}'] [--workdir DIR]
     genjax params [--config] CONFIG
+    genjax config [--config] CONFIG
+    genjax bench [--config] CONFIG [--epochs 3]
+    genjax --version
+    genjax COMMAND --help    (its flags, and the config fields it may change)
 
 A run folder holds config.json (the resolved config), run.json (versions, devices, command),
 metrics.jsonl (one line per epoch), checkpoints/, tb/ (TensorBoard), eval.json and PNG figures.
@@ -86,9 +90,10 @@ def _main() -> bool:
 
 
 def say(*a, **kw) -> None:
-    """print, on process 0 only."""
+    """print, on process 0 only, flushed at once (progress lines show as the work happens,
+    also when stdout is a pipe or a file)."""
     if _main():
-        print(*a, **kw)
+        print(*a, **{"flush": True} | kw)
 
 
 def versions_line() -> str:
@@ -107,10 +112,17 @@ def cmd_train(args: list[str]) -> int:
         if FLAGS.config is not None:
             raise UsageError("--resume continues a run with its saved config; do not pass --config as well.")
         run_dir = _run_dir_arg([FLAGS.resume], "--resume")
-        cfg = prepare_mod.load_config(run_dir)
+        cfg, changes = _saved_config(run_dir, "resume")
+        if changes:
+            _check_extension(run_dir, cfg, changes)
         splits, family = prepare_mod.prepare(cfg, saved=run_dir)
         scores = prepare_mod.easy_scores(cfg, splits)
         _lock(run_dir)
+        if changes and _main():
+            from genjax.run import folder
+
+            folder.record_changes(run_dir, cfg, changes, "genjax train --resume")
+        _say_changes(changes, "resume")
     else:
         if FLAGS.config is None:
             raise UsageError("train needs --config=path/to/config.py (or --resume RUN_DIR).")
@@ -166,6 +178,27 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
+def _check_extension(run_dir: Path, cfg, changes: dict) -> None:
+    """``--resume RUN --config.train.epochs=N``: N covers the epochs already trained, the run did
+    not stop early, and no learning-rate schedule is laid over the old length."""
+    from genjax.train.driver import read_history
+
+    rows = read_history(run_dir / "metrics.jsonl", 1 << 62)
+    done = max((int(r["epoch"]) for r in rows), default=0)
+    if "train.epochs" not in changes:
+        return
+    n = int(cfg.train.epochs)
+    if n < done:
+        raise UsageError(f"--config.train.epochs={n}: the run has already trained {done} epochs.")
+    if rows and rows[-1].get("stopped") is True and n > done:
+        raise UsageError(f"--config.train.epochs={n}: the run stopped early at epoch {done} (train.patience); "
+                         "its early-stopping state ends any extension at once.")  # fmt: skip
+    if cfg.optim.schedule not in ("constant", "plateau") and n != changes["train.epochs"][0]:
+        raise UsageError(f"--config.train.epochs={n}: optim.schedule={cfg.optim.schedule!r} is laid over the "
+                         f"run's {changes['train.epochs'][0]} epochs; a longer run would change the learning rate "
+                         "of the steps to come (train a new run with the length you want).")  # fmt: skip
+
+
 def _print_eval(m: dict) -> None:
     from genjax.eval.report import summary
 
@@ -181,6 +214,11 @@ def _run_dir_arg(args: list[str], cmd: str) -> Path:
         raise UsageError(f"{cmd}: {str(run_dir)!r} is not a folder.")
     if not (run_dir / "config.json").is_file():
         raise UsageError(f"{cmd}: {str(run_dir)!r} has no config.json; is it a genjax run folder?")
+    from genjax.run.folder import is_cv_folder
+
+    if is_cv_folder(run_dir):
+        raise UsageError(f"{cmd}: {str(run_dir)!r} is a cross-validation folder (genjax cv): it keeps results "
+                         "(cv.json, sweep.md), no model; train the setting you chose with genjax train.")  # fmt: skip
     if not os.access(run_dir, os.W_OK):
         raise UsageError(f"{cmd}: the run folder {str(run_dir)!r} is not writable.")
     return run_dir
@@ -201,12 +239,14 @@ def cmd_eval(args: list[str]) -> int:
     from genjax.train import select_params
 
     run_dir = _run_dir_arg(args, "eval")
-    cfg = prepare_mod.load_config(run_dir)
+    cfg, changes = _saved_config(run_dir, "eval")
     splits, family = prepare_mod.prepare(cfg, saved=run_dir)
     _lock(run_dir)
+    _say_changes(changes, "eval")
+    say(f"restoring {run_dir} ...")
     state = prepare_mod.restore(cfg, run_dir, splits, family)
     m = report_mod.evaluate(cfg, splits, family, select_params(state, cfg.train.keep_best), run_dir, FLAGS.seed,
-                            main=_main(), log=say)
+                            main=_main(), log=say, changes=changes)
     _print_eval(m)
     return 0
 
@@ -221,10 +261,14 @@ def cmd_sample(args: list[str]) -> int:
     if FLAGS.n < 1:
         raise UsageError(f"--n must be positive, got {FLAGS.n}.")
     run_dir = _run_dir_arg(args, "sample")
-    cfg = prepare_mod.load_config(run_dir)
+    cfg, changes = _saved_config(run_dir, "sample")
     splits, family = prepare_mod.prepare(cfg, saved=run_dir)
     _lock(run_dir)
+    _say_changes(changes, "sample")
     params = select_params(prepare_mod.restore(cfg, run_dir, splits, family), cfg.train.keep_best)
+    record = {"n": FLAGS.n, "seed": FLAGS.seed,
+              "config_changes": {k: {"run": old, "now": new} for k, (old, new) in changes.items()}}  # fmt: skip
+    (run_dir / f"samples-seed{FLAGS.seed}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
         cond = splits.test["x"][: FLAGS.n]
         y = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), len(cond), cond))
@@ -261,14 +305,15 @@ def _new_run_dir(cfg, suffix: str, hint: str = "pass --overwrite to replace it")
         raise UsageError(str(e)) from None
 
 
-def _open_run_dir(run_dir: Path, cfg, hint: str = "pass --overwrite to replace it", splits=None) -> None:
+def _open_run_dir(run_dir: Path, cfg, hint: str = "pass --overwrite to replace it", splits=None,
+                  kind: str = "train") -> None:  # fmt: skip
     """``genjax.run.folder.open_run_dir`` on process 0, its lock held until the command ends."""
     from genjax.run import folder
 
     if not _main():
         return
     try:
-        folder.open_run_dir(run_dir, cfg, _LOCKS, FLAGS.overwrite, splits, hint)
+        folder.open_run_dir(run_dir, cfg, _LOCKS, FLAGS.overwrite, splits, hint, kind)
     except folder.RunFolderError as e:
         raise UsageError(str(e)) from None
 
@@ -286,7 +331,7 @@ def cmd_cv(args: list[str]) -> int:
 
     sweep_grid(cfg, DataInfo.of(splits))  # a bad sweep fails before anything is written
     check_cv(cfg, family, splits)  # a family without a likelihood, impossible folds too
-    _open_run_dir(run_dir, cfg)
+    _open_run_dir(run_dir, cfg, kind="cv")
     say(f"run folder: {run_dir}", flush=True)
     report = run_cv(cfg, run_dir, splits=splits, progress=FLAGS.progress)
     if not _main():
@@ -369,6 +414,56 @@ def cmd_config(args: list[str]) -> int:
     return 0
 
 
+HELP = {
+    "train": (["genjax train [--config] CONFIG [--config.<field>=VALUE ...] [--workdir DIR] [--overwrite] "
+               "[--stop_after N]", "genjax train --resume RUN_DIR [--config.train.epochs=N ...]"],
+              "Train the model CONFIG describes, evaluate it and draw its figures, in a new run folder. "
+              "--resume continues a run from its newest good checkpoint; with --config.train.epochs=N (and the "
+              "other fields listed below) it extends a finished one. `genjax config CONFIG` lists every field.",
+              ["config", "workdir", "overwrite", "stop_after", "resume", "progress", "plots", "seed"], "resume"),
+    "eval": (["genjax eval RUN_DIR [--config.<field>=VALUE ...] [--seed S]"],
+             "Evaluate a run's model on the test split (held-out NLL, bits/dim, sample metrics, ...): eval.json, "
+             "figures and the printed summary. The fields below may be set for this evaluation (recorded in "
+             "eval.json).", ["seed"], "eval"),
+    "sample": (["genjax sample RUN_DIR [--config.<field>=VALUE ...] [--n N] [--seed S]"],
+               "Draw samples from a run's model: samples-seedS.npy and a figure (or text). The sampling fields "
+               "below may be set for this command (recorded in samples-seedS.json).", ["n", "seed"], "sample"),
+    "cv": (["genjax cv [--config] CONFIG [--config.cv.folds=K] [--sweep JSON] [--workdir DIR] [--overwrite]"],
+           "k-fold cross-validation, every fold and every setting of the sweep trained at once: cv.json, "
+           "the curves, and for a sweep sweep.md and sweep.png with the best setting's lead over the runner-up.",
+           ["config", "sweep", "workdir", "overwrite", "progress"], None),
+    "params": (["genjax params [--config] CONFIG"], "The parameter count of every module of CONFIG's model.",
+               ["config"], None),
+    "config": (["genjax config [--config] CONFIG [--config.<field>=VALUE ...]"],
+               "The resolved config, validated as train validates it: every field with its value, its meaning, "
+               "its allowed values and which later command may change it. Nothing is loaded or written.",
+               ["config", "sweep"], None),
+    "bench": (["genjax bench [--config] CONFIG [--epochs E] [--notwin] [--whole] [--json DIR]"],
+              "Time what genjax train runs for CONFIG: compile time apart from steady state, per-epoch time "
+              "beside a plain-JAX twin of the same math where benchmarks/ has one.",
+              ["config", "epochs", "twin", "whole", "json"], None),
+}
+
+
+def command_help(cmd: str) -> str:
+    """``genjax CMD --help``: usage, what it does, its flags and the config fields it may change."""
+    import textwrap
+
+    from genjax.config import changeable_paths
+
+    usage, what, names, when = HELP[cmd]
+    fv = _define_flags(["genjax"])
+    lines = ["usage: " + usage[0], *("       " + u for u in usage[1:]), "", textwrap.fill(what, 100), "", "flags:"]
+    for name in names:
+        f = fv[name]
+        default = "" if f.default is None or name == "config" else f" (default {f.default})"
+        lines.append(f"  --{name:<12} {f.help}{default}")
+    if when is not None:
+        lines += ["", "config fields this command may change (--config.<field>=VALUE):"]
+        lines += [f"  {path:<34} {f.doc} [{f.rule()}]" for path, f in changeable_paths(when)]
+    return "\n".join(lines)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "cv": cmd_cv, "params": cmd_params,
             "config": cmd_config, "bench": cmd_bench}  # fmt: skip
 
@@ -383,13 +478,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd = argv[1]
     if cmd not in COMMANDS:
-        print(f"genjax: error: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
+        from genjax.fields import did_you_mean
+
+        print(f"genjax: error: unknown command {cmd!r}{did_you_mean(cmd, COMMANDS)}; choose one of "
+              f"{', '.join(COMMANDS)} (genjax COMMAND --help).", file=sys.stderr)  # fmt: skip
         return 2
     rest = argv[2:]
+    if any(a in ("-h", "--help", "-help", "--helpfull") for a in rest):
+        print(command_help(cmd))
+        return 0
     if cmd in ("train", "cv", "params", "config", "bench") and rest and not rest[0].startswith("-"):
         rest = [f"--config={rest[0]}", *rest[1:]]  # `genjax params CONFIG` == `genjax params --config=CONFIG`
+    global FLAGS, _OVERRIDES
+    _OVERRIDES = []
+    if cmd in ("eval", "sample") or (cmd == "train" and any(a.split("=")[0] == "--resume" for a in rest)):
+        rest, _OVERRIDES = _split_overrides(rest)  # applied to the run's saved config (genjax.config.override)
     argv = [argv[0], cmd, *rest]
-    global FLAGS
     try:
         with _LOCKS, _terminate_as_interrupt():
             spec = _config_arg(argv[2:])
@@ -420,6 +524,42 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{msg} {str(cause).strip().splitlines()[-1]}"
         print(f"genjax: error: {msg}", file=sys.stderr)
         return 2
+
+
+_OVERRIDES: list[str] = []  # --config.<field> arguments of a command that opens a saved run
+
+
+def _split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
+    """(the other arguments, the ``--config.<path>[=]<value>`` ones)."""
+    rest, over = [], []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--config."):
+            take = 1 if "=" in a or i + 1 == len(args) or args[i + 1].startswith("--") else 2
+            over += args[i : i + take]
+            i += take
+        else:
+            rest.append(a)
+            i += 1
+    return rest, over
+
+
+def _saved_config(run_dir: Path, when: str):
+    """The run's saved config with this command's ``--config`` overrides (``genjax.config.override``);
+    returns (config, {path: (old, new)})."""
+    from genjax.config import override
+
+    cfg = prepare_mod.load_config(run_dir)
+    if not _OVERRIDES:
+        return cfg, {}
+    return override(cfg, _OVERRIDES, when)
+
+
+def _say_changes(changes: dict, when: str) -> None:
+    for path, (old, new) in changes.items():
+        say(f"{path}: {old!r} -> {new!r}" + (" (for this command only; the run's config.json keeps it)"
+                                             if when != "resume" else " (config.json updated)"))  # fmt: skip
 
 
 def _config_arg(args: list[str]) -> str | None:

@@ -21,6 +21,7 @@ from genjax.fields import (
     Int,
     Ints,
     Str,
+    changeable,
     changed,
     check_block,
     describe,
@@ -154,6 +155,11 @@ EVAL = {
     "per_class": Int(50, "class-conditional models: samples per class for the classifier check and diversity",
                      ge=1),
 }
+
+DATA = changeable("sample", DATA, "data_dir")  # where the data live, not what they are
+TRAIN = changeable("resume", TRAIN, "epochs", "patience", "min_delta", "checkpoint_every", "checkpoint_minutes",
+                   "on_nonfinite", "loss_rise", "tb_images_every", "val_batch_size")  # fmt: skip
+EVAL = changeable("eval", EVAL, *EVAL)
 
 SECTIONS = {"data": DATA, "objective": OBJECTIVE, "optim": OPTIM, "train": TRAIN, "cv": CV, "eval": EVAL}
 
@@ -299,3 +305,97 @@ def explain(cfg) -> str:
     for name, fields in SECTIONS.items():
         lines += describe(cfg[name], fields, name + ".")
     return "\n".join(lines)
+
+
+def _all_paths(cfg) -> list[str]:
+    out = list(TOP) + ["model.family"] + [f"{s}.{k}" for s, fields in SECTIONS.items() for k in fields]
+    return out + [f"model.{cfg.model.family}.{k}" for k in FAMILIES[cfg.model.family].fields]
+
+
+def parse_value(decl, text: str):
+    """A command-line string as the value of a field declared ``decl`` (``Field``)."""
+    import ast
+
+    t = text.strip()
+    if decl.kind == "bool":
+        low = t.lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise ValueError("it must be true or false")
+    if decl.kind == "str":
+        return text
+    try:
+        if decl.kind == "int":
+            return int(t)
+        if decl.kind == "float":
+            return float(t)
+        if decl.kind in ("ints", "floats"):
+            v = ast.literal_eval(t if t.startswith(("(", "[")) else f"({t},)")
+            return tuple(v) if isinstance(v, tuple | list) else (v,)
+    except (ValueError, SyntaxError):
+        pass
+    raise ValueError(f"it must be {decl.rule()}")
+
+
+def override(cfg, args: list[str], when: str):
+    """A saved run's config with ``--config.<path>=<value>`` overrides applied, each refused
+    unless its field may change ``when`` (``Field.when``: ``sample`` for ``genjax sample``,
+    ``eval`` for ``genjax eval``, ``resume`` for ``genjax train --resume``) and its value passes
+    the field's check. Returns (the new config, ``{path: (old, new)}``); ``cfg`` is untouched."""
+    from genjax.fields import WHEN, WHEN_COMMAND
+
+    command = WHEN_COMMAND[when]
+    new = cfg.copy_and_resolve_references()
+    changes: dict = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if "=" in a:
+            path, text = a[len("--config.") :].split("=", 1)
+            i += 1
+        elif i + 1 < len(args):
+            path, text = a[len("--config.") :], args[i + 1]
+            i += 2
+        else:
+            raise ValueError(f"{a} needs a value ({a}=VALUE).")
+        decl = field(path)
+        parts = path.split(".")
+        if parts[0] == "model" and len(parts) == 3 and parts[1] in FAMILIES and parts[1] != cfg.model.family:
+            raise ValueError(f"--config.{path}: the run's family is {cfg.model.family!r}, which never reads "
+                             f"model.{parts[1]}.")  # fmt: skip
+        if decl is None or decl.kind == "dict":
+            raise ValueError(f"--config.{path}: the config has no such field{did_you_mean(path, _all_paths(cfg))}.")
+        if WHEN.index(decl.when) > WHEN.index(when):
+            may = [c for c in ("sample", "eval", "resume") if WHEN.index(decl.when) <= WHEN.index(c)]
+            why = (f"only {' and '.join(WHEN_COMMAND[c] for c in may)} may" if may else
+                   "it is fixed once the run began: it shapes the model or its training")  # fmt: skip
+            raise ValueError(f"--config.{path}: {command} cannot change it; {why}.")
+        try:
+            value = parse_value(decl, text)
+        except ValueError as e:
+            raise ValueError(f"--config.{path} has the value {text!r}; {e}.") from None
+        why = decl.problem(value)
+        if why:
+            raise ValueError(f"--config.{path} has the value {value!r}; {why}.")
+        node = new
+        for p in parts[:-1]:
+            node = node[p]
+        old = node[parts[-1]]
+        node[parts[-1]] = value
+        if old != value:
+            changes[path] = (old, value)
+    return new, changes
+
+
+def changeable_paths(when: str) -> list[tuple[str, object]]:
+    """``(path, Field)`` of every field a command at moment ``when`` may change (``Field.when``),
+    the family blocks' included (``genjax sample --help`` lists them)."""
+    from genjax.fields import WHEN
+
+    ok = lambda f: WHEN.index(f.when) <= WHEN.index(when)  # noqa: E731
+    out = [(k, f) for k, f in TOP.items() if ok(f)]
+    out += [(f"{s}.{k}", f) for s, fields in SECTIONS.items() for k, f in fields.items() if ok(f)]
+    out += [(f"model.{n}.{k}", f) for n, spec in FAMILIES.items() for k, f in spec.fields.items() if ok(f)]
+    return out

@@ -20,6 +20,9 @@ from typing import Any
 
 import ml_collections
 
+WHEN = ("sample", "eval", "resume", "train")  # each moment may change the fields of those before it
+WHEN_COMMAND = {"sample": "genjax sample", "eval": "genjax eval", "resume": "genjax train --resume"}
+
 
 def _number(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
@@ -30,7 +33,11 @@ class Field:
     """One config field. ``kind``: int | float | bool | str | ints | floats (a tuple of numbers) |
     dict (a free-form section such as ``cv.sweep``, checked by its owner). Bounds: ``ge`` / ``gt`` /
     ``le`` / ``lt`` (for a tuple: every item); ``choices``: the allowed values (strings);
-    ``check``: a last rule ``value -> problem or None``."""
+    ``check``: a last rule ``value -> problem or None``. ``when``: the earliest moment the field
+    may still change (``WHEN``): ``train`` (it shapes the model or its training: fixed once a run
+    has begun), ``resume`` (training's bookkeeping: ``genjax train --resume RUN --config...``),
+    ``eval`` (read only by evaluation: ``genjax eval RUN --config...`` too), ``sample`` (read only
+    when sampling: ``genjax sample RUN --config...`` too)."""
 
     kind: str
     default: Any
@@ -42,6 +49,7 @@ class Field:
     lt: float | None = None
     nonempty: bool = False
     check: Callable[[Any], str | None] | None = None
+    when: str = "train"
 
     def rule(self) -> str:
         """The allowed values, in words: ``an integer >= 1``, ``one of 'a', 'b'``."""
@@ -126,16 +134,16 @@ def Float(default: float, doc: str, **bounds) -> Field:  # noqa: N802
     return Field("float", default, doc, **bounds)
 
 
-def Bool(default: bool, doc: str) -> Field:  # noqa: N802
-    return Field("bool", default, doc)
+def Bool(default: bool, doc: str, **kw) -> Field:  # noqa: N802
+    return Field("bool", default, doc, **kw)
 
 
-def Choice(default: str, doc: str, choices) -> Field:  # noqa: N802
-    return Field("str", default, doc, choices=tuple(choices))
+def Choice(default: str, doc: str, choices, **kw) -> Field:  # noqa: N802
+    return Field("str", default, doc, choices=tuple(choices), **kw)
 
 
-def Str(default: str, doc: str, check=None) -> Field:  # noqa: N802
-    return Field("str", default, doc, check=check)
+def Str(default: str, doc: str, check=None, **kw) -> Field:  # noqa: N802
+    return Field("str", default, doc, check=check, **kw)
 
 
 def Ints(default: tuple, doc: str, **bounds) -> Field:  # noqa: N802
@@ -148,6 +156,17 @@ def Floats(default: tuple, doc: str, **bounds) -> Field:  # noqa: N802
 
 def Dict(doc: str) -> Field:  # noqa: N802
     return Field("dict", {}, doc)
+
+
+def changeable(when: str, fields: dict, *names: str) -> dict:
+    """``fields`` with ``names`` marked as changeable ``when`` (``Field.when``): one line beside
+    a block's declaration says which fields a later command may change."""
+    if when not in WHEN:
+        raise ValueError(f"when must be one of {WHEN}, got {when!r}.")
+    missing = [n for n in names if n not in fields]
+    if missing:
+        raise KeyError(f"no field {missing[0]!r} to mark")
+    return {k: dataclasses.replace(f, when=when) if k in names else f for k, f in fields.items()}
 
 
 # ---- blocks ------------------------------------------------------------------------------------
@@ -199,5 +218,7 @@ def describe(block, fields: Mapping[str, Field], prefix: str) -> list[str]:
         if f.kind == "dict":
             v = v.to_dict() if isinstance(v, ml_collections.ConfigDict) else dict(v or {})
         value = _show(v) if f.kind != "dict" else repr(v)
-        lines.append(f"{prefix}{k} = {value}\n    {f.doc} [{f.rule()}]")
+        later = [WHEN_COMMAND[w] for w in WHEN[WHEN.index(f.when) : -1]]
+        also = f"; may change at {', '.join(later)}" if later else ""
+        lines.append(f"{prefix}{k} = {value}\n    {f.doc} [{f.rule()}{also}]")
     return lines

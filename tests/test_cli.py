@@ -149,6 +149,8 @@ def test_cv_and_params_commands(tmp_path, capsys):
     assert "| **total** |" in out
     assert main(["genjax", "cv", f"--config={SMOKE}", "--config.cv.folds=1", f"--workdir={tmp_path / 'x'}"]) == 2
     assert "cv.folds" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["genjax", "eval", str(run)]) == 2  # a cv folder keeps results, not a model: said so
+    assert "cross-validation folder" in capsys.readouterr().err
 
 
 def test_gan_train_and_eval_report_sample_metrics(tmp_path, capsys, classifier_dir):
@@ -238,6 +240,15 @@ def test_text_gpt_trains_evaluates_and_samples_text(tmp_path, capsys):
     x = np.load(run / "samples-seed7.npy")
     assert x.shape == (3, t) and x.dtype.kind == "i" and x.max() < len(voc["vocab"])
     assert (run / "samples-seed7.txt").read_text().count("--- sample") == 3
+    # sampling-time fields at sample time: greedy decoding draws one text, recorded beside it
+    assert main(["genjax", "sample", str(run), "--n=3", "--seed=8", "--config.model.autoregressive.top_k=1"]) == 0
+    g = np.load(run / "samples-seed8.npy")
+    assert (g == g[0]).all() and not (x == x[0]).all()
+    rec = json.loads((run / "samples-seed8.json").read_text())
+    assert rec["config_changes"] == {"model.autoregressive.top_k": {"run": 0, "now": 1}}
+    assert json.loads((run / "config.json").read_text())["model"]["autoregressive"]["top_k"] == 0
+    assert main(["genjax", "sample", str(run), "--seed=9", "--config.model.autoregressive.d_model=8"]) == 2
+    assert "cannot change it" in capsys.readouterr().err and not (run / "samples-seed9.npy").exists()
 
 
 def test_predictor_trains_and_reports_calibration_and_accuracy(tmp_path, capsys):
@@ -261,3 +272,58 @@ def test_predictor_trains_and_reports_calibration_and_accuracy(tmp_path, capsys)
     assert "test accuracy" in out and 0.0 <= ev["predictive"]["accuracy"] <= 1.0
     assert np.sum(ev["predictive"]["confusion"]) == ev["n"] == 359
     assert (run / "confusion.png").is_file()
+
+
+def test_every_command_has_help_and_typos_get_a_suggestion(capsys):
+    from genjax.cli import COMMANDS
+
+    for cmd in COMMANDS:
+        assert main(["genjax", cmd, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: genjax {cmd}") and "flags:" in out
+    assert main(["genjax", "sample", "-h"]) == 0
+    out = capsys.readouterr().out  # the sampling fields it may set, from their declarations
+    assert "model.diffusion.sampler" in out and "model.autoregressive.temperature" in out and "optim.lr" not in out
+    assert main(["genjax", "trian"]) == 2
+    assert "did you mean 'train'" in capsys.readouterr().err
+    assert main(["genjax", "train", SMOKE, "--config.train.epoch=3"]) == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_resume_extends_a_finished_run_to_the_longer_runs_result(tmp_path, capsys):
+    """--resume RUN --config.train.epochs=4 on a finished 2-epoch run ends where a 4-epoch run
+    ends; the change is recorded; checkpoint-breaking fields and shrinking are refused."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = [f"--config={SMOKE}", "--noprogress", "--noplots"]
+    assert main(["genjax", "train", *common, "--config.train.epochs=4", f"--workdir={a}"]) == 0
+    assert main(["genjax", "train", *common, "--config.train.epochs=2", f"--workdir={b}"]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in b.iterdir() if p.is_file()}
+    assert main(["genjax", "train", f"--resume={b}", "--config.model.vae.latent_dim=4"]) == 2
+    assert "cannot change it" in capsys.readouterr().err
+    assert main(["genjax", "train", f"--resume={b}", "--config.train.epochs=1"]) == 2
+    assert "already trained 2 epochs" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in b.iterdir() if p.is_file()} == before  # nothing written
+    assert main(["genjax", "train", f"--resume={b}", "--config.train.epochs", "4", "--noprogress", "--noplots"]) == 0
+    ea, eb = (json.loads((d / "eval.json").read_text()) for d in (a, b))
+    assert ea["nll"] == eb["nll"]
+    assert [json.loads(r)["loss"] for r in (a / "metrics.jsonl").read_text().splitlines()] == [
+        json.loads(r)["loss"] for r in (b / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    assert json.loads((b / "config.json").read_text())["train"]["epochs"] == 4
+    change = json.loads((b / "run.json").read_text())["changes"][-1]
+    assert change["fields"] == {"train.epochs": {"from": 2, "to": 4}} and change["command"] == "genjax train --resume"
+    # a schedule laid over the run's length is not stretched silently
+    c = tmp_path / "c"
+    assert main(["genjax", "train", *common, "--config.train.epochs=1", "--config.optim.schedule=warmup_cosine",
+                 f"--workdir={c}"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["genjax", "train", f"--resume={c}", "--config.train.epochs=2"]) == 2
+    assert "optim.schedule='warmup_cosine'" in capsys.readouterr().err
+    # evaluation-time fields for one evaluation, recorded in eval.json; config.json untouched
+    assert main(["genjax", "eval", str(a), "--config.eval.batch_size=7"]) == 0
+    ev = json.loads((a / "eval.json").read_text())
+    assert ev["config_changes"] == {"eval.batch_size": {"run": 100, "now": 7}}
+    assert ev["nll"] == pytest.approx(ea["nll"], abs=1.0)  # other importance draws per batch, the same estimand
+    assert json.loads((a / "config.json").read_text())["eval"]["batch_size"] == 100
+    assert main(["genjax", "eval", str(a), "--config.optim.lr=0.1"]) == 2
+    assert "genjax eval cannot change it" in capsys.readouterr().err

@@ -19,6 +19,7 @@ diversity per class (``genjax.eval.conditional``), beside real examples of each 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import jax
@@ -124,7 +125,10 @@ def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) ->
     test, train = np.asarray(splits.test["x"]), np.asarray(splits.train["x"])
     n = min(len(test), len(train), int(cfg.eval.max_samples))
     test = test[:n]
+    t0 = time.perf_counter()
+    log(f"drawing {n} samples for the sample metrics ...")
     fake = draw(family, params, key, n)
+    log(f"  drawn in {time.perf_counter() - t0:.1f} s")
     if not np.all(np.isfinite(fake)):
         raise ValueError(f"the {family.name} model produced non-finite samples; it cannot be evaluated.")
     if len(splits.shape) == 3:

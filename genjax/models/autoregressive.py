@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from genjax.fields import Bool, Choice, Float, Int, Ints, defaults
+from genjax.fields import Bool, Choice, Float, Int, Ints, changeable, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.nn.autoregressive import MADE, Bigram, PixelCNN, Transformer
 
@@ -67,6 +67,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 # added after the family blocks: no flat config ever held these fields (see upgrade_legacy)
+FIELDS = changeable("sample", FIELDS, "temperature", "top_k")
 LEGACY = None
 
 

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from genjax.fields import Bool, Choice, Float, Int, Ints, defaults
+from genjax.fields import Bool, Choice, Float, Int, Ints, changeable, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.models.ema import ema_init, ema_update
 from genjax.nn.layers import ACTIVATIONS
@@ -101,6 +101,9 @@ def default_config() -> ml_collections.ConfigDict:
     return defaults(FIELDS)
 
 
+FIELDS = changeable("sample", FIELDS, "guidance", "sampler", "sample_steps", "ddim_eta", "langevin_steps",
+                    "langevin_lr", "snr", "corrector_steps", "ode_steps", "clip")  # fmt: skip
+FIELDS = changeable("eval", FIELDS, "trace", "probe")  # bound_steps: the validation estimate reads it
 LEGACY: dict = {}  # the block is newer than the flat configs
 
 

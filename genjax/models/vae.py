@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from genjax.fields import Bool, Choice, Float, Int, Ints, defaults
+from genjax.fields import Bool, Choice, Float, Int, Ints, changeable, defaults
 from genjax.models.base import Curves, DataInfo, Family, Latent, Player, condition_vector, require_data
 from genjax.nn import build_decoder, build_encoder
 from genjax.nn.encoders import MLPEncoder
@@ -175,6 +175,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 # where each field lived in the flat configs of run folders saved before model.vae existed
+FIELDS = changeable("eval", FIELDS, "nll_samples", "nll_chunk")
 LEGACY = {"objective": "objective.name", "nll_samples": "eval.nll_samples", "nll_chunk": "eval.nll_chunk",
           "val_samples": "train.val_samples"}  # fmt: skip
 # fields added after the flat layout: they take their defaults (never another family's model.<field>)

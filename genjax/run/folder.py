@@ -158,14 +158,15 @@ def new_run_dir(cfg, workdir=None, overwrite: bool = False, suffix: str = "",
 
 
 def open_run_dir(run_dir: Path, cfg, locks: contextlib.ExitStack, overwrite: bool = False, splits=None,
-                 hint: str = "pass --overwrite to replace it") -> None:  # fmt: skip
+                 hint: str = "pass --overwrite to replace it", kind: str = "train") -> None:  # fmt: skip
     """Lock ``run_dir`` (the lock joins ``locks``, held until the caller closes it) and create
     it atomically (replacing it under ``overwrite``) with config.json and run.json (and, for text,
     vocab.json: the token strings). Called only once the config, data and model have passed
-    their checks; by process 0 only."""
+    their checks; by process 0 only. ``kind``: ``train`` (a model's run) or ``cv`` (a
+    cross-validation's: results, no model), recorded in run.json."""
     locks.enter_context(lock(run_dir))  # a second writer is refused here, overwrite or not
     files = {"config.json": cfg.to_json_best_effort(indent=2) + "\n",
-             "run.json": json.dumps(run_info(), indent=2) + "\n"}  # fmt: skip
+             "run.json": json.dumps(run_info() | {"kind": kind}, indent=2) + "\n"}  # fmt: skip
     if splits is not None and splits.vocab is not None:
         files["vocab.json"] = json.dumps({"tokens": splits.tokens, "vocab": list(splits.vocab)}) + "\n"
     try:
@@ -174,4 +175,38 @@ def open_run_dir(run_dir: Path, cfg, locks: contextlib.ExitStack, overwrite: boo
         raise RunFolderError(f"{e} {hint[0].upper()}{hint[1:]}.") from None
 
 
-__all__ = ["RunFolderError", "create", "holds_run", "lock", "new_run_dir", "open_run_dir", "run_info", "versions"]
+def is_cv_folder(run_dir: Path) -> bool:
+    """A ``genjax cv`` folder (run.json's kind, or the cv.json of a folder from before kinds)."""
+    try:
+        kind = json.loads((run_dir / "run.json").read_text()).get("kind")
+    except (OSError, ValueError):
+        kind = None
+    return kind == "cv" or (kind is None and (run_dir / "cv.json").is_file())
+
+
+__all__ = ["RunFolderError", "create", "holds_run", "is_cv_folder", "lock", "new_run_dir", "open_run_dir",
+           "record_changes", "run_info", "versions"]  # fmt: skip
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` atomically (a kill leaves the old file or the new one, never half of one)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def record_changes(run_dir: Path, cfg, changes: dict, command: str) -> None:
+    """A resumed run whose config changed (``genjax train --resume RUN --config.train.epochs=N``):
+    config.json becomes the new config, and run.json's ``changes`` list records what changed,
+    from what, by which command and when."""
+    import datetime
+
+    _replace(run_dir / "config.json", cfg.to_json_best_effort(indent=2) + "\n")
+    info_path = run_dir / "run.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info.setdefault("changes", []).append({
+        "command": command,
+        "at": datetime.datetime.now().isoformat(timespec="seconds"),
+        "fields": {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
+    })  # fmt: skip
+    _replace(info_path, json.dumps(info, indent=2, default=str) + "\n")

@@ -6,22 +6,29 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 
 def evaluate(cfg, splits, family, params, run_dir: Path | None = None, seed: int = 0, main: bool = True,
-             log=print) -> dict:
+             log=print, changes: dict | None = None) -> dict:
     """What ``genjax eval`` computes: held-out likelihood metrics where the family has a
     likelihood, its latent diagnostics, predictive metrics for a model of y given x, and (with
     ``eval.sample_metrics``) every sample-based metric that fits the data. With ``run_dir`` the
-    figures and ``eval.json`` are written there (``main``: this is process 0, the one that writes)."""
+    figures and ``eval.json`` are written there (``main``: this is process 0, the one that writes).
+    ``changes``: config fields set for this evaluation only (``genjax eval RUN --config...``),
+    ``{path: (the run's value, this one)}``, recorded in ``eval.json``."""
     from genjax import keys
     from genjax.eval import heldout_metrics
     from genjax.eval.suite import sample_metrics
 
     m = {"split": "test", "data": splits.name, "family": family.name}
+    if changes:
+        m["config_changes"] = {k: {"run": old, "now": new} for k, (old, new) in changes.items()}
     out = run_dir if main else None  # figures: process 0 alone writes
     if family.log_prob is not None:
+        t0 = time.perf_counter()
+        log(f"scoring the {len(splits.test['x'])} test examples ({family.estimator or family.log_prob_kind}) ...")
         m |= heldout_metrics(
             family,
             params,
@@ -33,6 +40,7 @@ def evaluate(cfg, splits, family, params, run_dir: Path | None = None, seed: int
             y=splits.test.get("y") if family.labelled else None,
             example="target y given its x" if family.predictor is not None else splits.example,
         )
+        log(f"  scored in {time.perf_counter() - t0:.1f} s")
         if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
             m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
     if family.latent is not None:  # posterior collapse: KL per dimension and active units on the test split
