@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _tile(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
@@ -60,19 +61,52 @@ def reconstructions(
     return image_grid(pairs, path, title, cols=2 * int(math.ceil(math.sqrt(len(x)))))
 
 
-def interpolation(rows: np.ndarray, path: str | Path, title: str = "latent interpolation") -> Path:
-    """``rows [R, S, H, W, C]``: each row a path through latent space decoded in S steps."""
+def interpolation(rows: np.ndarray, path: str | Path, title: str = "latent interpolation", ends=None) -> Path:
+    """``rows [R, S, H, W, C]``: each row a path through latent space decoded in S steps. With
+    ``ends = (first [R, H, W, C], last [R, H, W, C])``, the inputs the paths join stand at both
+    ends of their row, framed in orange, so the endpoints read as data and the rest as decodes."""
     r, s = rows.shape[:2]
-    return image_grid(rows.reshape(r * s, *rows.shape[2:]), path, title, cols=s)
+    if ends is not None:
+        rows = np.concatenate([np.asarray(ends[0])[:, None], rows, np.asarray(ends[1])[:, None]], 1)
+    cols = rows.shape[1]
+    h, w = rows.shape[2:4]
+    fig, ax = plt.subplots(figsize=(6, 6 * r / cols + 0.6))
+    _show(ax, _tile(rows.reshape(r * cols, *rows.shape[2:]), cols), title)
+    if ends is not None:
+        from matplotlib.patches import Rectangle
+
+        for q in (0, cols - 1):  # the pad is 1 pixel: frame the column of inputs
+            ax.add_patch(Rectangle((q * (w + 1) + 0.5, 0.5), w, r * (h + 1) - 1, fill=False, ec="tab:orange", lw=2))
+        ax.set_title(f"{title}\nframed: the two test inputs; between: decodes of {s} points on the line joining "
+                     "their encodings", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _outside(pts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.any((pts < lo) | (pts > hi), axis=1)
 
 
 def scatter2d(data: np.ndarray, samples: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Data and model samples side by side, for 2-D data."""
+    """Data and model samples side by side, for 2-D data, on the data's axes (their range plus a
+    quarter on each side): a few far-off samples do not shrink the picture to a dot; how many
+    fall outside, and how far, is written on the panel."""
+    data, samples = np.asarray(data, np.float64), np.asarray(samples, np.float64)
+    lo, hi = data.min(0), data.max(0)
+    pad = 0.25 * np.maximum(hi - lo, 1e-6)
+    lo, hi = lo - pad, hi + pad
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
     for ax, pts, name in ((axes[0], data, "data"), (axes[1], samples, "samples")):
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
         ax.set_title(name)
         ax.set_aspect("equal")
+        out = _outside(pts, lo, hi)
+        if out.any():
+            far = np.abs(pts[out]).max()
+            ax.text(0.02, 0.02, f"{int(out.sum())} of {len(pts)} outside this view (largest |coordinate| {far:.3g})",
+                    transform=ax.transAxes, fontsize=8, color="tab:red")  # fmt: skip
+    axes[0].set_xlim(lo[0], hi[0])
+    axes[0].set_ylim(lo[1], hi[1])
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -106,12 +140,14 @@ def curves(history: list[dict], path: str | Path, title: str = "", spec=None) ->
     else:
         ax.set_ylabel("epoch mean")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     ax.set_title(title)
     if terms:
         for k in terms:
             axes[0, 1].plot(ep, [h[k] for h in history], label=k)
         axes[0, 1].set_xlabel("epoch")
+        axes[0, 1].xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0, 1].set_title(spec.terms_title)
         axes[0, 1].legend()
     fig.tight_layout()
@@ -131,6 +167,7 @@ def cv_curves(history: dict, fold: np.ndarray, setting: np.ndarray, labels: list
         if "train_nll" in history:
             ax.plot(ep, history["train_nll"][:, m], color=c, alpha=0.5, lw=0.8, ls="--")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("NLL (nats / example)")
     finite = val[np.isfinite(val)]
     if finite.size:
@@ -152,10 +189,11 @@ def sweep_plot(rows: list[dict], fields: list[str], path, metric: str = "heldout
         groups: dict = {}
         for r in rows:
             groups.setdefault(tuple(str(r[g]) for g in others), []).append(r)
-        for key, rs in groups.items():
+        width = 0.5 / max(len(groups), 1)  # each group's points side by side, so error bars never overlap
+        for g, (key, rs) in enumerate(groups.items()):
             xs = [str(r[f]) if not isinstance(r[f], (int, float)) else r[f] for r in rs]
             ax.errorbar(
-                range(len(xs)),
+                np.arange(len(xs)) + (g - (len(groups) - 1) / 2) * width,
                 [r[f"{metric}_mean"] for r in rs],
                 yerr=[r[f"{metric}_std"] for r in rs],
                 marker="o",

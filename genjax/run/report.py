@@ -114,5 +114,6 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
         zs = (1 - t) * a[:, None] + t * b[:, None]  # [8, 10, K]
         ys = tuple(jnp.repeat(v, 10, axis=0) for v in cond(slice(0, 8)))  # each row decoded with its start's label
         rows = lat.decode_mean(params, zs.reshape(-1, zs.shape[-1]), *ys).reshape(8, 10, *splits.shape)
-        out.append(plots.interpolation(to01(rows), run_dir / "interpolation.png"))
+        out.append(plots.interpolation(to01(rows), run_dir / "interpolation.png",
+                                       ends=(to01(test[:8]), to01(test[8:16]))))  # fmt: skip
     return out
