@@ -114,7 +114,7 @@ def cmd_train(args: list[str]) -> int:
         run_dir = _run_dir_arg([FLAGS.resume], "--resume")
         cfg, changes = _saved_config(run_dir, "resume")
         if changes:
-            _check_extension(run_dir, cfg, changes)
+            prepare_mod.check_extension(run_dir, cfg, changes)
         splits, family = prepare_mod.prepare(cfg, saved=run_dir)
         scores = prepare_mod.easy_scores(cfg, splits)
         _lock(run_dir)
@@ -178,27 +178,6 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
-def _check_extension(run_dir: Path, cfg, changes: dict) -> None:
-    """``--resume RUN --config.train.epochs=N``: N covers the epochs already trained, the run did
-    not stop early, and no learning-rate schedule is laid over the old length."""
-    from genjax.train.driver import read_history
-
-    rows = read_history(run_dir / "metrics.jsonl", 1 << 62)
-    done = max((int(r["epoch"]) for r in rows), default=0)
-    if "train.epochs" not in changes:
-        return
-    n = int(cfg.train.epochs)
-    if n < done:
-        raise UsageError(f"--config.train.epochs={n}: the run has already trained {done} epochs.")
-    if rows and rows[-1].get("stopped") is True and n > done:
-        raise UsageError(f"--config.train.epochs={n}: the run stopped early at epoch {done} (train.patience); "
-                         "its early-stopping state ends any extension at once.")  # fmt: skip
-    if cfg.optim.schedule not in ("constant", "plateau") and n != changes["train.epochs"][0]:
-        raise UsageError(f"--config.train.epochs={n}: optim.schedule={cfg.optim.schedule!r} is laid over the "
-                         f"run's {changes['train.epochs'][0]} epochs; a longer run would change the learning rate "
-                         "of the steps to come (train a new run with the length you want).")  # fmt: skip
-
-
 def _print_eval(m: dict) -> None:
     from genjax.eval.report import summary
 
@@ -252,10 +231,6 @@ def cmd_eval(args: list[str]) -> int:
 
 
 def cmd_sample(args: list[str]) -> int:
-    import jax
-    import numpy as np
-
-    from genjax.eval import plots
     from genjax.train import select_params
 
     if FLAGS.n < 1:
@@ -266,32 +241,8 @@ def cmd_sample(args: list[str]) -> int:
     _lock(run_dir)
     _say_changes(changes, "sample")
     params = select_params(prepare_mod.restore(cfg, run_dir, splits, family), cfg.train.keep_best)
-    record = {"n": FLAGS.n, "seed": FLAGS.seed,
-              "config_changes": {k: {"run": old, "now": new} for k, (old, new) in changes.items()}}  # fmt: skip
-    (run_dir / f"samples-seed{FLAGS.seed}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
-        cond = splits.test["x"][: FLAGS.n]
-        y = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), len(cond), cond))
-        path = run_dir / f"samples-seed{FLAGS.seed}.npy"
-        np.save(path, y)
-        print(f"wrote {path}: y ~ p(y | x) for the first {len(cond)} test inputs")
-        return 0
-    x = np.asarray(family.sample(params, jax.random.key(FLAGS.seed), FLAGS.n))
-    np.save(run_dir / f"samples-seed{FLAGS.seed}.npy", x)
-    if splits.vocab is not None:
-        path = run_dir / f"samples-seed{FLAGS.seed}.txt"
-        path.write_text(splits.samples_text(x))
-        print(f"wrote {path} and {path.with_suffix('.npy')}")
-        print(splits.decode(x[0]))
-        return 0
-    if len(splits.shape) == 3:
-        x01 = (x + 1) / 2 if cfg.data.scale == "-11" else x
-        path = plots.image_grid(
-            x01, run_dir / f"samples-seed{FLAGS.seed}.png", f"{FLAGS.n} samples (seed {FLAGS.seed})"
-        )
-    else:
-        path = plots.scatter2d(splits.test["x"], x, run_dir / f"samples-seed{FLAGS.seed}.png", cfg.name)
-    print(f"wrote {path} and {path.with_suffix('.npy')}")
+    for line in report_mod.write_samples(cfg, splits, family, params, run_dir, FLAGS.n, FLAGS.seed, changes):
+        print(line)
     return 0
 
 

@@ -51,6 +51,12 @@ class DataSplits:
         """Text data: sampled token rows as one text, each under a ``--- sample i`` line."""
         return "".join(f"--- sample {i}\n{self.decode(row)}\n" for i, row in enumerate(rows))
 
+    def to_unit(self, x) -> np.ndarray:
+        """Data-space values ``x`` (examples, samples, decodes) as pictures see them: [-1, 1]
+        images mapped to [0, 1] (``data.scale``), clipped there; float32."""
+        x = np.asarray(x, np.float32)
+        return np.clip((x + 1.0) / 2.0 if self.scale == "-11" else x, 0.0, 1.0)
+
     def eval_view(self, x: np.ndarray) -> np.ndarray:
         """Training-space images ``x`` (as in ``train["x"]``) as an evaluation set sees them: the
         epoch transform's fixed draw (static binarization or dequantization) and the scaling,

@@ -33,11 +33,6 @@ from genjax.eval.classifier import get_classifier
 from genjax.eval.conditional import conditional_metrics
 
 
-def _to01(x, scale: str):
-    x = np.asarray(x, np.float32)
-    return np.clip((x + 1) / 2 if scale == "-11" else x, 0.0, 1.0)
-
-
 def draw(family, params, key, n: int, batch: int = 1000) -> np.ndarray:
     """``n`` samples, drawn ``batch`` at a time."""
     sample = jax.jit(family.sample, static_argnums=2)
@@ -135,21 +130,21 @@ def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) ->
         if "y" not in splits.train or "y" not in splits.test:
             log(f"no labels in {splits.name!r}: the classifier-based metrics (FID/IS/KID) are skipped")
             return {}
-        train01 = _to01(splits.eval_view(train), splits.scale)
+        train01 = splits.to_unit(splits.eval_view(train))
         labels = (np.asarray(splits.train["y"]), np.asarray(splits.test["y"])[:n])
         # a classifier per data *view*: binarized or dequantized digits get their own
         view = {"binarize": "_binarized", "dequantize": "_dequantized"}.get(splits.epoch_transform, "")
         if cfg.data.binarize == "static":
             view = "_binarized"
-        test01 = _to01(test, splits.scale)
+        test01 = splits.to_unit(test)
         clf = get_classifier(splits.name + view, (train01, labels[0]), (test01, labels[1]), cfg.eval.classifier_dir,
                              log=log)  # fmt: skip
-        out = image_metrics(train01, test01, _to01(fake, splits.scale), labels, splits.name + view,
+        out = image_metrics(train01, test01, splits.to_unit(fake), labels, splits.name + view,
                             cfg.eval.classifier_dir, out_dir, log, clf)  # fmt: skip
         if family.classes:
             out["conditional"] = conditional_metrics(
                 family, params, jax.random.fold_in(key, 1), train01, labels[0], clf, int(cfg.eval.per_class),
-                lambda a: _to01(a, splits.scale),
+                splits.to_unit,
             )  # fmt: skip
         return out
     toy = str(cfg.data.name).split(":", 1)[1] if str(cfg.data.name).startswith("toy2d:") else None

@@ -192,3 +192,24 @@ def check_mesh(cfg, family) -> str:
     from genjax.train.sharding import describe, plan
 
     return describe(plan(cfg.train.mesh, None, int(cfg.train.batch_size) * family.batch_multiple))
+
+
+def check_extension(run_dir: Path, cfg, changes: dict) -> None:
+    """``--resume RUN --config.train.epochs=N``: N covers the epochs already trained, the run did
+    not stop early, and no learning-rate schedule is laid over the old length."""
+    from genjax.train.driver import read_history
+
+    rows = read_history(run_dir / "metrics.jsonl", 1 << 62)
+    done = max((int(r["epoch"]) for r in rows), default=0)
+    if "train.epochs" not in changes:
+        return
+    n = int(cfg.train.epochs)
+    if n < done:
+        raise UsageError(f"--config.train.epochs={n}: the run has already trained {done} epochs.")
+    if rows and rows[-1].get("stopped") is True and n > done:
+        raise UsageError(f"--config.train.epochs={n}: the run stopped early at epoch {done} (train.patience); "
+                         "its early-stopping state ends any extension at once.")  # fmt: skip
+    if cfg.optim.schedule not in ("constant", "plateau") and n != changes["train.epochs"][0]:
+        raise UsageError(f"--config.train.epochs={n}: optim.schedule={cfg.optim.schedule!r} is laid over the "
+                         f"run's {changes['train.epochs'][0]} epochs; a longer run would change the learning rate "
+                         "of the steps to come (train a new run with the length you want).")  # fmt: skip

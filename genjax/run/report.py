@@ -86,7 +86,7 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
     # a conditional latent model's functions take the labels: the test split's, row for row
     y_test = splits.test.get("y")
     cond = (lambda rows: (jnp.asarray(y_test[rows]),)) if lat is not None and lat.conditional else (lambda rows: ())
-    to01 = (lambda a: (np.asarray(a) + 1) / 2) if cfg.data.scale == "-11" else np.asarray
+    to01 = splits.to_unit
     if family.classes:  # one row per class (decoder means for a latent-variable model)
         c, m = int(family.classes), 10
         y = jnp.repeat(jnp.arange(c), m)
@@ -117,3 +117,34 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
         out.append(plots.interpolation(to01(rows), run_dir / "interpolation.png",
                                        ends=(to01(test[:8]), to01(test[8:16]))))  # fmt: skip
     return out
+
+
+def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int, changes: dict | None = None):
+    """``genjax sample``: ``n`` samples with ``seed`` into ``samples-seedS.npy`` and a picture (an
+    image grid, a scatter beside the test data) or text, and ``samples-seedS.json`` (n, seed, the
+    sampling fields set for this command); a model of y given x draws y for the first ``n`` test
+    inputs. Returns the lines to print."""
+    import jax
+    import numpy as np
+
+    from genjax.eval import plots
+
+    stem = run_dir / f"samples-seed{seed}"
+    record = {"n": n, "seed": seed,
+              "config_changes": {k: {"run": old, "now": new} for k, (old, new) in (changes or {}).items()}}  # fmt: skip
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    key = jax.random.key(seed)
+    if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
+        cond = splits.test["x"][:n]
+        np.save(stem.with_suffix(".npy"), np.asarray(family.sample(params, key, len(cond), cond)))
+        return [f"wrote {stem.with_suffix('.npy')}: y ~ p(y | x) for the first {len(cond)} test inputs"]
+    x = np.asarray(family.sample(params, key, n))
+    np.save(stem.with_suffix(".npy"), x)
+    if splits.kind == "tokens":
+        stem.with_suffix(".txt").write_text(splits.samples_text(x))
+        return [f"wrote {stem.with_suffix('.txt')} and {stem.with_suffix('.npy')}", splits.decode(x[0])]
+    if splits.kind == "image":
+        path = plots.image_grid(splits.to_unit(x), stem.with_suffix(".png"), f"{n} samples (seed {seed})")
+    else:
+        path = plots.scatter2d(splits.test["x"], x, stem.with_suffix(".png"), cfg.name)
+    return [f"wrote {path} and {stem.with_suffix('.npy')}"]

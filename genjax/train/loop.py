@@ -199,8 +199,7 @@ def fit(
     images = None
     if len(splits.shape) == 3 and int(cfg.train.tb_images_every) > 0 and family.predictor is None:
         sample = jax.jit(lambda params: family.sample(params, keys.key(cfg.seed, "tb_samples"), 16))
-        to01 = (lambda a: (a + 1) / 2) if cfg.data.scale == "-11" else (lambda a: a)
-        images = (int(cfg.train.tb_images_every), lambda st: to01(sample(select_params(st, False))))
+        images = (int(cfg.train.tb_images_every), lambda st: splits.to_unit(sample(select_params(st, False))))
     res = drive(
         prog.epoch,
         prog.init(),
