@@ -348,3 +348,34 @@ def test_knn_radii_and_precision_recall_by_hand():
     # inside 0's ball (radius 6), outside every ball, inside 10's (9), inside, outside
     fake = np.array([[-5.5], [-6.5], [17.5], [4.0], [20.0]])
     assert precision_recall(x, fake, k=3)["precision"] == pytest.approx(3 / 5)
+
+
+def test_infovae_objective_and_iwae_from_log_weights_alone():
+    """The InfoVAE loss weights (1 - alpha) on the KL and (alpha + lambda - 1) on the MMD, and is
+    -ELBO at alpha = 0, lambda = 1; L_k from log weights is log-mean-exp over the k axis."""
+    from genjax.objectives import elbo as E
+
+    rng = np.random.default_rng(0)
+    lp, kl = rng.normal(-50, 5, 16), rng.uniform(1, 5, 16)
+    got = float(E.infovae_objective(jnp.asarray(lp), jnp.asarray(kl), 0.2, 0.3, 10.0))
+    assert got == pytest.approx(-lp.mean() + 0.7 * kl.mean() + 9.3 * 0.2, rel=1e-6)
+    assert float(E.infovae_objective(lp, kl, 0.2, 0.0, 1.0)) == pytest.approx(-np.mean(lp - kl), rel=1e-6)
+    lw = rng.normal(-80, 3, (7, 5))
+    want = np.log(np.mean(np.exp(lw - lw.max(0)), 0)) + lw.max(0)  # float64 log-mean-exp
+    np.testing.assert_allclose(np.asarray(E.iwae_from_log_weights(jnp.asarray(lw, jnp.float32))), want, rtol=1e-6)
+
+
+def test_vae_loss_weights_the_kl_by_beta():
+    """The beta-VAE family's loss is rec + beta KL (beta = 3, a constant KL schedule)."""
+    from genjax.config import base_config
+    from genjax.models import Context, DataInfo, build_family
+
+    c = base_config()
+    c.model.vae.update(hidden=(16,), latent_dim=3, beta=3.0)
+    fam = build_family(c, DataInfo((8, 8, 1), levels=2))
+    p = fam.init(jax.random.key(0))
+    x = (jax.random.uniform(jax.random.key(1), (32, 8, 8, 1)) > 0.5).astype(jnp.float32)
+    ctx = Context(jnp.int32(0), {k: jnp.float32(v) for k, v in fam.hparams.items()})
+    loss, m = fam.players[0].loss(p, {"x": x}, jax.random.key(2), ctx)
+    assert float(m["kl"]) > 0.1 and float(m["beta"]) == 3.0
+    assert float(loss) == pytest.approx(float(m["rec"] + 3.0 * m["kl"]), rel=1e-5)

@@ -40,6 +40,10 @@ T_FORM = T + "test_formulas.py"
 # (name, file, exact snippet, replacement, tests)
 MUTANTS = [
     # --- objectives/elbo.py
+    ("infovae: the KL weight alpha for 1 - alpha", OBJ + "elbo.py", "+ (1.0 - alpha) * jnp.mean(jnp.asarray(kl))",
+     "+ alpha * jnp.mean(jnp.asarray(kl))", [T_FORM]),
+    ("iwae from log weights: log k over the batch axis", OBJ + "elbo.py", "axis=0) - math.log(log_w.shape[0])\n\n\ndef infovae",
+     "axis=0) - math.log(log_w.shape[1])\n\n\ndef infovae", [T_FORM]),
     ("kl per dim: drop 1/2", OBJ + "elbo.py", "return 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)",
      "return (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)", [T_ELBO]),
     ("kl per dim: sign of log_var", OBJ + "elbo.py", "jnp.square(mean) - 1.0 - log_var)", "jnp.square(mean) - 1.0 + log_var)",
@@ -48,8 +52,10 @@ MUTANTS = [
      "log_var_q - log_var_p + (jnp.exp(log_var_q)", [T_ELBO, T_VAR]),
     ("reparameterize: std = exp(log_var)", OBJ + "elbo.py", "return mean + jnp.exp(0.5 * log_var) * eps",
      "return mean + jnp.exp(log_var) * eps", [T_ELBO, T_VAE]),
-    ("iwae: no log k", OBJ + "elbo.py", "return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])",
-     "return jax.nn.logsumexp(log_w, axis=0)", [T_ELBO, T_VAE]),
+    ("iwae: no log k", OBJ + "elbo.py", "- jnp.asarray(log_qz_x)\n    return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])",
+     "- jnp.asarray(log_qz_x)\n    return jax.nn.logsumexp(log_w, axis=0)", [T_ELBO, T_VAE]),
+    ("elbo: beta on the reconstruction", OBJ + "elbo.py", "return jnp.asarray(log_px_z) - beta * jnp.asarray(kl)",
+     "return beta * jnp.asarray(log_px_z) - jnp.asarray(kl)", [T_ELBO, T_VAE, T_VAR]),
     ("log weights: + log q", OBJ + "elbo.py", "return log_px_z + log_pz - log_qz", "return log_px_z + log_pz + log_qz",
      [T_ELBO, T_VAE]),
     ("free bits: > becomes <", OBJ + "elbo.py", "jnp.mean(kl, axis=0) > free_bits", "jnp.mean(kl, axis=0) < free_bits",
@@ -140,9 +146,10 @@ MUTANTS = [
     ("diffusion log prob: the volume not added", M + "diffusion.py", "        return lp + log_vol\n", "        return lp\n",
      [T_FORM, T_DIFF]),
     # --- models/vae.py
-    ("vae: beta on the reconstruction", M + "vae.py", "loss = -jnp.mean(log_px_z - beta * kl_term)",
-     "loss = -jnp.mean(beta * log_px_z - kl_term)", [T_VAE, T_VAR]),
-    ("vae: infovae (1 - alpha)", M + "vae.py", "+ (1.0 - alpha) * jnp.mean(kl) +", "+ alpha * jnp.mean(kl) +", [T_FORM, T_VAR]),
+    ("vae: beta ignored", M + "vae.py", "elbo_lib.elbo(log_px_z, kl_term, beta)", "elbo_lib.elbo(log_px_z, kl_term, 1.0)",
+     [T_FORM, T_VAE, T_VAR]),
+    ("vae: infovae alpha and lambda swapped", M + "vae.py", "infovae_objective(log_px_z, kl, mmd, alpha, lam)",
+     "infovae_objective(log_px_z, kl, mmd, lam, alpha)", [T_FORM, T_VAR]),
     ("vae: nll log k", M + "vae.py", "return total - math.log(k)", "return total - math.log(chunk)", [T_VAE]),
     # --- nn/flows
     ("coupling: log-det sign", "genjax/nn/flows/layers.py", "y, ld = x * jnp.exp(s) + p[:, 1], s", "y, ld = x * jnp.exp(s) + p[:, 1], -s",

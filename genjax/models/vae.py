@@ -283,7 +283,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
         kl = jnp.sum(kl_dims, -1)
         kl_term = elbo_lib.free_bits_kl(kl_dims, ctx.hp["free_bits"]) if "free_bits" in ctx.hp else kl
         beta = ctx.hp["beta"] * beta_t(ctx.step)
-        loss = -jnp.mean(log_px_z - beta * kl_term)
+        loss = -jnp.mean(elbo_lib.elbo(log_px_z, kl_term, beta))
         metrics = {"rec": -jnp.mean(log_px_z), "kl": jnp.mean(kl), "elbo": jnp.mean(log_px_z - kl), "beta": beta,
                    "au": _batch_active_units(mean)}  # fmt: skip
         return loss, metrics
@@ -299,7 +299,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
         prior = jax.random.normal(k_p, z.shape).astype(z.dtype)
         mmd = elbo_lib.mmd(z.astype(jnp.float32), prior.astype(jnp.float32), mcfg.mmd_kernel)
         alpha, lam = ctx.hp["info_alpha"], ctx.hp["info_lambda"]
-        loss = -jnp.mean(log_px_z) + (1.0 - alpha) * jnp.mean(kl) + (alpha + lam - 1.0) * mmd
+        loss = elbo_lib.infovae_objective(log_px_z, kl, mmd, alpha, lam)
         return loss, {"rec": -jnp.mean(log_px_z), "kl": jnp.mean(kl), "mmd": mmd, "elbo": jnp.mean(log_px_z - kl),
                       "au": _batch_active_units(mean)}  # fmt: skip
 
@@ -333,7 +333,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
         m = module(params)
         k_z, k_drop = jax.random.split(key)
         lw = log_w(m, batch["x"], labels(batch), k_z, mcfg.k, k_drop)
-        bound = jax.nn.logsumexp(lw, axis=0) - math.log(mcfg.k)
+        bound = elbo_lib.iwae_from_log_weights(lw)
         return -jnp.mean(bound), {"iwae": jnp.mean(bound), "elbo": jnp.mean(lw)}
 
     def mc_elbo_loss(params, batch, key, ctx):

@@ -156,6 +156,24 @@ def iwae_bound(log_px_z: ArrayLike, log_pz: ArrayLike, log_qz_x: ArrayLike) -> j
     return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
 
 
+def iwae_from_log_weights(log_w: ArrayLike) -> jax.Array:
+    """L_k = logsumexp_i log w_i - log k from log weights ``[k, B]`` -> ``[B]`` (``iwae_bound``
+    with the weights already formed, e.g. by a two-layer model)."""
+    log_w = jnp.asarray(log_w)
+    return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
+
+
+def infovae_objective(log_px_z: ArrayLike, kl: ArrayLike, mmd_qp: ArrayLike, alpha: ArrayLike,
+                      lam: ArrayLike) -> jax.Array:  # fmt: skip
+    """The InfoVAE loss to minimize (Zhao et al. 2019, eq. 6 with the MMD divergence):
+
+        -E_x E_q[log p(x|z)] + (1 - alpha) E_x KL(q(z|x) || p(z)) + (alpha + lambda - 1) MMD(q(z), p(z))
+
+    from per-example ``log_px_z`` and ``kl`` ``[B]`` and the batch's ``mmd_qp`` (scalar).
+    alpha = 1 drops the KL (the MMD-VAE); alpha = 0, lambda = 1 is the ELBO."""
+    return -jnp.mean(jnp.asarray(log_px_z)) + (1.0 - alpha) * jnp.mean(jnp.asarray(kl)) + (alpha + lam - 1.0) * mmd_qp
+
+
 def log_weights(z_kxbxk: jax.Array, mean: jax.Array, log_var: jax.Array, log_px_z: jax.Array) -> jax.Array:
     """log w_i = log p(x|z_i) + log N(z_i|0,I) - log q(z_i|x) for samples ``[k, B, K]``."""
     log_pz = standard_normal_log_prob(z_kxbxk)
