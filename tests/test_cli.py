@@ -327,3 +327,16 @@ def test_resume_extends_a_finished_run_to_the_longer_runs_result(tmp_path, capsy
     assert json.loads((a / "config.json").read_text())["eval"]["batch_size"] == 100
     assert main(["genjax", "eval", str(a), "--config.optim.lr=0.1"]) == 2
     assert "genjax eval cannot change it" in capsys.readouterr().err
+
+
+def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys):
+    """genjax bench on the smoke VAE: compile cold and cached, the epoch, MFU, and the plain-JAX
+    twin's epochs interleaved with genjax's (the ratio is the median of those rounds)."""
+    twin_covers = "--config.model.vae.kl_schedule=constant"  # the MLP VAE twin's plain ELBO
+    assert main(["genjax", "bench", SMOKE, twin_covers, "--epochs=3", f"--json={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    r = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert r["compile_cold_s"] > 0 and r["compile_cached_s"] > 0 and r["epoch_s"] > r["val_s"] >= 0
+    assert r["steps_per_s"] == pytest.approx(r["steps_per_epoch"] / (r["epoch_s"] - r["val_s"]), rel=1e-6)
+    assert 0 < r["mfu"] < 1 and "compile:" in out
+    assert r["twin"]["rounds"] == 3 and 0.2 < r["ratio"] < 5  # the same math and shapes: the same order
