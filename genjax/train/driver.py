@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -155,18 +156,16 @@ def compile_epoch(epoch_fn: Callable, state, data: dict, stacked: bool = False, 
     step (``host_loop``, ``genjax.train.engine.host_epoch``)."""
     axes = {k: (data_axes or {}).get(k) for k in data}
 
-    def compile_one(fn, donate: bool = True):
+    def compile_one(fn):
         if host_loop:
-            # (a host-loop epoch keeps its input: it steps a copy)
             return host_epoch(fn.pieces, (0, axes) if stacked else None).lower(state, data).compile()
         fn = jax.vmap(fn, in_axes=(0, axes), spmd_axis_name="members") if stacked else fn
-        return jax.jit(fn, donate_argnums=0 if donate else ()).lower(state, data).compile()
+        return jax.jit(fn, donate_argnums=0).lower(state, data).compile()
 
     fast = getattr(epoch_fn, "optimistic", None)
     if fast is None:
         return compile_one(epoch_fn)
-    # the unguarded epoch keeps its input (the state a rerun starts from): not donated, no copy
-    return RetryEpoch(compile_one(fast, donate=False), lambda: compile_one(epoch_fn))
+    return RetryEpoch(compile_one(fast), lambda: compile_one(epoch_fn))
 
 
 class RetryEpoch:
@@ -180,7 +179,7 @@ class RetryEpoch:
         self.fast, self.compile_guarded, self.guarded, self.reruns = fast, compile_guarded, None, 0
 
     def __call__(self, state, data):
-        start = state  # the fast epoch does not donate its input: it is the rerun's start
+        start = jax.tree.map(jnp.copy, state)  # the fast epoch donates its input
         new, m = self.fast(state, data)
         if not np.any(np.asarray(jax.device_get(m["nonfinite_steps"])) > 0):
             return new, m
