@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -155,38 +154,10 @@ def compile_epoch(epoch_fn: Callable, state, data: dict, stacked: bool = False, 
     donated (vmapped over the members axis when ``stacked``), or as a host loop over one compiled
     step (``host_loop``, ``genjax.train.engine.host_epoch``)."""
     axes = {k: (data_axes or {}).get(k) for k in data}
-
-    def compile_one(fn):
-        if host_loop:
-            return host_epoch(fn.pieces, (0, axes) if stacked else None).lower(state, data).compile()
-        fn = jax.vmap(fn, in_axes=(0, axes), spmd_axis_name="members") if stacked else fn
-        return jax.jit(fn, donate_argnums=0).lower(state, data).compile()
-
-    fast = getattr(epoch_fn, "optimistic", None)
-    if fast is None:
-        return compile_one(epoch_fn)
-    return RetryEpoch(compile_one(fast), lambda: compile_one(epoch_fn))
-
-
-class RetryEpoch:
-    """An epoch run unguarded (``make_epoch``'s ``optimistic``: every update applied, no per-step
-    select or branch over the state); when one of its steps was non-finite, the epoch runs again
-    from its starting state through the guarded epoch (compiled then, once), which drops or halts
-    at that step exactly as ``train.on_nonfinite`` says. Steps are deterministic (their keys
-    derive from the state), so the rerun is the epoch a guarded run would have had."""
-
-    def __init__(self, fast: Callable, compile_guarded: Callable):
-        self.fast, self.compile_guarded, self.guarded, self.reruns = fast, compile_guarded, None, 0
-
-    def __call__(self, state, data):
-        start = jax.tree.map(jnp.copy, state)  # the fast epoch donates its input
-        new, m = self.fast(state, data)
-        if not np.any(np.asarray(jax.device_get(m["nonfinite_steps"])) > 0):
-            return new, m
-        if self.guarded is None:
-            self.guarded = self.compile_guarded()
-        self.reruns += 1
-        return self.guarded(start, data)
+    if host_loop:
+        return host_epoch(epoch_fn.pieces, (0, axes) if stacked else None).lower(state, data).compile()
+    fn = jax.vmap(epoch_fn, in_axes=(0, axes), spmd_axis_name="members") if stacked else epoch_fn
+    return jax.jit(fn, donate_argnums=0).lower(state, data).compile()
 
 
 def drive(

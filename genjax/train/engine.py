@@ -503,27 +503,10 @@ def make_epoch(
             metrics["train_nll"] = val_nll(new.params, data["train_eval"], jax.random.fold_in(k_val, 1))
         return new, metrics
 
-    def unguarded(carry, batch):
-        """Every update applied, its finiteness recorded: what ``guarded`` does when all steps
-        are finite, with no per-step select or branch over the state."""
-        st, halted = carry
-        new, m = step(st, batch)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in m.values()]))
-        ok, bad = finite & ~halted, ~finite & ~halted
-        return (new, halted | ~finite), (m, bad, ok)
+    def epoch(state: TrainState, data: dict):
+        batches = start(state, data)
+        (new, halted), (ms, bad, ok) = jax.lax.scan(guarded, (state, jnp.array(False)), batches, unroll=unroll)
+        return end(state, new, halted, ms, bad, ok, data)
 
-    def scanned(body):
-        def epoch(state: TrainState, data: dict):
-            batches = start(state, data)
-            (new, halted), (ms, bad, ok) = jax.lax.scan(body, (state, jnp.array(False)), batches, unroll=unroll)
-            return end(state, new, halted, ms, bad, ok, data)
-
-        epoch.pieces = EpochPieces(start, body, end, steps)  # for an epoch run as a host loop of steps
-        return epoch
-
-    epoch = scanned(guarded)
-    # The epoch as the driver runs it first (``genjax.train.driver.compile_epoch``): unguarded; an
-    # epoch that had a non-finite step is run again with ``epoch`` from its starting state, so
-    # halt and skip are exactly as above and a finite epoch pays nothing for the guard.
-    epoch.optimistic = scanned(unguarded)
+    epoch.pieces = EpochPieces(start, guarded, end, steps)  # for an epoch run as a host loop of steps
     return epoch

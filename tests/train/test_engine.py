@@ -281,32 +281,6 @@ def test_a_nonfinite_step_halts_or_is_skipped(policy):
     assert int(m["nonfinite_steps"]) == 0 and int(m["nonfinite_at"]) == -1 and not bool(m["nonfinite/rec"])
 
 
-@pytest.mark.parametrize("policy", ["halt", "skip"])
-def test_the_driver_runs_epochs_unguarded_and_reruns_a_bad_one_guarded(policy):
-    """``compile_epoch``: a clean epoch runs without the per-step guard (the guarded epoch is never
-    even compiled); an epoch with a non-finite step is run again guarded from its starting state,
-    ending exactly where the guarded epoch ends (state and metrics)."""
-    from genjax.train.driver import RetryEpoch, compile_epoch
-
-    fam, txs = _nan_at_step(7)  # step 7: in the second epoch of 5 steps
-    epoch = make_epoch(make_step(fam.players, txs), None, batch_size=4, steps=5, patience=0, min_delta=0.0,
-                       on_nonfinite=policy)  # fmt: skip
-    data = {"train": {"x": jnp.ones((20,))}}
-    fresh = lambda: init_state(fam.init(None), txs, jax.random.key(0))  # noqa: E731
-    run = compile_epoch(epoch, fresh(), data)
-    assert isinstance(run, RetryEpoch)
-    state, m = run(fresh(), data)
-    assert run.reruns == 0 and run.guarded is None and int(m["nonfinite_steps"]) == 0
-    state, m = run(state, data)
-    assert run.reruns == 1
-    guarded = jax.jit(epoch)
-    want, _ = guarded(fresh(), data)
-    want, m_want = guarded(want, data)
-    assert float(state.params["m"]["w"][...]) == float(want.params["m"]["w"][...])
-    assert int(state.step) == int(want.step) == (7 if policy == "halt" else 10)
-    assert {k: np.asarray(v).tolist() for k, v in m.items()} == {k: np.asarray(v).tolist() for k, v in m_want.items()}
-
-
 def test_checkpoint_policy_and_loss_rise_rule():
     from genjax.train.driver import loss_rose, should_checkpoint
 
