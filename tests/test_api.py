@@ -59,7 +59,8 @@ def run_block(tag, tmp_path, monkeypatch, **shorten) -> dict:
 def test_readme_save_and_load(tmp_path, monkeypatch):
     import genjax
 
-    ns = run_block("api-save-load", tmp_path, monkeypatch, **{"epochs = 20": "epochs = 2"})
+    small = "epochs = 1\ncfg.model.flow.hidden = (32, 32)\ncfg.model.flow.n_layers = 2\ncfg.data.toy_n = 2000"
+    ns = run_block("api-save-load", tmp_path, monkeypatch, **{"epochs = 20": small})
     model, same, x = ns["model"], ns["same"], ns["x"]
     np.testing.assert_array_equal(np.asarray(model.log_prob(x)), np.asarray(same.log_prob(x)))
     assert (tmp_path / "runs/moons/config.json").is_file() and (tmp_path / "runs/moons-copy/config.json").is_file()
@@ -75,7 +76,8 @@ def test_readme_save_and_load(tmp_path, monkeypatch):
 
 
 def test_readme_cross_validation(tmp_path, monkeypatch):
-    ns = run_block("api-cv", tmp_path, monkeypatch, **{"epochs = 30": "epochs = 2\ncfg.model.vae.nll_samples = 100",
+    small = "epochs = 2\ncfg.model.vae.nll_samples = 100\ncfg.model.vae.hidden = (32,)"
+    ns = run_block("api-cv", tmp_path, monkeypatch, **{"epochs = 30": small,
                                                         "folds=5": "folds=3"})
     rep = ns["report"]
     assert [r["optim.lr"] for r in rep["rows"]] == [1e-3, 3e-3]
