@@ -385,9 +385,10 @@ HELP = {
            ["config", "sweep", "workdir", "overwrite", "progress"], None),
     "params": (["genjax params [--config] CONFIG"], "The parameter count of every module of CONFIG's model.",
                ["config"], None),
-    "config": (["genjax config [--config] CONFIG [--config.<field>=VALUE ...]"],
+    "config": (["genjax config [--config] CONFIG [--config.<field>=VALUE ...]", "genjax config RUN_DIR"],
                "The resolved config, validated as train validates it: every field with its value, its meaning, "
-               "its allowed values and which later command may change it. Nothing is loaded or written.",
+               "its allowed values and which later command may change it (for a run folder: the config it was "
+               "trained with). Nothing is loaded or written.",
                ["config", "sweep"], None),
     "bench": (["genjax bench [--config] CONFIG [--epochs E] [--notwin] [--whole] [--json DIR]"],
               "Time what genjax train runs for CONFIG: compile time apart from steady state, per-epoch time "
@@ -438,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in rest):
         print(command_help(cmd))
         return 0
+    if cmd == "config" and rest and os.path.isdir(rest[0]):  # a run folder: the config it was trained with
+        return _guarded(lambda: _explain_run(rest))
     if cmd in ("train", "cv", "params", "config", "bench") and rest and not rest[0].startswith("-"):
         rest = [f"--config={rest[0]}", *rest[1:]]  # `genjax params CONFIG` == `genjax params --config=CONFIG`
     global FLAGS, _OVERRIDES
@@ -511,6 +514,27 @@ def _say_changes(changes: dict, when: str) -> None:
     for path, (old, new) in changes.items():
         say(f"{path}: {old!r} -> {new!r}" + (" (for this command only; the run's config.json keeps it)"
                                              if when != "resume" else " (config.json updated)"))  # fmt: skip
+
+
+def _explain_run(args: list[str]) -> int:
+    """``genjax config RUN_DIR``: the run's saved config, every field with its meaning."""
+    from genjax.config import explain
+
+    if len(args) != 1:
+        raise UsageError(f"config RUN_DIR takes no other arguments, got {args[1:]}.")
+    print(explain(prepare_mod.load_config(Path(args[0]))))
+    return 0
+
+
+def _guarded(fn) -> int:
+    """``fn()``, its bad input ending as one sentence and exit status 2."""
+    try:
+        return fn()
+    except (ValueError, OSError) as e:
+        if os.environ.get("GENJAX_DEBUG"):
+            raise
+        print(f"genjax: error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
 
 
 def _config_arg(args: list[str]) -> str | None:

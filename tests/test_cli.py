@@ -310,6 +310,11 @@ def test_resume_extends_a_finished_run_to_the_longer_runs_result(tmp_path, capsy
     assert [json.loads(r)["loss"] for r in (a / "metrics.jsonl").read_text().splitlines()] == [
         json.loads(r)["loss"] for r in (b / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
     assert json.loads((b / "config.json").read_text())["train"]["epochs"] == 4
+    capsys.readouterr()
+    assert main(["genjax", "config", str(b)]) == 0  # a run folder: the config it now trains with
+    out = capsys.readouterr().out
+    assert "train.epochs = 4\n" in out and "may change at genjax train --resume" in out
+    assert main(["genjax", "config", str(tmp_path)]) == 2 and "no config.json" in capsys.readouterr().err
     change = json.loads((b / "run.json").read_text())["changes"][-1]
     assert change["fields"] == {"train.epochs": {"from": 2, "to": 4}} and change["command"] == "genjax train --resume"
     # a schedule laid over the run's length is not stretched silently
