@@ -151,7 +151,8 @@ def fit(cfg, data=None, workdir=None, *, overwrite: bool = False, progress: bool
     splits, family = prepare(cfg, splits=data)
     callback = None
     if on_epoch is not None:
-        callback = lambda epoch, state, m: on_epoch(int(epoch), {k: v.tolist() for k, v in m.items()})  # noqa: E731
+        def callback(epoch, state, m):  # one model: plain numbers, as metrics.jsonl has them
+            on_epoch(int(epoch), {k: v.item() if v.size == 1 else v.tolist() for k, v in m.items()})
     with contextlib.ExitStack() as locks:
         run_dir = None
         if workdir is not None:

@@ -107,3 +107,20 @@ def test_readme_text_generation_from_a_prompt(tmp_path, monkeypatch):
     assert set("".join(texts)) <= set(ns["text"])  # decoded through the corpus's own vocabulary
     ids = np.asarray(model.sample(4, prompt="The model ", top_k=1))
     assert (ids == ids[0]).all()  # top_k = 1 is greedy: every sample the same
+
+
+def test_on_epoch_sees_every_epochs_metrics_as_metrics_jsonl_has_them(tmp_path):
+    import json
+
+    import genjax
+
+    cfg = genjax.default_config("flow")
+    cfg.data.name, cfg.data.toy_n = "toy2d:moons", 1000
+    cfg.model.flow.hidden, cfg.model.flow.n_layers = (16,), 2
+    cfg.train.epochs = 3
+    seen = []
+    genjax.fit(cfg, workdir=tmp_path / "run", progress=False, on_epoch=lambda e, m: seen.append((e, m)))
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [e for e, _ in seen] == [1, 2, 3] == [r["epoch"] for r in rows]
+    for (_, m), r in zip(seen, rows):
+        assert m["val_nll"] == r["val_nll"] and m["loss"] == r["loss"] and m["stopped"] is False
