@@ -258,7 +258,10 @@ def run(selected: list[str] | None = None, timeout: int = 600, markdown: str | N
         lines = ["| source | broken on purpose | first test that fails |", "| --- | --- | --- |"]
         lines += [f"| `{p.removeprefix('genjax/')}` | {n} | `{b.removeprefix('tests/')}` |" if h.startswith("killed")
                   else f"| `{p.removeprefix('genjax/')}` | {n} | **survived** |" for n, p, h, b in results]  # fmt: skip
-        Path(markdown).write_text("\n".join(lines) + "\n")
+        out = Path(markdown)
+        old = out.read_text() if out.is_file() else ""
+        keep = old[: old.index(lines[0])] if lines[0] in old else ""  # the file's own preamble stays
+        out.write_text(keep + "\n".join(lines) + "\n")
         print(f"wrote {markdown}")
     return survivors
 
