@@ -159,10 +159,7 @@ def fit(cfg, data=None, workdir=None, *, overwrite: bool = False, progress: bool
             hint = "pass overwrite=True to replace it"
             run_dir = folder.new_run_dir(cfg, workdir, overwrite, hint=hint, field="workdir")
             check_mesh(cfg, family)
-            folder.open_run_dir(run_dir, cfg, locks, overwrite, splits, hint)
-            if splits.name != str(cfg.data.name):  # arrays or text in memory: say so beside the config
-                info = json.loads((run_dir / "run.json").read_text()) | {"data": splits.name}
-                (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+            folder.open_run_dir(run_dir, cfg, locks, overwrite, splits, hint)  # run.json names data in memory
         res = _fit(cfg, family, splits, run_dir, progress=progress, callback=callback)
     return Model(family, res.params, res, cfg, splits, res.state, run_dir)
 

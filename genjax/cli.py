@@ -357,6 +357,11 @@ def cmd_config(args: list[str]) -> int:
     the same validation ``train`` runs (nothing is loaded or written)."""
     from genjax.config import explain, validate
 
+    if args and FLAGS.config is None:  # a run folder: the config it was trained with
+        if len(args) != 1:
+            raise UsageError(f"config RUN_DIR takes no other arguments, got {args[1:]}.")
+        print(explain(prepare_mod.load_config(Path(args[0]))))
+        return 0
     if args or FLAGS.config is None:
         raise UsageError("config needs --config=path/to/config.py (or the path as its argument).")
     cfg = _with_sweep_flag(FLAGS.config)
@@ -439,9 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in rest):
         print(command_help(cmd))
         return 0
-    if cmd == "config" and rest and os.path.isdir(rest[0]):  # a run folder: the config it was trained with
-        return _guarded(lambda: _explain_run(rest))
-    if cmd in ("train", "cv", "params", "config", "bench") and rest and not rest[0].startswith("-"):
+    if cmd in ("train", "cv", "params", "config", "bench") and rest and not rest[0].startswith("-") and not (
+            cmd == "config" and os.path.isdir(rest[0])):  # `genjax config RUN_DIR` stays positional
         rest = [f"--config={rest[0]}", *rest[1:]]  # `genjax params CONFIG` == `genjax params --config=CONFIG`
     global FLAGS, _OVERRIDES
     _OVERRIDES = []
@@ -514,27 +518,6 @@ def _say_changes(changes: dict, when: str) -> None:
     for path, (old, new) in changes.items():
         say(f"{path}: {old!r} -> {new!r}" + (" (for this command only; the run's config.json keeps it)"
                                              if when != "resume" else " (config.json updated)"))  # fmt: skip
-
-
-def _explain_run(args: list[str]) -> int:
-    """``genjax config RUN_DIR``: the run's saved config, every field with its meaning."""
-    from genjax.config import explain
-
-    if len(args) != 1:
-        raise UsageError(f"config RUN_DIR takes no other arguments, got {args[1:]}.")
-    print(explain(prepare_mod.load_config(Path(args[0]))))
-    return 0
-
-
-def _guarded(fn) -> int:
-    """``fn()``, its bad input ending as one sentence and exit status 2."""
-    try:
-        return fn()
-    except (ValueError, OSError) as e:
-        if os.environ.get("GENJAX_DEBUG"):
-            raise
-        print(f"genjax: error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
 
 
 def _config_arg(args: list[str]) -> str | None:

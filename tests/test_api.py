@@ -124,3 +124,25 @@ def test_on_epoch_sees_every_epochs_metrics_as_metrics_jsonl_has_them(tmp_path):
     assert [e for e, _ in seen] == [1, 2, 3] == [r["epoch"] for r in rows]
     for (_, m), r in zip(seen, rows):
         assert m["val_nll"] == r["val_nll"] and m["loss"] == r["loss"] and m["stopped"] is False
+
+
+def test_a_run_on_arrays_in_memory_asks_for_them_when_loaded(tmp_path):
+    """fit's folder and Model.save's copy both record that the data came from memory, so load
+    asks for them rather than loading cfg.data.name (other data) in their place."""
+    import pytest
+
+    import genjax
+    from genjax.run.prepare import UsageError
+
+    cfg = genjax.default_config("flow")
+    cfg.model.flow.hidden, cfg.model.flow.n_layers = (16,), 2
+    cfg.train.epochs = 1
+    data = genjax.load_data(cfg, x=np.random.default_rng(0).normal(size=(400, 2)).astype(np.float32))
+    model = genjax.fit(cfg, data, workdir=tmp_path / "run", progress=False)
+    model.save(tmp_path / "copy")
+    for d in ("run", "copy"):
+        with pytest.raises(UsageError, match="data in memory"):
+            genjax.load(tmp_path / d)
+        again = genjax.load(tmp_path / d, data=data)
+        x = data.test["x"][:4]
+        np.testing.assert_array_equal(np.asarray(again.log_prob(x)), np.asarray(model.log_prob(x)))

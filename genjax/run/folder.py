@@ -166,13 +166,20 @@ def open_run_dir(run_dir: Path, cfg, locks: contextlib.ExitStack, overwrite: boo
     cross-validation's: results, no model), recorded in run.json."""
     locks.enter_context(lock(run_dir))  # a second writer is refused here, overwrite or not
     files = {"config.json": cfg.to_json_best_effort(indent=2) + "\n",
-             "run.json": json.dumps(run_info() | {"kind": kind}, indent=2) + "\n"}  # fmt: skip
+             "run.json": json.dumps(run_info() | {"kind": kind} | _data_note(cfg, splits), indent=2)
+             + "\n"}  # fmt: skip
     if splits is not None and splits.vocab is not None:
         files["vocab.json"] = json.dumps({"tokens": splits.tokens, "vocab": list(splits.vocab)}) + "\n"
     try:
         create(run_dir, files, overwrite=overwrite)
     except RunFolderError as e:
         raise RunFolderError(f"{e} {hint[0].upper()}{hint[1:]}.") from None
+
+
+def _data_note(cfg, splits) -> dict:
+    """``{"data": name}`` when the splits are not what ``cfg.data.name`` loads (arrays or text
+    handed over in memory): ``genjax.load`` then asks for them instead of loading other data."""
+    return {"data": splits.name} if splits is not None and splits.name != str(cfg.data.name) else {}
 
 
 def is_cv_folder(run_dir: Path) -> bool:

@@ -10,6 +10,11 @@ import time
 from pathlib import Path
 
 
+def changes_record(changes: dict) -> dict:
+    """``{path: (the run's value, this command's)}`` as eval.json / samples-seedS.json record it."""
+    return {k: {"run": old, "now": new} for k, (old, new) in changes.items()}
+
+
 def evaluate(cfg, splits, family, params, run_dir: Path | None = None, seed: int = 0, main: bool = True,
              log=print, changes: dict | None = None) -> dict:
     """What ``genjax eval`` computes: held-out likelihood metrics where the family has a
@@ -24,7 +29,7 @@ def evaluate(cfg, splits, family, params, run_dir: Path | None = None, seed: int
 
     m = {"split": "test", "data": splits.name, "family": family.name}
     if changes:
-        m["config_changes"] = {k: {"run": old, "now": new} for k, (old, new) in changes.items()}
+        m["config_changes"] = changes_record(changes)
     out = run_dir if main else None  # figures: process 0 alone writes
     if family.log_prob is not None:
         t0 = time.perf_counter()
@@ -131,7 +136,7 @@ def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int,
 
     stem = run_dir / f"samples-seed{seed}"
     record = {"n": n, "seed": seed,
-              "config_changes": {k: {"run": old, "now": new} for k, (old, new) in (changes or {}).items()}}  # fmt: skip
+              "config_changes": changes_record(changes or {})}  # fmt: skip
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     key = jax.random.key(seed)
     if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
