@@ -36,6 +36,7 @@ T_SQ, T_DIV, T_FLOWS = T + "eval/test_sample_quality.py", T + "eval/test_diverge
 T_VAE, T_VAR, T_DIFF = T + "models/test_vae.py", T + "models/test_vae_variants.py", T + "models/test_diffusion.py"
 T_AR, T_PRED, T_FLOW = T + "models/test_autoregressive.py", T + "models/test_predictor.py", T + "models/test_flow.py"
 T_FORM = T + "test_formulas.py"
+T_FM = T + "objectives/test_flow_matching.py"
 
 # (name, file, exact snippet, replacement, tests)
 MUTANTS = [
@@ -130,10 +131,26 @@ MUTANTS = [
      "+ jnp.sqrt(2 * alpha) * jax.random.normal(", [T_FORM, T_SCORE]),
     ("ode drift: g^2 s, not 1/2", OBJ + "samplers.py", "return f * x - 0.5 * g2 * _score(eps_fn, process, x, t)",
      "return f * x - g2 * _score(eps_fn, process, x, t)", [T_FORM, T_SCORE]),
-    ("ode log prob: minus the divergence", OBJ + "samplers.py", "return process.prior_log_prob(x1) + delta",
-     "return process.prior_log_prob(x1) - delta", [T_FORM, T_SCORE]),
-    ("rk4: weights", OBJ + "samplers.py", "dt / 6 * (b1 + 2 * b2 + 2 * b3 + b4)", "dt / 6 * (b1 + b2 + 3 * b3 + b4)",
-     [T_FORM, T_SCORE]),
+    # --- objectives/ode.py
+    ("ode log prob: minus the divergence", OBJ + "ode.py", "return prior_log_prob(x1) + delta",
+     "return prior_log_prob(x1) - delta", [T_FORM, T_SCORE, T_FM]),
+    ("rk4: weights", OBJ + "ode.py", "h / 6 * (b1 + 2 * b2 + 2 * b3 + b4)", "h / 6 * (b1 + b2 + 3 * b3 + b4)",
+     [T_FORM, T_SCORE, T_FM]),
+    ("heun: the corrector evaluated at t, not t + h", OBJ + "ode.py", "k2 = fn(_axpy(h, y, k1), t + h)",
+     "k2 = fn(_axpy(h, y, k1), t)", [T_FM]),
+    ("exact divergence: one basis vector short", OBJ + "ode.py", "basis = jnp.eye(d, dtype=x.dtype)",
+     "basis = jnp.eye(d, dtype=x.dtype).at[-1].set(0.0)", [T_SCORE, T_FM]),
+    # --- objectives/flow_matching.py
+    ("ot path: sigma_min not at the data end", OBJ + "flow_matching.py", "return 1.0 - t, self.sigma_min + (1.0 - self.sigma_min) * t",
+     "return 1.0 - t, self.sigma_min * t + (1.0 - self.sigma_min) * t", [T_FM]),
+    ("cfm target: s' eps dropped", OBJ + "flow_matching.py", "return _bcast(da, x) * x + _bcast(ds, x) * eps",
+     "return _bcast(da, x) * x + eps", [T_FM]),
+    ("velocity from eps: s a'/a term sign", OBJ + "flow_matching.py", "_bcast(ds - s * r, x_t) * eps_hat\n    return r * x_t + (ds - s * r) * eps_hat",
+     "_bcast(ds - s * r, x_t) * eps_hat\n    return r * x_t + (ds + s * r) * eps_hat", [T_FM]),
+    ("ot coupling: the assignment's rows, not its columns", OBJ + "flow_matching.py", "return linear_sum_assignment(cost)[1]",
+     "return linear_sum_assignment(cost)[0]", [T_FM]),
+    ("straightness: not divided by the duration", OBJ + "flow_matching.py", "chord = (x_end - x1) / (times[-1] - times[0])",
+     "chord = (x_end - x1)", [T_FM]),
     ("tweedie: s not s^2", OBJ + "samplers.py", "return (x + s**2 * _score(eps_fn, process, x, t)) / a",
      "return (x + s * _score(eps_fn, process, x, t)) / a", [T_FORM, T_SCORE]),
     ("reverse sde: drift sign of f", OBJ + "samplers.py", "drift = f * x - g2 * _score(eps_fn, process, x, t)",

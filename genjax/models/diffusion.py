@@ -153,7 +153,7 @@ def process_of(mcfg) -> sc.Process:
                       float(mcfg.sigma_min), float(mcfg.sigma_max))  # fmt: skip
 
 
-def _network(mcfg, data: DataInfo):
+def network_parts(mcfg, data: DataInfo):
     """(new(rngs) -> module, network(state) -> eps(x, t, y=None), the module's graphdef) for the
     block and the data."""
     shape = tuple(int(s) for s in data.shape)
@@ -177,11 +177,27 @@ def _network(mcfg, data: DataInfo):
     return new, network, graphdef
 
 
+def guided(net, n_classes: int, y=None, guidance: float = 0.0):
+    """f(x, t [B]) of a network ``net(x, t, y)``: unconditional (``n_classes = 0``), the 'no label'
+    output (``y`` None), or classifier-free guided: (1 + w) net(x, t, y) - w net(x, t, none)."""
+    if not n_classes:
+        return lambda x, t: net(x, t)
+
+    def f(x, t):
+        none = jnp.full(x.shape[:1], n_classes, jnp.int32)
+        if y is None:
+            return net(x, t, none)
+        e = net(x, t, jnp.broadcast_to(y, x.shape[:1]))
+        return e if guidance == 0 else (1 + guidance) * e - guidance * net(x, t, none)
+
+    return f
+
+
 def noise_predictor(mcfg, data: DataInfo, params):
     """eps_hat(x, t [B]) of trained ``params`` (their moving average where ``ema`` > 0; the
     unconditional network of a conditional model), for studies of the score itself."""
     _check(mcfg, data)
-    net = _network(mcfg, data)[1](params["model_ema" if float(mcfg.ema) > 0 else "model"])
+    net = network_parts(mcfg, data)[1](params["model_ema" if float(mcfg.ema) > 0 else "model"])
     if mcfg.conditional:
         return lambda x, t: net(x, t, jnp.full(x.shape[:1], int(data.n_classes), jnp.int32))
     return lambda x, t: net(x, t)
@@ -211,7 +227,7 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
     which = "model_ema" if ema > 0 else "model"
     trace = ("exact" if dim <= 4 else "hutchinson") if mcfg.trace == "auto" else mcfg.trace
 
-    new, network, graphdef = _network(mcfg, data)
+    new, network, graphdef = network_parts(mcfg, data)
 
     def init(key, example=None):
         params = {"model": nnx.split(new(nnx.Rngs(key)))[1]}
@@ -219,18 +235,7 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
 
     def eps_fn(state, y=None, guidance=0.0):
         """eps_hat(x, t [B]) with labels ``y`` (conditional: None = 'no label'), guided by w."""
-        net = network(state)
-        if not n_classes:
-            return lambda x, t: net(x, t)
-
-        def f(x, t):
-            none = jnp.full(x.shape[:1], null, jnp.int32)
-            if y is None:
-                return net(x, t, none)
-            e = net(x, t, jnp.broadcast_to(y, x.shape[:1]))
-            return e if guidance == 0 else (1 + guidance) * e - guidance * net(x, t, none)
-
-        return f
+        return guided(network(state), n_classes, y, guidance)
 
     def loss(params, batch, key, ctx):
         x = batch["x"]

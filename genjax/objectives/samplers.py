@@ -30,7 +30,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from genjax.objectives.score import Process, _sum_event, posterior
+from genjax.objectives import ode
+from genjax.objectives.score import Process, posterior
 
 
 def grid(n_steps: int, t_end: float = 0.0, ladder: int = 0):
@@ -176,22 +177,12 @@ def ode_drift(eps_fn, process: Process):
     return v
 
 
-def _rk4(fn, y, t, dt):
-    k1 = fn(y, t)
-    k2 = fn(jax.tree.map(lambda a, b: a + 0.5 * dt * b, y, k1), t + 0.5 * dt)
-    k3 = fn(jax.tree.map(lambda a, b: a + 0.5 * dt * b, y, k2), t + 0.5 * dt)
-    k4 = fn(jax.tree.map(lambda a, b: a + dt * b, y, k3), t + dt)
-    return jax.tree.map(lambda a, b1, b2, b3, b4: a + dt / 6 * (b1 + 2 * b2 + 2 * b3 + b4), y, k1, k2, k3, k4)
-
-
 def probability_flow(eps_fn, process: Process, key, shape, n_steps: int = 100, t_eps: float = 1e-3,
                      denoise: bool = True):  # fmt: skip
     """Deterministic sampling: the prior draw carried by the probability-flow ODE from t = 1 to
     ``t_eps`` (RK4, ``n_steps`` steps), then Tweedie's denoising."""
     v = ode_drift(eps_fn, process)
-    dt = -(1.0 - t_eps) / n_steps
-    ts = 1.0 + dt * jnp.arange(n_steps)
-    x, _ = jax.lax.scan(lambda x, t: (_rk4(v, x, t, dt), None), prior_sample(process, key, shape), ts)
+    x = ode.solve(v, prior_sample(process, key, shape), jnp.linspace(1.0, t_eps, n_steps + 1), "rk4")
     return _tweedie(eps_fn, process, x, t_eps) if denoise else x
 
 
@@ -200,25 +191,5 @@ def ode_log_prob(eps_fn, process: Process, x, key, n_steps: int = 100, t_eps: fl
     """log p_(t_eps)(x) ``[B]`` by the probability-flow ODE (module docstring), RK4 with
     ``n_steps`` steps from ``t_eps`` to 1. ``trace``: 'exact' | 'hutchinson' (``probe``:
     'rademacher' | 'gaussian')."""
-    if trace not in ("exact", "hutchinson"):
-        raise ValueError(f"the divergence must be 'exact' or 'hutchinson', got {trace!r}.")
-    v = ode_drift(eps_fn, process)
-    d = x[0].size
-    probes = jax.random.normal(key, x.shape)
-    if probe == "rademacher":
-        probes = jnp.sign(probes)
-
-    def dynamics(state, t):  # d/dt (x, delta) = (v, div v)
-        y = state[0]
-        if trace == "hutchinson":
-            out, jv = jax.jvp(lambda u: v(u, t), (y,), (probes,))
-            return out, _sum_event(probes * jv)
-        basis = jnp.eye(d, dtype=y.dtype).reshape((d, 1) + y.shape[1:])
-        out = v(y, t)
-        diag = jax.vmap(lambda e: _sum_event(e * jax.jvp(lambda u: v(u, t), (y,), (jnp.broadcast_to(e, y.shape),))[1]))
-        return out, jnp.sum(diag(basis), 0)
-
-    dt = (1.0 - t_eps) / n_steps
-    ts = t_eps + dt * jnp.arange(n_steps)
-    (x1, delta), _ = jax.lax.scan(lambda y, t: (_rk4(dynamics, y, t, dt), None), (x, jnp.zeros(x.shape[0])), ts)
-    return process.prior_log_prob(x1) + delta
+    times = jnp.linspace(t_eps, 1.0, n_steps + 1)
+    return ode.log_prob(ode_drift(eps_fn, process), x, key, times, process.prior_log_prob, trace, probe, "rk4")
