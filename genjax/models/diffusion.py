@@ -12,6 +12,9 @@ All fields live in the config block ``model.diffusion`` (``default_config``):
   matching with lambda(sigma) = sigma^2 (NCSN's ladder objective in discrete time; half of
   L_simple, same minimizer); ``ssm`` — sliced score matching (variance-reduced,
   ``ssm_projections`` ``ssm_dist`` projections) on the perturbed data, weighted by sigma^2.
+* ``prediction`` (loss ``eps``): the network predicts the noise, or ``v`` = a eps - s x0 (Salimans
+  & Ho 2022; eps and x0 follow exactly, ``score.from_v``); ``weighting`` ``min_snr``: each
+  example's regression weighted by Min-SNR-gamma (Hang et al. 2023, ``snr_gamma``).
 * ``arch``: ``mlp`` (``ScoreMLP``, vectors) or ``unet`` (images); ``auto`` picks by the data.
 * ``conditional``: class-conditional network trained with ``label_dropout`` (the label replaced
   by 'no label' at that rate), sampled with classifier-free guidance weight ``guidance`` w:
@@ -20,8 +23,11 @@ All fields live in the config block ``model.diffusion`` (``default_config``):
 * ``ema`` > 0: the weights' moving average (``genjax.models.ema``) samples and is evaluated.
 * ``sampler`` (``sample``): ``ancestral`` | ``ddim`` (``ddim_eta``) | ``langevin``
   (``langevin_steps`` per level, ``langevin_lr``) | ``pc`` (``snr``, ``corrector_steps``) |
-  ``ode``; ``auto`` = ancestral. ``sample_steps`` (0: T, or 1000 in continuous time) time steps or
-  levels, snapped to the training ladder in discrete time. Every other sampler is in ``samplers``.
+  ``ode`` | ``heun`` (the probability flow by Heun's method on the sampling grid, 2 evaluations
+  a step) | ``dpmpp2m`` (DPM-Solver++(2M), Lu et al. 2022: steps even in log-SNR in continuous
+  time, the last one to the data); ``auto`` = ancestral. ``sample_steps`` (0: T, or 1000 in
+  continuous time) time steps or levels, snapped to the training ladder in discrete time. Every
+  other sampler is in ``samplers``.
 
 Likelihood: ``log_prob`` is the probability-flow ODE likelihood (RK4 with ``ode_steps`` steps
 from min(1/T, t_eps) to 1 — never from a coarse ladder's 1/T, where the data are visibly noised —
@@ -51,7 +57,7 @@ from genjax.nn.score import ScoreMLP, UNet
 from genjax.objectives import samplers as smp
 from genjax.objectives import score as sc
 
-SAMPLERS = ("ancestral", "ddim", "langevin", "pc", "ode")
+SAMPLERS = ("ancestral", "ddim", "langevin", "pc", "ode", "heun", "dpmpp2m")
 LOSSES = ("eps", "dsm", "ssm")
 
 
@@ -74,13 +80,19 @@ FIELDS = {
                    "min(t_eps, 1/T)", gt=0.0, lt=0.1),
     "loss": Choice("eps", "eps (DDPM noise prediction) | dsm (denoising score matching) | ssm (sliced score "
                    "matching)", LOSSES),
+    "prediction": Choice("eps", "loss eps: what the network predicts and regresses on: eps (the noise) | "
+                         "v = a eps - s x0 (Salimans & Ho 2022)", ("eps", "v")),
+    "weighting": Choice("none", "loss eps: per-example weights: none | min_snr (Min-SNR-gamma, Hang et al. 2023)",
+                        ("none", "min_snr")),
+    "snr_gamma": Float(5.0, "min_snr: gamma, the SNR at which the x0-loss weight saturates", gt=0.0),
     "ssm_projections": Int(1, "ssm: random projections per example", ge=1),
     "ssm_dist": Choice("gaussian", "ssm: the projections' distribution", ("gaussian", "rademacher")),
     "conditional": Bool(False, "class-conditional network (classifier-free guidance)"),
     "label_dropout": Float(0.1, "conditional: P(label -> 'no label') in training", ge=0.0, lt=1.0),
     "guidance": Float(0.0, "classifier-free guidance weight w when sampling", ge=0.0),
     "ema": Float(0.999, "decay of the weight average used for sampling and evaluation (0 = off)", ge=0.0, lt=1.0),
-    "sampler": Choice("auto", "auto (= ancestral) | ancestral | ddim | langevin | pc | ode", ("auto",) + SAMPLERS),
+    "sampler": Choice("auto", "auto (= ancestral) | ancestral | ddim | langevin | pc | ode | heun (the probability "
+                      "flow with Heun's method) | dpmpp2m (DPM-Solver++(2M))", ("auto",) + SAMPLERS),
     "sample_steps": Int(0, "sampler steps (0 = T; 1000 in continuous time)", ge=0),
     "ddim_eta": Float(0.0, "ddim: 0 deterministic, 1 the ancestral variance", ge=0.0),
     "langevin_steps": Int(5, "langevin: steps per noise level", ge=1),
@@ -122,6 +134,9 @@ def _check(mcfg, data: DataInfo):
         bad("sigma_min", f"must lie in (0, sigma_max={mcfg.sigma_max})")
     if not float(mcfg.beta_min) < float(mcfg.beta_max):
         bad("beta_min", f"must lie in (0, beta_max={mcfg.beta_max})")
+    if mcfg.loss != "eps" and (mcfg.prediction != "eps" or mcfg.weighting != "none"):
+        field = "prediction" if mcfg.prediction != "eps" else "weighting"
+        bad(field, f"applies to the regression loss 'eps' only (model.diffusion.loss is {mcfg.loss!r})")
     if mcfg.arch == "unet" and not data.image:
         raise ValueError(f"model.diffusion.arch='unet' needs image data (H, W, C), got shape {data.shape}.")
     if mcfg.conditional and not data.n_classes:
@@ -169,12 +184,32 @@ def network_parts(mcfg, data: DataInfo):
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: new(nnx.Rngs(0))))
 
     def network(state):
+        """The network's own output net(x, t [B], y) (the noise, a velocity or v)."""
         net = nnx.merge(graphdef, state)
         if arch == "unet":
             return net
         return lambda x, t, y=None: net(x.reshape(x.shape[0], dim), t, y).reshape(x.shape)
 
     return new, network, graphdef
+
+
+def eps_network(mcfg, network):
+    """network(state) -> eps_hat(x, t [B], y): the output itself, or eps from a v-prediction
+    (``score.from_v`` with the process's (a, s) at t)."""
+    if mcfg.get("prediction", "eps") != "v":
+        return network
+    process = process_of(mcfg)
+
+    def eps_net(state):
+        net = network(state)
+
+        def f(x, t, y=None):
+            a, s = process.coeffs(t)
+            return sc.from_v(x, net(x, t, y), a, s)[1]
+
+        return f
+
+    return eps_net
 
 
 def guided(net, n_classes: int, y=None, guidance: float = 0.0):
@@ -197,10 +232,19 @@ def noise_predictor(mcfg, data: DataInfo, params):
     """eps_hat(x, t [B]) of trained ``params`` (their moving average where ``ema`` > 0; the
     unconditional network of a conditional model), for studies of the score itself."""
     _check(mcfg, data)
-    net = network_parts(mcfg, data)[1](params["model_ema" if float(mcfg.ema) > 0 else "model"])
+    net = eps_network(mcfg, network_parts(mcfg, data)[1])(params["model_ema" if float(mcfg.ema) > 0 else "model"])
     if mcfg.conditional:
         return lambda x, t: net(x, t, jnp.full(x.shape[:1], int(data.n_classes), jnp.int32))
     return lambda x, t: net(x, t)
+
+
+def evaluations(mcfg, sampler: str, steps: int) -> int:
+    """Network evaluations of one draw by ``sampler`` with ``steps`` steps (the NFE; classifier-free
+    guidance doubles each)."""
+    n = int(steps)
+    per = {"ancestral": n, "ddim": n, "dpmpp2m": n, "heun": 2 * n + 1, "ode": 4 * int(mcfg.ode_steps) + 1,
+           "pc": n * (1 + int(mcfg.corrector_steps)) + 1, "langevin": n * int(mcfg.langevin_steps) + 1}[sampler]
+    return per * (2 if mcfg.conditional and float(mcfg.guidance) else 1)
 
 
 def make_diffusion(mcfg, data: DataInfo) -> Family:
@@ -228,6 +272,7 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
     trace = ("exact" if dim <= 4 else "hutchinson") if mcfg.trace == "auto" else mcfg.trace
 
     new, network, graphdef = network_parts(mcfg, data)
+    eps_net = eps_network(mcfg, network)
 
     def init(key, example=None):
         params = {"model": nnx.split(new(nnx.Rngs(key)))[1]}
@@ -235,7 +280,7 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
 
     def eps_fn(state, y=None, guidance=0.0):
         """eps_hat(x, t [B]) with labels ``y`` (conditional: None = 'no label'), guided by w."""
-        return guided(network(state), n_classes, y, guidance)
+        return guided(eps_net(state), n_classes, y, guidance)
 
     def loss(params, batch, key, ctx):
         x = batch["x"]
@@ -256,7 +301,11 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
         t = jax.random.randint(k_t, (b,), 1, T + 1) / T if T else jax.random.uniform(k_t, (b,), minval=t_lo, maxval=1.0)
         a, s = process.coeffs(t)
         if mcfg.loss == "eps":
-            terms = sc.ddpm_simple(lambda xt: net(xt, t, y), x, k_n, a, s)
+            xt, eps = sc.perturb(x, k_n, a, s)
+            want = sc.v_target(x, eps, a, s) if mcfg.prediction == "v" else eps
+            terms = sc._sum_event((net(xt, t, y) - want) ** 2)
+            if mcfg.weighting == "min_snr":
+                terms = sc.min_snr_weight(a, s, float(mcfg.snr_gamma), mcfg.prediction) * terms
         elif mcfg.loss == "dsm":
             terms = sc.dsm_weighted(lambda xt: -net(xt, t, y) / sc._bcast(s, xt), x, k_n, a, s)
         else:
@@ -307,11 +356,18 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
             if kind == "pc":
                 return smp.predictor_corrector(f, process, k, out_shape, smp.grid(n, t_lo, ladder), float(mcfg.snr),
                                                int(mcfg.corrector_steps))  # fmt: skip
+            if kind == "heun":
+                return smp.probability_flow_solve(f, process, k, out_shape, smp.grid(n, t_lo, ladder), "heun")
+            if kind == "dpmpp2m":  # n - 1 steps to t_lo (even in log-SNR in continuous time), one to the data
+                body = smp.logsnr_grid(process, n - 1, t_lo) if not T and n > 1 else smp.grid(n - 1, t_lo, ladder)
+                times = jnp.concatenate([body if n > 1 else jnp.ones(1), jnp.zeros(1)])
+                return smp.dpm_solver_pp(f, process, k, out_shape, times, clip)
             return smp.probability_flow(f, process, k, out_shape, int(mcfg.ode_steps), t_lo)
 
         return sample
 
     default = "ancestral" if mcfg.sampler == "auto" else mcfg.sampler
+    n_default = int(mcfg.sample_steps or T or 1000)
     return Family(
         name="diffusion",
         convolutional=(mcfg.arch == "unet" or (mcfg.arch == "auto" and data.image)),
@@ -336,6 +392,7 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
             "process": mcfg.process,
             "timesteps": T,
             "sampler": default,
+            "nfe": evaluations(mcfg, default, n_default),
             "bound_steps": bound_T,
             "ode_steps": int(mcfg.ode_steps),
             "trace": trace,

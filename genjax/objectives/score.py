@@ -214,6 +214,36 @@ def ddpm_simple(eps_fn, x0, key, a, s):
     return _sum_event((eps_fn(xt) - eps) ** 2)
 
 
+def v_target(x0, eps, a, s):
+    """v-prediction's target (Salimans & Ho 2022): v = a eps - s x0 for x_t = a x0 + s eps
+    (``a``, ``s`` scalars or ``[B]``); on a VP process (a^2 + s^2 = 1) v = d x_t / d phi with
+    a = cos phi, s = sin phi."""
+    return _bcast(jnp.broadcast_to(a, x0.shape[:1]), x0) * eps - _bcast(jnp.broadcast_to(s, x0.shape[:1]), x0) * x0
+
+
+def from_v(xt, v, a, s):
+    """(x0, eps) from x_t and v: inverting [x_t; v] = [[a, s], [-s, a]] [x0; eps],
+    x0 = (a x_t - s v) / (a^2 + s^2), eps = (s x_t + a v) / (a^2 + s^2) (exact for any process)."""
+    a, s = _bcast(jnp.broadcast_to(a, xt.shape[:1]), xt), _bcast(jnp.broadcast_to(s, xt.shape[:1]), xt)
+    n = a * a + s * s
+    return (a * xt - s * v) / n, (s * xt + a * v) / n
+
+
+def min_snr_weight(a, s, gamma: float, prediction: str = "eps"):
+    """Min-SNR-gamma loss weights (Hang et al. 2023), SNR = a^2 / s^2: the x0 loss weighted by
+    min(SNR, gamma), written for the regression actually run. An eps error e gives the x0 error
+    (s / a) e and a v error e gives s e / (a^2 + s^2) (``from_v``), so the weights are
+    min(SNR, gamma) / SNR for eps and min(SNR, gamma) s^2 / (a^2 + s^2)^2 for v — on a VP process
+    (a^2 + s^2 = 1) the paper's min(SNR, gamma) / (SNR + 1)."""
+    snr = (a / s) ** 2
+    w = jnp.minimum(snr, gamma)
+    if prediction == "eps":
+        return w / snr
+    if prediction == "v":
+        return w * s**2 / (a**2 + s**2) ** 2
+    raise ValueError(f"the prediction must be 'eps' or 'v', got {prediction!r}.")
+
+
 def gaussian_kl(mean1, var1, mean2, var2):
     """KL(N(mean1, var1) || N(mean2, var2)) elementwise (variances broadcast), summed over the
     event: 1/2 [log(var2 / var1) + (var1 + (mean1 - mean2)^2) / var2 - 1]. ``[B]``."""

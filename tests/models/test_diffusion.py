@@ -71,7 +71,8 @@ def test_every_sampler_and_likelihood_runs_and_reproduces():
     for fn in (fam.log_prob, fam.bound, fam.val_log_prob):
         v = jax.jit(fn)(params, x, jax.random.key(3))
         assert v.shape == (32,) and np.all(np.isfinite(np.asarray(v)))
-    assert set(fam.samplers) | {fam.info["sampler"]} == {"ancestral", "ddim", "langevin", "pc", "ode"}
+    want = {"ancestral", "ddim", "langevin", "pc", "ode", "heun", "dpmpp2m"}
+    assert set(fam.samplers) | {fam.info["sampler"]} == want
     for draw in (fam.sample, *fam.samplers.values()):
         s = jax.jit(draw, static_argnums=2)
         a, b = s(params, jax.random.key(4), 6), s(params, jax.random.key(4), 6)
@@ -122,6 +123,7 @@ def test_conditional_model_uses_labels_and_guidance():
         ("sample_steps", 11),
         ("sigma_min", 20.0),
         ("ema", 1.0),
+        ("prediction", "x0"),
     ],
 )
 def test_bad_fields_are_refused_in_one_sentence(field, value):
@@ -146,3 +148,37 @@ def test_decoder_levels_follow_the_data():
     dec = sc.Decoder(2, 0.0, 1.0)
     lp = dec.log_prob(jnp.array([[0.0], [1.0]]), 0.3, 0.4)
     assert float(jnp.sum(jnp.exp(lp))) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("prediction,weighting", [("eps", "min_snr"), ("v", "none"), ("v", "min_snr")])
+def test_v_prediction_and_min_snr_losses_are_the_weighted_regression(prediction, weighting):
+    """A network whose every weight is 0 outputs 0: the loss is then E[w ||target||^2] with the
+    target eps or v = a eps - s x0 at the drawn times, and Min-SNR's w (gamma = 2)."""
+    kw = dict(process="vp", timesteps=0, prediction=prediction, weighting=weighting, snr_gamma=2.0, ema=0.0)
+    fam = build_family(_cfg(**kw), DataInfo((2,)))
+    params = jax.tree.map(jnp.zeros_like, fam.init(jax.random.key(0)))
+    x = jax.random.normal(jax.random.key(1), (64, 2)) + 2.0
+    loss, _ = fam.players[0].loss(params, {"x": x}, jax.random.key(2), _ctx())
+    k_t, k_n, _ = jax.random.split(jax.random.key(2), 3)
+    t = jax.random.uniform(k_t, (64,), minval=1e-3, maxval=1.0)
+    proc = sc.Process("vp", "linear", 0.1, 20.0)
+    a, s = proc.coeffs(t)
+    _, eps = sc.perturb(x, k_n, a, s)
+    target = sc.v_target(x, eps, a, s) if prediction == "v" else eps
+    snr = (a / s) ** 2
+    w = jnp.minimum(snr, 2.0) / (snr if prediction == "eps" else snr + 1.0) if weighting == "min_snr" else 1.0
+    assert float(loss) == pytest.approx(float(jnp.mean(w * jnp.sum(target**2, 1))), rel=1e-4)
+    # v-prediction samples through eps = (s x_t + a v) / (a^2 + s^2): with v = 0, eps = s x_t
+    from genjax.models.diffusion import noise_predictor
+
+    eps_hat = noise_predictor(_cfg(**kw).model.diffusion, DataInfo((2,)), params)(x, t)
+    want = s[:, None] * x if prediction == "v" else jnp.zeros_like(x)
+    np.testing.assert_allclose(eps_hat, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="model.diffusion.prediction"):
+        build_family(_cfg(loss="dsm", prediction="v"), DataInfo((2,)))
+
+
+def test_fast_samplers_report_their_network_evaluations():
+    for sampler, nfe in (("ddim", 5), ("dpmpp2m", 5), ("heun", 11), ("ancestral", 5)):
+        fam = build_family(_cfg(timesteps=0, sampler=sampler), DataInfo((2,)))
+        assert fam.info["nfe"] == nfe, sampler

@@ -248,3 +248,69 @@ def test_ddim_with_eta_zero_inverts_and_samplers_reproduce():
         x = jax.jit(draw)(k)
         np.testing.assert_allclose(jnp.mean(x, 0), mu, atol=0.06, err_msg=name)
         np.testing.assert_allclose(jnp.var(x, 0), var, rtol=0.1, err_msg=name)
+
+
+def _gaussian_flow_map(process, mu, var, x1, t_end):
+    """The probability-flow map of data N(mu, var) from t = 1 to ``t_end`` (float64): the ODE
+    carries N(a_1 mu, a_1^2 var + s_1^2) onto N(a mu, a^2 var + s^2) by the monotone affine map."""
+    (a1, s1), (a, s) = ([float(u) for u in process.coeffs(t)] for t in (1.0, t_end))
+    return a * mu + math.sqrt(a * a * var + s * s) / math.sqrt(a1 * a1 * var + s1 * s1) * (x1 - a1 * mu)
+
+
+def test_dpm_solver_pp_is_second_order_and_ddim_first():
+    """With the exact eps of Gaussian data, doubling the steps divides DPM-Solver++(2M)'s error
+    by about 4 and DDIM's (first order: deterministic Euler in lambda) by about 2."""
+    mu, var, t_end = 0.5, 0.3, 1e-3
+    eps = gaussian_eps(VP, mu, var)
+    x1 = jnp.linspace(-2.0, 2.0, 9)[:, None]
+    want = _gaussian_flow_map(VP, mu, var, np.asarray(x1, np.float64), t_end)
+
+    def err(solver, n):
+        out = solver(eps, VP, jax.random.key(0), x1.shape, smp.logsnr_grid(VP, n, t_end), x_init=x1)
+        return float(np.max(np.abs(np.asarray(out, np.float64) - want)))
+
+    dpm = [err(smp.dpm_solver_pp, n) for n in (20, 40, 80)]
+    ddim = [err(lambda *a, **k: smp.ddim(*a, eta=0.0, **k), n) for n in (20, 40, 80)]
+    for lo, hi in zip(dpm, dpm[1:]):
+        assert 3.3 < lo / hi < 4.6, dpm
+    for lo, hi in zip(ddim, ddim[1:]):
+        assert 1.7 < lo / hi < 2.3, ddim
+    assert dpm[0] < ddim[-1]  # 20 second-order steps beat 80 first-order ones
+    # to the data (s = 0) its last step is first order: it returns x0_hat of the last state
+    grid = jnp.concatenate([smp.logsnr_grid(VP, 10, 0.05), jnp.zeros(1)])
+    out = smp.dpm_solver_pp(eps, VP, None, x1.shape, grid, x_init=x1)
+    before = smp.dpm_solver_pp(eps, VP, None, x1.shape, grid[:-1], x_init=x1)
+    a, s = VP.coeffs(0.05)
+    np.testing.assert_allclose(out, (before - s * eps(before, jnp.full(9, 0.05))) / a, rtol=1e-5, atol=1e-6)
+
+
+def test_logsnr_grid_is_even_in_lambda():
+    t = smp.logsnr_grid(VP, 8, 1e-3)
+    a, s = VP.marginal(t)
+    lam = np.log(np.asarray(a, np.float64) / np.asarray(s, np.float64))
+    assert float(t[0]) == 1.0 and float(t[-1]) == pytest.approx(1e-3)
+    np.testing.assert_allclose(np.diff(lam), np.full(8, (lam[-1] - lam[0]) / 8), rtol=2e-3)
+
+
+@pytest.mark.parametrize("process", [VP, VE, COS], ids=["vp", "ve", "cosine"])
+def test_v_prediction_converts_exactly_to_eps_and_x0(process):
+    x0 = jax.random.normal(jax.random.key(0), (6, 3))
+    eps = jax.random.normal(jax.random.key(1), (6, 3))
+    t = jnp.linspace(0.05, 0.95, 6)
+    a, s = process.coeffs(t)
+    xt = a[:, None] * x0 + s[:, None] * eps
+    v = sc.v_target(x0, eps, a, s)
+    np.testing.assert_allclose(v, a[:, None] * eps - s[:, None] * x0, rtol=1e-6)
+    x0_back, eps_back = sc.from_v(xt, v, a, s)
+    np.testing.assert_allclose(x0_back, x0, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(eps_back, eps, rtol=1e-4, atol=1e-4)
+
+
+def test_min_snr_weights_against_hand_values():
+    """gamma = 5: SNR 10 -> eps 5/10, v 5/11; SNR 1 -> eps 1, v 1/2; SNR 0.25 -> eps 1, v 0.2 (VP)."""
+    snr = np.array([10.0, 1.0, 0.25])
+    a, s = np.sqrt(snr / (1 + snr)), np.sqrt(1 / (1 + snr))  # a VP pair with these SNRs
+    np.testing.assert_allclose(sc.min_snr_weight(a, s, 5.0, "eps"), [0.5, 1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(sc.min_snr_weight(a, s, 5.0, "v"), [5 / 11, 0.5, 0.2], rtol=1e-6)
+    # off VP (a = 1, s = 2: SNR 1/4): the v error maps to the x0 error by s / (a^2 + s^2) = 2/5
+    np.testing.assert_allclose(sc.min_snr_weight(1.0, 2.0, 5.0, "v"), 0.25 * 4 / 25, rtol=1e-6)
