@@ -37,6 +37,7 @@ T_VAE, T_VAR, T_DIFF = T + "models/test_vae.py", T + "models/test_vae_variants.p
 T_AR, T_PRED, T_FLOW = T + "models/test_autoregressive.py", T + "models/test_predictor.py", T + "models/test_flow.py"
 T_FORM = T + "test_formulas.py"
 T_FM = T + "objectives/test_flow_matching.py"
+T_EDM, T_MEDM, T_CT = T + "objectives/test_edm.py", T + "models/test_edm.py", T + "models/test_consistency.py"
 
 # (name, file, exact snippet, replacement, tests)
 MUTANTS = [
@@ -145,6 +146,31 @@ MUTANTS = [
     ("min-snr: v weight over SNR, not SNR + 1", OBJ + "score.py", "return w * s**2 / (a**2 + s**2) ** 2", "return w / snr",
      [T_SCORE, T_DIFF]),
     ("min-snr: gamma ignored", OBJ + "score.py", "w = jnp.minimum(snr, gamma)", "w = snr", [T_SCORE, T_DIFF]),
+    # --- objectives/edm.py
+    ("edm: c_skip with sigma_d not squared", OBJ + "edm.py", "return sigma_data**2 / v, sigma * sigma_data / jnp.sqrt(v)",
+     "return sigma_data / v, sigma * sigma_data / jnp.sqrt(v)", [T_EDM, T_MEDM]),
+    ("edm: c_in without the root", OBJ + "edm.py", "1.0 / jnp.sqrt(v), 0.25 * jnp.log(sigma)", "1.0 / v, 0.25 * jnp.log(sigma)",
+     [T_EDM]),
+    ("edm: loss weight sigma_d not squared", OBJ + "edm.py", "return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2",
+     "return (sigma**2 + sigma_data**2) / (sigma * sigma_data)", [T_EDM, T_MEDM]),
+    ("edm steps: rho not applied", OBJ + "edm.py", "sig = (hi + i / max(n - 1, 1) * (lo - hi)) ** rho",
+     "sig = (hi + i / max(n - 1, 1) * (lo - hi))", [T_EDM, T_MEDM]),
+    ("edm heun: the corrector's average weights", OBJ + "edm.py", "x_hat + (s_next - s_hat) * 0.5 * (d + d2)",
+     "x_hat + (s_next - s_hat) * (0.25 * d + 0.75 * d2)", [T_EDM]),
+    ("edm churn: the added noise's std sigma_hat - sigma", OBJ + "edm.py", "jnp.sqrt(jnp.maximum(s_hat**2 - s_cur**2, 0.0)) * s_noise",
+     "(s_hat - s_cur) * s_noise", [T_EDM]),
+    ("edm velocity: sign", OBJ + "edm.py", "return lambda x, s: (x - denoise(x, jnp.full(x.shape[:1], s))) / s",
+     "return lambda x, s: (denoise(x, jnp.full(x.shape[:1], s)) - x) / s", [T_EDM, T_MEDM]),
+    ("consistency: c_out without sigma_min", OBJ + "edm.py", "c_out = sigma_data * (sigma - sigma_min) / jnp.sqrt(",
+     "c_out = sigma_data * sigma / jnp.sqrt(", [T_EDM, T_CT]),
+    ("ict: the curriculum's stage length", OBJ + "edm.py", "k_prime = max(total_steps // stages, 1)",
+     "k_prime = max(total_steps // (stages - 1), 1)", [T_EDM, T_CT]),
+    ("ict: level probabilities shifted by one", OBJ + "edm.py", "w = erf(z[1:]) - erf(z[:-1])",
+     "w = erf(z[2:]) - erf(z[1:-1])\n    w = jnp.concatenate([w, jnp.zeros(1)])", [T_EDM, T_CT]),
+    ("pseudo-huber: c not subtracted", OBJ + "edm.py", "return jnp.sqrt(_sum_event((a - b) ** 2) + c * c) - c",
+     "return jnp.sqrt(_sum_event((a - b) ** 2) + c * c)", [T_EDM, T_CT]),
+    ("ct loss: not divided by the level gap", M + "consistency.py", "terms = edm.pseudo_huber(f_hi, f_lo, c) / (s_hi - s_lo)",
+     "terms = edm.pseudo_huber(f_hi, f_lo, c)", [T_CT]),
     # --- objectives/ode.py
     ("ode log prob: minus the divergence", OBJ + "ode.py", "return prior_log_prob(x1) + delta",
      "return prior_log_prob(x1) - delta", [T_FORM, T_SCORE, T_FM]),

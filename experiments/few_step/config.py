@@ -7,6 +7,10 @@ evaluations. ``arg`` = "<method>,<data>[:smoke]", data a 2-D toy (``8gaussians``
   model (Lipman et al. 2023; Liu et al. 2023).
 * ``otcfm`` — the same with the exact minibatch OT coupling (Tong et al. 2024).
 * ``fm_vp`` — flow matching on the VP path of ``ddpm``: the same ODE, learned as a velocity.
+* ``vpred`` — ``ddpm`` with v-prediction and Min-SNR-5 weighting (Salimans & Ho 2022; Hang et al. 2023).
+* ``edm`` — EDM's preconditioned denoiser, log-normal training noise, Heun (Karras et al. 2022).
+* ``ct`` — a consistency model by improved consistency training, sampled in 1 or 2 steps
+  (Song & Dhariwal 2024).
 
     genjax train --config experiments/few_step/config.py:fm,8gaussians
     python experiments/few_step/main.py     # every method, quality against network evaluations
@@ -17,7 +21,8 @@ attention at 4x4. Every model keeps an EMA (0.999) of its weights for sampling a
 
 from genjax.config import base_config
 
-METHODS = ("ddpm", "fm", "otcfm", "fm_vp")
+METHODS = ("ddpm", "vpred", "edm", "fm", "otcfm", "fm_vp", "ct")
+SIGMA_DATA = {"8gaussians": 2.0, "checkerboard": 2.3, "ring": 0.7, "moons": 1.0, "digits": 0.5}  # the data's std
 
 # the arguments this config is run with ("" = none): the tests validate each one
 EXAMPLES = tuple(f"{m},{d}" for m in METHODS for d in ("8gaussians", "digits", "8gaussians:smoke", "digits:smoke"))
@@ -36,11 +41,22 @@ def get_config(arg: str | None = None):
         c.data.name, c.data.scale, c.data.dequantize = "digits", "-11", True
     else:
         c.data.name, c.data.toy_n = f"toy2d:{data}", 20000
-    if method == "ddpm":
+    steps = (56 if not digits else 10) * (100 if not digits else 200)  # steps per epoch x epochs
+    if method in ("ddpm", "vpred"):
         c.model.family = "diffusion"
         d = c.model.diffusion
-        d.process, d.schedule, d.timesteps, d.loss, d.sampler = "vp", "linear", 0, "eps", "ddim"
-        d.sample_steps, d.ode_steps = 50, 100
+        d.process, d.schedule, d.timesteps, d.loss, d.sampler = "vp", "linear", 0, "eps", "dpmpp2m"
+        d.sample_steps, d.ode_steps = 25, 100
+        if method == "vpred":
+            d.prediction, d.weighting, d.snr_gamma = "v", "min_snr", 5.0
+    elif method == "edm":
+        c.model.family = "edm"
+        d = c.model.edm
+        d.sigma_data, d.sample_steps, d.ode_steps = SIGMA_DATA.get(data, 1.0), 18, 100
+    elif method == "ct":
+        c.model.family = "consistency"
+        d = c.model.consistency
+        d.sigma_data, d.curriculum_steps, d.mid_sigmas = SIGMA_DATA.get(data, 1.0), steps, ()
     else:
         c.model.family = "flow_matching"
         d = c.model.flow_matching
@@ -49,7 +65,7 @@ def get_config(arg: str | None = None):
         d.sampler, d.sample_steps, d.ode_steps = "heun", 25, 100
     d.arch = "unet" if digits else "mlp"
     d.hidden, d.channels, d.groups, d.attention = (128, 128, 128), (32, 64), 8, True
-    d.ema = 0.999
+    d.ema = 0.999 if method != "ct" else 0.0  # iCT: no average (Song & Dhariwal 2024)
     c.optim.lr = 1e-3 if not digits else 2e-3
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 200 if not digits else 100
@@ -63,7 +79,14 @@ def get_config(arg: str | None = None):
     if smoke:
         c.data.toy_n = 2000
         d.hidden, d.channels, d.groups = (32, 32), (8, 16), 4
-        d.sample_steps, d.ode_steps = 5, 8
+        if "sample_steps" in d:
+            d.sample_steps = 5
+        if "ode_steps" in d:
+            d.ode_steps = 8
+        if "val_ode_steps" in d:
+            d.val_ode_steps = 4
+        if "curriculum_steps" in d:
+            d.curriculum_steps = 20
         c.train.epochs, c.optim.warmup_steps = 2, 2
         c.eval.max_samples = 300
     return c

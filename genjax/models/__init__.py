@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 
 from genjax.fields import check_block, defaults
-from genjax.models import autoregressive, diffusion, flow, flow_matching, gan, predictor, vae
+from genjax.models import autoregressive, consistency, diffusion, edm, flow, flow_matching, gan, predictor, vae
 from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player, Predictor
 
 
@@ -34,6 +34,8 @@ FAMILIES = {
     "flow": FamilySpec(flow.make_flow, flow.FIELDS, flow.LEGACY),
     "gan": FamilySpec(gan.make_gan, gan.FIELDS, gan.LEGACY),
     "diffusion": FamilySpec(diffusion.make_diffusion, diffusion.FIELDS, diffusion.LEGACY),
+    "consistency": FamilySpec(consistency.make_consistency, consistency.FIELDS, None),
+    "edm": FamilySpec(edm.make_edm, edm.FIELDS, None),
     "flow_matching": FamilySpec(flow_matching.make_flow_matching, flow_matching.FIELDS, None),
     "autoregressive": FamilySpec(autoregressive.make_autoregressive, autoregressive.FIELDS, autoregressive.LEGACY),
     "predictor": FamilySpec(predictor.make_predictor, predictor.FIELDS, predictor.LEGACY),

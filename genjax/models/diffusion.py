@@ -174,7 +174,7 @@ def network_parts(mcfg, data: DataInfo):
     shape = tuple(int(s) for s in data.shape)
     dim = math.prod(shape)
     arch = ("unet" if data.image else "mlp") if mcfg.arch == "auto" else mcfg.arch
-    n_classes = int(data.n_classes) if mcfg.conditional else 0
+    n_classes = int(data.n_classes) if mcfg.get("conditional", False) else 0
 
     def new(rngs):
         if arch == "unet":

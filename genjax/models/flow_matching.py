@@ -121,6 +121,7 @@ def make_flow_matching(mcfg, data: DataInfo) -> Family:
     which = "model_ema" if ema > 0 else "model"
     trace = ("exact" if dim <= 4 else "hutchinson") if mcfg.trace == "auto" else mcfg.trace
     new, network, graphdef = network_parts(mcfg, data)
+    val_steps = int(mcfg.val_ode_steps)  # not tied to ode_steps, which may change after training
 
     def init(key, example=None):
         params = {"model": nnx.split(new(nnx.Rngs(key)))[1]}
@@ -184,8 +185,8 @@ def make_flow_matching(mcfg, data: DataInfo) -> Family:
                    + ("exact divergence" if trace == "exact" else f"Hutchinson divergence, one {mcfg.probe} probe")
                    + (f"; dequantized inside over the {levels} levels: a bound on their NLL" if levels else "")
                    + ")"),  # fmt: skip
-        val_log_prob=ode_log_prob(int(mcfg.val_ode_steps)),
-        val_estimator=f"the same ODE likelihood with {int(mcfg.val_ode_steps)} RK4 steps",
+        val_log_prob=ode_log_prob(val_steps),
+        val_estimator=f"the same ODE likelihood with {val_steps} RK4 steps",
         modules=lambda params: nnx.merge(graphdef, params["model"]),
         curves=Curves("cfm", 1.0, "conditional flow matching"),
         samplers={m: sampler(m) for m in ode.METHODS if m != mcfg.sampler},
