@@ -115,6 +115,13 @@ class Model:
             raise ValueError(f"the {self.family.name} model scores labelled examples: pass y.")
         return self.family.log_prob(self.params, jax.numpy.asarray(x), jax.random.key(seed), *labels)
 
+    def decode_noise(self, z, cond=None):
+        """The model's deterministic sampler applied to standard-normal draws ``z`` (shaped like
+        the data, one row per sample): the (z, x) pairs a reflow trains on."""
+        if self.family.decode_noise is None:
+            raise ValueError(f"the {self.family.name} family has no deterministic map from noise to samples.")
+        return self.family.decode_noise(self.params, jax.numpy.asarray(z), cond)
+
     def save(self, run_dir, overwrite: bool = False) -> Path:
         """A run folder at ``run_dir`` (config.json, run.json, a checkpoint of the whole training
         state) that ``genjax.load``, ``genjax eval`` and ``genjax sample`` open."""

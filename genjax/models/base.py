@@ -182,6 +182,9 @@ class Family:
     # sampling with settings given at call time: (params, key, n, cond=None, *, temperature=None,
     # top_k=None, prompt=None) -> samples (a token model: prompt = the first token ids)
     generate: Callable[..., Any] | None = None
+    # a deterministic sampler as a map of its standard-normal draw: (params, z [n, ...], cond=None)
+    # -> samples; sample(params, key, n) draws z ~ N(0, I) and applies it (the pairs reflow trains on)
+    decode_noise: Callable[..., Any] | None = None
     # what log_prob computes, in words for the reports (default: log_prob_kind), and what the
     # per-epoch validation estimator is when it is another one than log_prob ("": the same)
     estimator: str = ""

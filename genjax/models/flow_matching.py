@@ -9,9 +9,12 @@ All fields live in ``model.flow_matching`` (``default_config``):
   ``ot_sigma`` = 0 is rectified flow's straight line, Liu et al. 2023); ``vp`` / ``ve`` — the
   diffusion family's processes (``schedule``, ``beta_min``, ``beta_max``; ``sigma_min``,
   ``sigma_max``), trained for t in (``t_eps``, 1).
-* ``coupling``: ``independent`` (noise and data drawn apart: CFM) or ``ot`` (each batch's noise
+* ``coupling``: ``independent`` (noise and data drawn apart: CFM), ``ot`` (each batch's noise
   re-paired with its data by the exact minimum squared-distance assignment: OT-CFM, Tong et al.
-  2024).
+  2024) or ``paired`` (the noise is given with each example as its target y: reflow, Liu et al.
+  2023, trains on the pairs (z, x = ODE(z)) of the previous model, ``decode_noise``).
+* ``t_train`` ``one``: train at t = 1 only, so one Euler step z - v(z, 1) is the whole sampler
+  (Liu et al.'s distillation of a paired coupling; such a model has no likelihood).
 * ``arch`` and the network fields as in ``model.diffusion`` (the residual MLP or the U-Net of
   ``genjax.nn.score``, here predicting the velocity).
 * ``conditional``: class-conditional with ``label_dropout``; sampled with classifier-free guidance
@@ -55,7 +58,10 @@ FIELDS = {
     "ot_sigma": Float(0.0, "ot path: the noise std left at the data end (Lipman's sigma_min)", ge=0.0, lt=1.0),
     **{k: DIFFUSION_FIELDS[k] for k in _SHARED[6:12]},
     "coupling": Choice("independent", "pairs of noise and data: independent (CFM) | ot (exact minibatch optimal "
-                       "transport, OT-CFM)", ("independent", "ot")),
+                       "transport, OT-CFM) | paired (the noise is each example's target y: reflow on the (z, x) "
+                       "pairs a previous model drew)", ("independent", "ot", "paired")),
+    "t_train": Choice("uniform", "training times: uniform on the path | one (t = 1 only: a paired coupling "
+                      "distilled into one Euler step)", ("uniform", "one")),
     **{k: DIFFUSION_FIELDS[k] for k in _SHARED[12:16]},
     "sampler": Choice("heun", "the ODE solver when sampling: euler | heun | rk4", ode.METHODS),
     "sample_steps": Int(50, "solver steps when sampling (NFE = steps x 1 / 2 / 4)", ge=1),
@@ -94,6 +100,14 @@ def _check(mcfg, data: DataInfo):
         raise ValueError(f"model.flow_matching.arch='unet' needs image data (H, W, C), got shape {data.shape}.")
     if mcfg.conditional and not data.n_classes:
         raise ValueError("model.flow_matching.conditional=True needs class labels, and this dataset has none.")
+    if mcfg.coupling == "paired" and tuple(data.target_shape or ()) != tuple(data.shape):
+        raise ValueError(f"model.flow_matching.coupling='paired' needs each example's noise as a real-valued target y "
+                         f"of the data's shape {tuple(data.shape)}, got targets of shape {data.target_shape}.")
+    if mcfg.coupling == "paired" and mcfg.conditional:
+        raise ValueError("model.flow_matching.coupling='paired' takes y as the noise, so it cannot be conditional.")
+    if mcfg.t_train == "one" and (mcfg.path != "ot" or float(mcfg.ot_sigma)):
+        raise ValueError(f"model.flow_matching.t_train='one' distills onto the straight path (path='ot', "
+                         f"ot_sigma=0), got path={mcfg.path!r}, ot_sigma={mcfg.ot_sigma!r}.")
     if mcfg.path in ("vp", "ve"):
         r = float(data.max_norm) or (math.sqrt(data.num_dims) if data.image else 0.0)
         kl = prior_gap(path_of(mcfg).process, r, data.num_dims)
@@ -140,10 +154,13 @@ def make_flow_matching(mcfg, data: DataInfo) -> Family:
         if n_classes:
             drop = jax.random.bernoulli(k_y, float(mcfg.label_dropout), (b,))
             y = jnp.where(drop, n_classes, batch["y"]).astype(jnp.int32)
-        eps = jax.random.normal(k_n, x.shape).astype(x.dtype)
+        if mcfg.coupling == "paired":
+            eps = batch["y"].astype(x.dtype)
+        else:
+            eps = jax.random.normal(k_n, x.shape).astype(x.dtype)
         if mcfg.coupling == "ot":
             eps = eps[fm.ot_pairing(x, eps)]
-        t = jax.random.uniform(k_t, (b,), minval=t_lo, maxval=1.0)
+        t = jax.random.uniform(k_t, (b,), minval=t_lo, maxval=1.0) if mcfg.t_train == "uniform" else jnp.ones(b)
         net = network(params["model"])
         terms = fm.cfm_loss(lambda xt: net(xt, t, y), x, eps, t, path)
         return jnp.mean(terms), {"cfm": jnp.mean(terms)}
@@ -158,38 +175,53 @@ def make_flow_matching(mcfg, data: DataInfo) -> Family:
 
         return log_prob
 
-    def sampler(method, steps=None):
-        n = int(steps or mcfg.sample_steps)
+    def decoder(method):
+        """decode_noise(params, z, cond=None): the ODE from t = 1 (prior_std z) to the data end."""
+        times = jnp.linspace(1.0, t_lo, int(mcfg.sample_steps) + 1)
+
+        def decode_noise(params, z, cond=None):
+            if n_classes and cond is None:
+                raise ValueError("this flow-matching model is class-conditional: decode_noise needs the classes cond.")
+            y = jnp.asarray(cond) if n_classes else None
+            x = ode.solve(velocity(params[which], y, float(mcfg.guidance)), path.prior_std * z, times, method)
+            return jnp.clip(x, lo, hi) if clip else x
+
+        return decode_noise
+
+    def sampler(method):
+        decode_noise = decoder(method)
 
         def sample(params, key, n_samples, cond=None):
             k_y, k = jax.random.split(key)
-            y = None
-            if n_classes:
-                y = jax.random.randint(k_y, (n_samples,), 0, n_classes) if cond is None else jnp.asarray(cond)
-            x1 = path.prior_std * jax.random.normal(k, (n_samples,) + shape)
-            x = ode.solve(velocity(params[which], y, float(mcfg.guidance)), x1, jnp.linspace(1.0, t_lo, n + 1), method)
-            return jnp.clip(x, lo, hi) if clip else x
+            if n_classes and cond is None:
+                cond = jax.random.randint(k_y, (n_samples,), 0, n_classes)
+            return decode_noise(params, jax.random.normal(k, (n_samples,) + shape), cond)
 
         return sample
 
+    one = mcfg.t_train == "one"  # a one-step map: no density
     what = {"ot": f"ot path, sigma_min {float(mcfg.ot_sigma):g}", "vp": "vp path", "ve": "ve path"}[mcfg.path]
+    divergence = "exact divergence" if trace == "exact" else f"Hutchinson divergence, one {mcfg.probe} probe"
+    dequantized = f"; dequantized inside over the {levels} levels: a bound on their NLL" if levels else ""
+    estimator = f"flow-matching ODE likelihood ({what}; RK4, {int(mcfg.ode_steps)} steps from t = {t_lo:g}; " \
+                f"{divergence}{dequantized})"  # fmt: skip
+    if one:
+        estimator = "none: trained at t = 1 only, the model is a one-step map, whose samples have no tractable density"
     return Family(
         name="flow_matching",
         convolutional=(mcfg.arch == "unet" or (mcfg.arch == "auto" and data.image)),
         init=init,
         players=(Player("model", loss, post_update=ema_update("model", "model_ema", ema) if ema > 0 else None),),
         sample=sampler(mcfg.sampler),
-        log_prob=ode_log_prob(int(mcfg.ode_steps)),
-        log_prob_kind="flow ODE" + (" (Hutchinson estimate)" if trace == "hutchinson" else ""),
-        estimator=(f"flow-matching ODE likelihood ({what}; RK4, {int(mcfg.ode_steps)} steps from t = {t_lo:g}; "
-                   + ("exact divergence" if trace == "exact" else f"Hutchinson divergence, one {mcfg.probe} probe")
-                   + (f"; dequantized inside over the {levels} levels: a bound on their NLL" if levels else "")
-                   + ")"),  # fmt: skip
-        val_log_prob=ode_log_prob(val_steps),
-        val_estimator=f"the same ODE likelihood with {val_steps} RK4 steps",
+        log_prob=None if one else ode_log_prob(int(mcfg.ode_steps)),
+        log_prob_kind="none" if one else "flow ODE" + (" (Hutchinson estimate)" if trace == "hutchinson" else ""),
+        estimator=estimator,
+        val_log_prob=None if one else ode_log_prob(val_steps),
+        val_estimator="" if one else f"the same ODE likelihood with {val_steps} RK4 steps",
         modules=lambda params: nnx.merge(graphdef, params["model"]),
         curves=Curves("cfm", 1.0, "conditional flow matching"),
         samplers={m: sampler(m) for m in ode.METHODS if m != mcfg.sampler},
+        decode_noise=decoder(mcfg.sampler),
         info={"path": mcfg.path, "coupling": mcfg.coupling, "sampler": mcfg.sampler,
               "sample_steps": int(mcfg.sample_steps), "nfe": ode.evaluations(mcfg.sampler, int(mcfg.sample_steps)),
               "ode_steps": int(mcfg.ode_steps), "trace": trace},  # fmt: skip
