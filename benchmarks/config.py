@@ -8,8 +8,8 @@ plain-JAX twin in ``benchmarks/twins.py``.
 from genjax.config import base_config
 
 # the arguments this config is run with ("" = none): the tests validate each one
-EXAMPLES = ("vae_mlp", "vae_conv", "wgan_gp", "realnvp", "glow", "ddpm_mlp", "ddpm_unet", "made", "pixelcnn", "gpt",
-            "predictor")  # fmt: skip
+EXAMPLES = ("vae_mlp", "vae_conv", "wgan_gp", "realnvp", "glow", "ddpm_mlp", "ddpm_unet", "fm_mlp", "edm_mlp", "ct_mlp",
+            "made", "pixelcnn", "gpt", "predictor")  # fmt: skip
 
 
 def get_config(arg: str | None = None):
@@ -49,6 +49,13 @@ def get_config(arg: str | None = None):
         c.data.name, c.data.toy_n = "toy2d:8gaussians", 20000
         c.model.family = "diffusion"
         c.model.diffusion.update(arch="mlp", hidden=(128, 128, 128), timesteps=1000, ema=0.0)
+        c.train.batch_size = 256
+    elif name in ("fm_mlp", "edm_mlp", "ct_mlp"):  # the few_step study's toy models, without the weight average
+        c.data.name, c.data.toy_n = "toy2d:8gaussians", 20000
+        c.model.family = {"fm_mlp": "flow_matching", "edm_mlp": "edm", "ct_mlp": "consistency"}[name]
+        c.model[c.model.family].update(arch="mlp", hidden=(128, 128, 128), ema=0.0)
+        if name != "fm_mlp":
+            c.model[c.model.family].sigma_data = 2.0
         c.train.batch_size = 256
     elif name == "ddpm_unet":
         c.data.name, c.data.scale, c.data.dequantize = "digits", "-11", True

@@ -204,17 +204,11 @@ def predictor(cfg, splits) -> Twin | None:
                  cfg, splits)  # fmt: skip
 
 
-def ddpm_mlp(cfg, splits) -> Twin | None:
-    """DDPM's L_simple (Ho et al. 2020) with genjax's residual MLP (sinusoidal time embedding ->
-    Linear -> SiLU -> Linear; blocks h += W_b silu(W_a silu(h) + W_e emb)) on the linear VP
-    process in discrete time."""
-    m = cfg.model.diffusion
-    if not (cfg.model.family == "diffusion" and m.arch in ("mlp", "auto") and splits.kind == "vector"
-            and m.loss == "eps" and m.process == "vp" and m.schedule == "linear" and int(m.timesteps) > 0
-            and not m.conditional and not float(m.ema) and m.activation == "silu"):  # fmt: skip
-        return None
-    d, w, n_blocks, T = math.prod(splits.shape), int(m.hidden[0]), len(m.hidden), int(m.timesteps)
-    bmin, bmax = float(m.beta_min), float(m.beta_max)
+def _score_mlp(m, d: int):
+    """genjax's residual score MLP (``genjax.nn.score.ScoreMLP``): sinusoidal embedding of 1000 t ->
+    Linear -> SiLU -> Linear; x -> Linear; blocks h += W_b silu(W_a silu(h) + W_e emb); -> silu ->
+    Linear. Returns (init_params, net(p, x, t))."""
+    w, n_blocks = int(m.hidden[0]), len(m.hidden)
     half = w // 2
     freqs = jnp.exp(-math.log(10_000.0) * jnp.arange(half, dtype=jnp.float32) / half)
 
@@ -233,6 +227,27 @@ def ddpm_mlp(cfg, splits) -> Twin | None:
             h = h + lin(b_, jax.nn.silu(lin(a, jax.nn.silu(h)) + lin(e, emb)))
         return lin(p["out"], jax.nn.silu(h))
 
+    return init_params, net
+
+
+def _plain_score_block(cfg, splits, family: str) -> bool:
+    m = cfg.model[family]
+    return (cfg.model.family == family and m.arch in ("mlp", "auto") and splits.kind == "vector"
+            and not m.get("conditional", False) and not float(m.ema) and m.activation == "silu")  # fmt: skip
+
+
+def ddpm_mlp(cfg, splits) -> Twin | None:
+    """DDPM's L_simple (Ho et al. 2020) with genjax's residual MLP on the linear VP process in
+    discrete time."""
+    m = cfg.model.diffusion
+    if not (_plain_score_block(cfg, splits, "diffusion") and m.loss == "eps" and m.prediction == "eps"
+            and m.weighting == "none" and m.process == "vp" and m.schedule == "linear"
+            and int(m.timesteps) > 0):  # fmt: skip
+        return None
+    d, T = math.prod(splits.shape), int(m.timesteps)
+    bmin, bmax = float(m.beta_min), float(m.beta_max)
+    init_params, net = _score_mlp(m, d)
+
     def loss(p, x, k):
         k_t, k_n = jax.random.split(k)
         t = jax.random.randint(k_t, (x.shape[0],), 1, T + 1) / T
@@ -241,7 +256,84 @@ def ddpm_mlp(cfg, splits) -> Twin | None:
         xt = jnp.sqrt(abar) * x + jnp.sqrt(1 - abar) * eps
         return jnp.mean(jnp.sum((net(p, xt, t) - eps) ** 2, -1))
 
-    return _twin(f"DDPM residual MLP {d}-{w}x{n_blocks}", loss, init_params, cfg, splits)
+    return _twin(f"DDPM residual MLP {d}-{int(m.hidden[0])}x{len(m.hidden)}", loss, init_params, cfg, splits)
+
+
+def fm_mlp(cfg, splits) -> Twin | None:
+    """Conditional flow matching on the straight path (Lipman et al. 2023 with sigma_min; Liu et al.
+    2023 at 0): x_t = (1 - t) x + (s0 + (1 - s0) t) eps, target -x + (1 - s0) eps, t ~ U(0, 1)."""
+    m = cfg.model.flow_matching
+    if not (_plain_score_block(cfg, splits, "flow_matching") and m.path == "ot" and m.coupling == "independent"
+            and m.t_train == "uniform"):  # fmt: skip
+        return None
+    d, s0 = math.prod(splits.shape), float(m.ot_sigma)
+    init_params, net = _score_mlp(m, d)
+
+    def loss(p, x, k):
+        k_t, k_n = jax.random.split(k)
+        t = jax.random.uniform(k_t, (x.shape[0],))
+        eps = jax.random.normal(k_n, x.shape)
+        xt = (1 - t)[:, None] * x + (s0 + (1 - s0) * t)[:, None] * eps
+        return jnp.mean(jnp.sum((net(p, xt, t) - (-x + (1 - s0) * eps)) ** 2, -1))
+
+    return _twin(f"flow matching residual MLP {d}-{int(m.hidden[0])}x{len(m.hidden)}", loss, init_params, cfg, splits)
+
+
+def edm_mlp(cfg, splits) -> Twin | None:
+    """EDM's preconditioned denoiser (Karras et al. 2022): ln sigma ~ N(P_mean, P_std^2),
+    lambda(sigma) ||c_skip x + c_out F(c_in x, t(sigma)) - y||^2."""
+    m = cfg.model.edm
+    if not _plain_score_block(cfg, splits, "edm"):
+        return None
+    d, sd = math.prod(splits.shape), float(m.sigma_data)
+    lo, hi = math.log(float(m.sigma_min)), math.log(float(m.sigma_max))
+    init_params, net = _score_mlp(m, d)
+
+    def loss(p, y, k):
+        k_s, k_n = jax.random.split(k)
+        sigma = jnp.exp(float(m.p_mean) + float(m.p_std) * jax.random.normal(k_s, (y.shape[0],)))[:, None]
+        x = y + sigma * jax.random.normal(k_n, y.shape)
+        v = sigma**2 + sd**2
+        c_skip, c_out, c_in = sd**2 / v, sigma * sd / jnp.sqrt(v), 1 / jnp.sqrt(v)
+        den = c_skip * x + c_out * net(p, c_in * x, (jnp.log(sigma[:, 0]) - lo) / (hi - lo))
+        return jnp.mean(v[:, 0] / (sigma[:, 0] * sd) ** 2 * jnp.sum((den - y) ** 2, -1))
+
+    return _twin(f"EDM residual MLP {d}-{int(m.hidden[0])}x{len(m.hidden)}", loss, init_params, cfg, splits)
+
+
+def ct_mlp(cfg, splits) -> Twin | None:
+    """Improved consistency training (Song & Dhariwal 2024) at the curriculum's level count of the
+    first stage: two evaluations of f = c_skip x + c_out F(c_in x, t(sigma)) per example (one
+    differentiated), pseudo-Huber over the level gap."""
+    m = cfg.model.consistency
+    if not _plain_score_block(cfg, splits, "consistency"):
+        return None
+    d, sd, s_min, s_max, rho = (math.prod(splits.shape), float(m.sigma_data), float(m.sigma_min),
+                                float(m.sigma_max), float(m.rho))  # fmt: skip
+    lo, hi = math.log(s_min), math.log(s_max)
+    n = int(m.s0) + 1
+    i = jnp.arange(n, dtype=jnp.float32)
+    sig = (s_min ** (1 / rho) + i / (n - 1) * (s_max ** (1 / rho) - s_min ** (1 / rho))) ** rho
+    z = (jnp.log(sig) - float(m.p_mean)) / (math.sqrt(2) * float(m.p_std))
+    logits = jnp.log(jax.scipy.special.erf(z[1:]) - jax.scipy.special.erf(z[:-1]))
+    c = float(m.huber_c) or 0.00054 * math.sqrt(d)
+    init_params, net = _score_mlp(m, d)
+
+    def f(p, x, s):
+        c_skip = sd**2 / ((s - s_min) ** 2 + sd**2)
+        c_out = sd * (s - s_min) / jnp.sqrt(sd**2 + s**2)
+        t = (jnp.log(s) - lo) / (hi - lo)
+        return c_skip[:, None] * x + c_out[:, None] * net(p, x / jnp.sqrt(s**2 + sd**2)[:, None], t)
+
+    def loss(p, y, k):
+        k_i, k_n = jax.random.split(k)
+        idx = jax.random.categorical(k_i, logits, shape=(y.shape[0],))
+        a, b = sig[idx + 1], sig[idx]
+        noise = jax.random.normal(k_n, y.shape)
+        gap = f(p, y + a[:, None] * noise, a) - jax.lax.stop_gradient(f(p, y + b[:, None] * noise, b))
+        return jnp.mean((jnp.sqrt(jnp.sum(gap**2, -1) + c * c) - c) / (a - b))
+
+    return _twin(f"consistency residual MLP {d}-{int(m.hidden[0])}x{len(m.hidden)}", loss, init_params, cfg, splits)
 
 
 def realnvp(cfg, splits) -> Twin | None:
@@ -489,7 +581,7 @@ def wgan_gp(cfg, splits) -> Twin | None:
     return Twin(f"{name}, {n_c} critic steps", init, epoch, {"x": jax.device_put(jnp.asarray(splits.train["x"]))})
 
 
-TWINS = (vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv, ddpm_unet, gpt, wgan_gp)
+TWINS = (fm_mlp, edm_mlp, ct_mlp, vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv, ddpm_unet, gpt, wgan_gp)
 
 
 def twin_for(cfg, splits) -> Twin | None:

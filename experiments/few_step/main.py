@@ -1,0 +1,263 @@
+"""Sample quality against network evaluations (NFE) and wall time, for every diffusion, flow-matching
+and consistency method and every sampler, on one data set; and each model's exact ODE NLL beside
+the data's entropy.
+
+    python experiments/few_step/main.py                              # 8gaussians, every method
+    python experiments/few_step/main.py --data checkerboard          # another toy
+    python experiments/few_step/main.py --data digits                # 8x8 digits (U-Nets): FID / KID / P / R
+    python experiments/few_step/main.py --data digits --arch mlp     # the same with residual MLPs (CPU budget)
+    python experiments/few_step/main.py --smoke                      # seconds, for tests
+
+Trains (``genjax.fit``, run folders under ``<out>/runs``) the methods of ``config.py`` (``ddpm``,
+``vpred``, ``edm``, ``fm``, ``otcfm``, ``fm_vp``, ``ct``), then rectified flow's reflows: ``rf2``
+retrains ``fm``'s velocity on the pairs (z, x = ODE_fm(z)) it draws (Heun, 25 steps), ``rf3`` on
+``rf2``'s, and ``distill`` is ``rf2``'s pairs learned at t = 1 only (one Euler step). Each model is
+then sampled at NFE in 1, 2, 4, ..., 256 with each of its samplers (the actual NFE is recorded:
+Heun's 2 N - 1 or 2 N + 1), and the draw scored by ``genjax.eval.suite.sample_metrics`` against
+the test split (toys: exact W1 over 2,000 points, sliced W1, mode coverage; digits: FID / KID with
+the domain classifier, precision / recall). Wall time: one compiled draw of the metric's samples.
+Writes ``few_step.png`` (quality against NFE and against wall time), ``report.md`` and
+``results.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import jax
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from experiments.few_step.config import METHODS, get_config  # noqa: E402
+from genjax.api import fit, load_data  # noqa: E402
+from genjax.data import toy2d_log_prob  # noqa: E402
+from genjax.eval import heldout_metrics  # noqa: E402
+from genjax.eval.suite import sample_metrics  # noqa: E402
+from genjax.models import DataInfo, build_family  # noqa: E402
+
+ENTROPY = {"8gaussians": 2.8315, "checkerboard": math.log(32.0)}  # nats, closed form / Monte Carlo
+NFES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def samplers(method: str, nfe: int) -> list[tuple[str, dict]]:
+    """(sampler label, block overrides) that spend about ``nfe`` evaluations with ``method``."""
+    if method in ("ddpm", "vpred"):
+        out = [(s, {"sampler": s, "sample_steps": nfe}) for s in ("ancestral", "ddim", "dpmpp2m")]
+        return out + ([("heun", {"sampler": "heun", "sample_steps": nfe // 2})] if nfe >= 3 else [])
+    if method == "edm":
+        return [("heun", {"sampler": "heun", "sample_steps": (nfe + 1) // 2, "s_churn": 0.0}),
+                ("euler", {"sampler": "euler", "sample_steps": nfe, "s_churn": 0.0})]  # fmt: skip
+    if method == "ct":
+        return [("1-step" if nfe == 1 else "2-step", {"mid_sigmas": () if nfe == 1 else (1.0,)})] if nfe <= 2 else []
+    if method == "distill":
+        return [("euler", {"sampler": "euler", "sample_steps": 1})] if nfe == 1 else []
+    return [("euler", {"sampler": "euler", "sample_steps": nfe})] + (
+        [("heun", {"sampler": "heun", "sample_steps": nfe // 2})] if nfe >= 2 else []
+    )
+
+
+def _block(cfg):
+    return cfg.model[cfg.model.family]
+
+
+def train(method, cfg, out, data=None, log=print):
+    t0 = time.perf_counter()
+    model = fit(cfg, data, workdir=out / "runs" / method, overwrite=True, progress=False)
+    secs = time.perf_counter() - t0
+    log(f"  {method}: trained in {secs:.0f} s")
+    return model, secs
+
+
+def pairs_of(model, splits, seed):
+    """(z, x = the model's ODE(z)) for as many z as the splits have train and test examples."""
+    n_tr, n_te = len(splits.train["x"]), len(splits.test["x"])
+    z = np.asarray(jax.random.normal(jax.random.key(seed), (n_tr + n_te,) + tuple(splits.shape)), np.float32)
+    x = np.concatenate([np.asarray(model.decode_noise(z[i : i + 2000])) for i in range(0, len(z), 2000)])
+    return (x[:n_tr], z[:n_tr]), (x[n_tr:], z[n_tr:])
+
+
+def nll_of(model, splits, n=2000):
+    """(NLL in nats per example, bits/dim) of the real test split's first ``n`` examples (on
+    dequantized digits, bits/dim bound the discrete NLL: the bin width counted)."""
+    if model.family.log_prob is None:
+        return None, None
+    x = np.asarray(splits.test["x"])[:n]
+    m = heldout_metrics(model.family, model.params, x, jax.random.key(0), batch_size=500, num_dims=splits.num_dims,
+                        bin_width=splits.bin_width)  # fmt: skip
+    return m["nll"], m["bits_per_dim"]
+
+
+def quality(m: dict, digits: bool) -> float:
+    return m["model"]["fid_digits_dequantized_classifier"] if digits else m["model"]["wasserstein_exact"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="8gaussians")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--epochs", type=int, default=0, help="override the configs' epochs (0: theirs)")
+    ap.add_argument("--methods", default=",".join(METHODS + ("rf2", "rf3", "distill")))
+    ap.add_argument("--arch", default="", help="override the network: mlp (the residual MLP, hidden 256 x 3) or unet")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="rewrite report.md and the figure from results.json")
+    args = ap.parse_args(argv)
+    out = Path(args.out or Path(__file__).parent / ("results" if not args.smoke else "results_smoke") / args.data)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        saved = json.loads((out / "results.json").read_text())
+        for r in saved["nll"].values():  # results written before bits/dim were recorded: 2-D toys
+            r.setdefault("bits_per_dim", None if r["nll"] is None else r["nll"] / (2 * math.log(2)))
+        floor = {"wasserstein_exact": saved["floor"], "fid_digits_dequantized_classifier": saved["floor"]}
+        return write(out, args, saved["records"], saved["nll"], floor, None, args.data == "digits",
+                     saved.get("true_density_nll"))  # fmt: skip
+    methods = args.methods.split(",")
+    digits = args.data == "digits"
+    suffix = ":smoke" if args.smoke else ""
+    nfes = (1, 2, 4) if args.smoke else NFES
+    models, records, nll = {}, [], {}
+
+    def cfg_of(method):
+        c = get_config(f"{'fm' if method in ('rf2', 'rf3', 'distill') else method},{args.data}{suffix}")
+        c.name = f"few_step_{method}_{args.data}"
+        if args.epochs:
+            c.train.epochs = args.epochs
+        if args.arch:
+            _block(c).arch = args.arch
+            if args.arch == "mlp" and digits:
+                _block(c).hidden = (256, 256, 256)
+        if method in ("rf2", "rf3", "distill"):
+            b = c.model.flow_matching
+            b.coupling = "paired"
+            if method == "distill":
+                b.t_train, b.sampler, b.sample_steps = "one", "euler", 1
+        if c.model.family == "consistency":
+            steps_per_epoch = 70 if not digits else 10
+            c.model.consistency.curriculum_steps = c.train.epochs * steps_per_epoch
+        c.eval.max_samples = 2000 if not args.smoke else 200
+        return c
+
+    print(f"training on {args.data} ...")
+    for method in methods:
+        cfg = cfg_of(method)
+        data = None
+        if method in ("rf2", "rf3", "distill"):
+            teacher = models["fm" if method == "rf2" else "rf2"][0]
+            (x, z), (tx, tz) = pairs_of(teacher, teacher.data, seed={"rf2": 1, "rf3": 2, "distill": 3}[method])
+            data = load_data(cfg, x=x, y=z, test_x=tx, test_y=tz)
+        models[method] = train(method, cfg, out, data)
+    splits = models[methods[0]][0].data  # the real data's splits (every model of the first kind trained on them)
+    for method in ("fm", "ddpm", "edm"):
+        if method in models:
+            splits = models[method][0].data
+            break
+    print("sampling ...")
+    for method, (model, secs) in models.items():
+        ode_steps = _block(model.cfg).get("ode_steps")
+        value, bpd = nll_of(model, splits)
+        nll[method] = {"nll": value, "bits_per_dim": bpd, "train_s": secs, "ode_steps": ode_steps}
+        info, seen = DataInfo.of(model.data), set()  # a reflow's data: the pairs (y = the noise)
+        for nfe in nfes:
+            for label, over in samplers(method, nfe):
+                cfg = copy.deepcopy(model.cfg)
+                for k, v in over.items():
+                    _block(cfg)[k] = v
+                fam = build_family(cfg, info)
+                if (label, fam.info.get("nfe", nfe)) in seen:
+                    continue
+                seen.add((label, fam.info.get("nfe", nfe)))
+                draw = jax.jit(fam.sample, static_argnums=2)
+                n = min(len(splits.test["x"]), int(cfg.eval.max_samples))
+                jax.block_until_ready(draw(model.params, jax.random.key(1), n))  # compile
+                t0 = time.perf_counter()
+                jax.block_until_ready(draw(model.params, jax.random.key(2), n))
+                wall = time.perf_counter() - t0
+                m = sample_metrics(cfg, splits, fam, model.params, jax.random.key(3), log=lambda *a: None)
+                actual = int(fam.info.get("nfe", nfe))
+                rec = {"method": method, "sampler": label, "nfe": actual, "wall_s": wall, "quality": quality(m, digits)}
+                if not digits:
+                    rec |= {"sliced_w1": m["model"]["sliced_wasserstein"],
+                            "modes": m["model"].get("modes", {}).get("covered")}  # fmt: skip
+                else:
+                    rec |= {"kid": m["model"]["kid_digits_dequantized_classifier"],
+                            "precision": m["model"]["precision"], "recall": m["model"]["recall"]}  # fmt: skip
+                records.append(rec)
+                print(f"  {method:8s} {label:9s} NFE {actual:4d}: {rec['quality']:.4f} ({wall * 1e3:.0f} ms)")
+    floor = m["real_vs_real"]
+    write(out, args, records, nll, floor, splits, digits)
+
+
+def write(out, args, records, nll, floor, splits, digits, true_nll=None):
+    name = "FID (domain classifier)" if digits else "exact W1 (2,000 points)"
+    floor_q = floor["fid_digits_dequantized_classifier"] if digits else floor["wasserstein_exact"]
+    entropy = ENTROPY.get(args.data)
+    if not digits and splits is not None:
+        try:
+            true_nll = float(-np.mean(np.asarray(toy2d_log_prob(args.data, np.asarray(splits.test["x"])[:2000]))))
+        except ValueError:
+            pass
+    (out / "results.json").write_text(json.dumps({"data": args.data, "quality": name, "floor": floor_q,
+                                                  "records": records, "nll": nll, "entropy": entropy,
+                                                  "true_density_nll": true_nll}, indent=1))  # fmt: skip
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    groups = {}
+    for r in records:
+        groups.setdefault((r["method"], r["sampler"]), []).append(r)
+    cmap = plt.get_cmap("tab20")
+    for i, ((method, sampler), rs) in enumerate(sorted(groups.items())):
+        rs = sorted(rs, key=lambda r: r["nfe"])
+        for ax, key in zip(axes, ("nfe", "wall_s")):
+            ax.plot([r[key] for r in rs], [r["quality"] for r in rs], "o-", color=cmap(i % 20), ms=3,
+                    label=f"{method} {sampler}")  # fmt: skip
+    for ax, xl in zip(axes, ("network evaluations (NFE)", "wall time of one draw (s)")):
+        ax.axhline(floor_q, color="k", ls=":", lw=1, label="real vs real (the floor)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(f"{name}, lower is better")
+    axes[1].legend(fontsize=6, ncol=2)
+    fig.suptitle(f"few-step generation on {args.data}: sample quality against cost")
+    fig.tight_layout()
+    fig.savefig(out / "few_step.png", dpi=110)
+    plt.close(fig)
+
+    cols = sorted({r["nfe"] for r in records})
+    lines = [f"# Few-step generation on {args.data}", "",
+             f"{name} of {records[0] and 'each draw'} against the test split (lower is better; real training data "
+             f"against the same test split: {floor_q:.4f}). Columns: network evaluations (NFE); '-' where the "
+             "sampler cannot spend that many.", "",
+             "| model | sampler | " + " | ".join(str(c) for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]  # fmt: skip
+    for (method, sampler), rs in sorted(groups.items()):
+        by = {r["nfe"]: r["quality"] for r in rs}
+        lines.append(f"| {method} | {sampler} | " + " | ".join(f"{by[c]:.3f}" if c in by else "-" for c in cols) + " |")
+    steps = sorted({r["ode_steps"] for r in nll.values() if r["ode_steps"]})
+    lines += ["", f"NLL of each model's probability-flow ODE on 2,000 test points (RK4, {'/'.join(map(str, steps))} "
+              "steps; the divergence exact in 2-D, Hutchinson's on images; nats per example, lower is better)"
+              + (f"; the data's entropy is {entropy:.4f} nats" if entropy else "")
+              + (f", the true density's NLL of the same test points {true_nll:.4f}" if true_nll else "") + ".", "",
+              "| model | NLL (nats) | bits/dim | gap to the true density | training (s) |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for method, r in nll.items():
+        gap = f"{r['nll'] - true_nll:+.4f}" if r["nll"] is not None and true_nll is not None else "-"
+        val = f"{r['nll']:.4f}" if r["nll"] is not None else "none (no density)"
+        bpd = f"{r['bits_per_dim']:.4f}" if r["bits_per_dim"] is not None else "-"
+        lines.append(f"| {method} | {val} | {bpd} | {gap} | {r['train_s']:.0f} |")
+    lines += ["", f"Command: `python experiments/few_step/main.py --data {args.data}"
+              + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --arch {args.arch}" if args.arch else "")
+              + (" --smoke" if args.smoke else "") + "`"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    print((out / "report.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
