@@ -36,7 +36,8 @@ TOP = {
 
 DATA = {
     "name": Str("digits", "the data source: digits | mnist5k | text:[<path>] | npz:<path> | tfds:<name> | "
-                "toy2d:<name> | toy1d:<name> (genjax.data.sources)"),
+                "toy2d:<name> | toy1d:<name> (genjax.data.sources) | pairs:<run folder> (a flow's (z, ODE(z)) "
+                "pairs, for reflow: genjax.run.prepare.pairs_source)"),
     "data_dir": Str("", "TFDS data_dir ('' = TFDS default); genjax never downloads"),
     "seed": Int(0, "the train / validation / test split and the fixed binarization / dequantization draws", ge=0),
     "val_fraction": Float(0.1, "share of the training pool held out for validation", ge=0.0, lt=1.0),

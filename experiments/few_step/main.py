@@ -14,7 +14,7 @@ retrains ``fm``'s velocity on the pairs (z, x = ODE_fm(z)) it draws (Heun, 25 st
 ``rf2``'s, and ``distill`` is ``rf2``'s pairs learned at t = 1 only (one Euler step). Each model is
 then sampled at NFE in 1, 2, 4, ..., 256 with each of its samplers (the actual NFE is recorded:
 Heun's 2 N - 1 or 2 N + 1), and the draw scored by ``genjax.eval.suite.sample_metrics`` against
-the test split (toys: exact W1 over 2,000 points, sliced W1, mode coverage; digits: FID / KID with
+the test split (toys: exact W1 over 1,000 points, sliced W1, mode coverage; digits: FID / KID with
 the domain classifier, precision / recall). Wall time: one compiled draw of the metric's samples.
 Writes ``few_step.png`` (quality against NFE and against wall time), ``report.md`` and
 ``results.json`` to ``--out``.
@@ -140,10 +140,10 @@ def main(argv=None):
             b.coupling = "paired"
             if method == "distill":
                 b.t_train, b.sampler, b.sample_steps = "one", "euler", 1
-        if c.model.family == "consistency":
-            steps_per_epoch = 70 if not digits else 10
-            c.model.consistency.curriculum_steps = c.train.epochs * steps_per_epoch
-        c.eval.max_samples = 2000 if not args.smoke else 200
+        if c.model.family == "consistency" and args.epochs:  # the curriculum spans the run
+            per_epoch = c.model.consistency.curriculum_steps // get_config(f"ct,{args.data}{suffix}").train.epochs
+            c.model.consistency.curriculum_steps = c.train.epochs * per_epoch
+        c.eval.max_samples = 1000 if not args.smoke else 200
         return c
 
     print(f"training on {args.data} ...")
@@ -197,7 +197,7 @@ def main(argv=None):
 
 
 def write(out, args, records, nll, floor, splits, digits, true_nll=None):
-    name = "FID (domain classifier)" if digits else "exact W1 (2,000 points)"
+    name = "FID (domain classifier)" if digits else "exact W1 (1,000 points)"
     floor_q = floor["fid_digits_dequantized_classifier"] if digits else floor["wasserstein_exact"]
     entropy = ENTROPY.get(args.data)
     if not digits and splits is not None:

@@ -269,5 +269,5 @@ def load_source(dcfg) -> Source:
         return Source(name, x, y, tx, ty)
     raise DataError(
         f"data.name {name!r} is unknown; use 'digits', 'mnist5k', 'text:[<path>]', 'npz:<path>', "
-        f"'tfds:<name>', 'toy2d:<{'|'.join(TOY2D)}>' or 'toy1d:<{'|'.join(TOY1D)}>'."
+        f"'tfds:<name>', 'toy2d:<{'|'.join(TOY2D)}>', 'toy1d:<{'|'.join(TOY1D)}>' or 'pairs:<run folder>'."
     )

@@ -66,11 +66,47 @@ def prepare(cfg, saved: Path | None = None, ignore_inactive: bool = False, split
     from genjax.data import load_splits
 
     validate(cfg, ignore_inactive=saved is not None or ignore_inactive)
-    if splits is None:
+    if splits is None and str(cfg.data.name).startswith("pairs:"):
+        splits = load_splits(cfg.data, cfg.train.batch_size, source=pairs_source(cfg))
+    elif splits is None:
         splits = load_splits(cfg.data, cfg.train.batch_size)
     if saved is not None:
         check_vocab(saved, splits)
     return splits, build(cfg, splits)
+
+
+def pairs_source(cfg):
+    """``data.name = 'pairs:<run folder>'``: the pairs (z, x = decode_noise(z)) of a finished run
+    whose family has a deterministic sampler (``Family.decode_noise``: a flow-matching model's
+    ODE), as examples x with their noise z as the real-valued targets y — what rectified flow's
+    reflow and its one-step distillation train on (``model.flow_matching.coupling = 'paired'``).
+    As many pairs as the teacher's data have training-pool and test examples, z drawn from the
+    stream ``pairs`` of ``data.seed``, so a run reloads the same pairs. Vector data only."""
+    import jax
+    import numpy as np
+
+    from genjax import keys
+    from genjax.data.sources import from_arrays
+    from genjax.train import select_params
+
+    name = str(cfg.data.name)
+    teacher = Path(name.partition(":")[2])
+    if not teacher.is_dir():
+        raise UsageError(f"data.name={name!r}: {str(teacher)!r} is not a run folder.")
+    tcfg = load_config(teacher)
+    tsplits, tfam = prepare(tcfg, saved=teacher)  # a teacher trained on pairs itself: a chain of reflows
+    if tfam.decode_noise is None:
+        raise UsageError(f"data.name={name!r}: the {tfam.name} run has no deterministic map from noise to samples "
+                         "(Family.decode_noise), so it draws no pairs.")  # fmt: skip
+    if len(tsplits.shape) != 1:
+        raise UsageError(f"data.name={name!r}: pairs are drawn for vector data only; the run's examples have shape "
+                         f"{tuple(tsplits.shape)}.")  # fmt: skip
+    params = select_params(restore(tcfg, teacher, tsplits, tfam), tcfg.train.keep_best)
+    n = len(tsplits.train["x"]) + len(tsplits.val["x"])
+    z = np.asarray(jax.random.normal(keys.key(cfg.data.seed, "pairs"), (n + len(tsplits.test["x"]), *tsplits.shape)))
+    decode = jax.jit(tfam.decode_noise)
+    x = np.concatenate([np.asarray(decode(params, z[i : i + 2000])) for i in range(0, len(z), 2000)])
+    return from_arrays(x[:n], z[:n], x[n:], z[n:], name=name)
 
 
 def build(cfg, splits):

@@ -212,3 +212,37 @@ def test_reflow_straightens_the_paths_on_a_toy():
 
     s1, s2 = s(fam1, p1), s(fam2, p2)
     assert s2 < 0.2 * s1, (s1, s2)  # measured: 1.99 -> 0.0099
+
+
+def test_reflow_through_genjax_train_on_a_runs_pairs(tmp_path, capsys):
+    """data.name='pairs:<run>' draws a flow's (z, ODE(z)) pairs; a paired flow trains, evaluates and
+    samples on them from the command line, and a run without a deterministic sampler is refused."""
+    first, second = tmp_path / "fm", tmp_path / "rf2"
+    base = ["genjax", "train", "--config=experiments/few_step/config.py:fm,8gaussians:smoke", "--noprogress",
+            "--config.train.epochs=1", "--config.eval.sample_metrics=False"]  # fmt: skip
+    assert main(base + [f"--workdir={first}"]) == 0
+    reflow = [f"--config.data.name=pairs:{first}", "--config.model.flow_matching.coupling=paired"]
+    assert main(base + reflow + [f"--workdir={second}"]) == 0
+    ev = json.loads((second / "eval.json").read_text())
+    assert ev["data"] == f"pairs:{first}" and np.isfinite(ev["nll"])
+    assert main(["genjax", "sample", str(second), "--n=4"]) == 0  # reloads the same pairs from the teacher
+    capsys.readouterr()
+    # the pairs are the teacher's draws: decode_noise of the stream 'pairs' reproduces them
+    from genjax.api import load
+    from genjax.keys import key
+
+    teacher, student = load(first), load(second)
+    pool = np.concatenate([student.data.train["x"], student.data.val["x"]])
+    z = np.asarray(jax.random.normal(key(0, "pairs"), (len(pool) + len(student.data.test["x"]), 2)))
+    x = np.asarray(teacher.decode_noise(z))
+    np.testing.assert_allclose(np.sort(pool[:, 0]), np.sort(x[: len(pool), 0]), rtol=1e-5, atol=1e-5)
+    # refused in one sentence, before anything is written
+    ddpm = tmp_path / "ddpm"
+    ddpm_cfg = "--config=experiments/few_step/config.py:ddpm,8gaussians:smoke"
+    assert main(["genjax", "train", ddpm_cfg, *base[3:], f"--workdir={ddpm}"]) == 0
+    for name, why in ((f"pairs:{ddpm}", "no deterministic map from noise"), (f"pairs:{tmp_path}/none", "not a run")):
+        capsys.readouterr()
+        assert main(base + [f"--config.data.name={name}", "--config.model.flow_matching.coupling=paired",
+                            f"--workdir={tmp_path}/bad"]) == 2  # fmt: skip
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err and not (tmp_path / "bad").exists()
