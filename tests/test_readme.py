@@ -23,6 +23,7 @@ def _commands() -> list[str]:
     """``genjax ...`` lines of the README's bash blocks and inline code, without comments and
     without the usage synopses (those with [optional] or <placeholder> parts)."""
     blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    blocks = [b.replace("\\\n", " ") for b in blocks]  # continued lines joined
     lines = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines()]
     lines += re.findall(r"`(genjax [^`]*)`", README)
     out = []
