@@ -8,10 +8,11 @@ the data's entropy.
     python experiments/few_step/main.py --data digits --arch mlp     # the same with residual MLPs (CPU budget)
     python experiments/few_step/main.py --smoke                      # seconds, for tests
 
-Trains (``genjax.fit``, run folders under ``<out>/runs``) the methods of ``config.py`` (``ddpm``,
-``vpred``, ``edm``, ``fm``, ``otcfm``, ``fm_vp``, ``ct``), then rectified flow's reflows: ``rf2``
-retrains ``fm``'s velocity on the pairs (z, x = ODE_fm(z)) it draws (Heun, 25 steps), ``rf3`` on
-``rf2``'s, and ``distill`` is ``rf2``'s pairs learned at t = 1 only (one Euler step). Each model is
+Trains (``genjax.fit``, run folders under ``<out>/runs``; ``--reuse`` samples them again) the
+methods of ``config.py`` (``ddpm``, ``vpred``, ``edm``, ``fm``, ``otcfm``, ``fm_vp``, ``ct``), then
+rectified flow's reflows: ``rf2`` retrains on the pairs (z, x = ODE_fm(z)) ``fm`` draws (Heun, 25
+steps; ``data.name = pairs:<fm's run folder>``), ``rf3`` on ``rf2``'s, and ``distill`` is
+``rf2``'s pairs learned at t = 1 only (one Euler step). Each model is
 then sampled at NFE in 1, 2, 4, ..., 256 with each of its samplers (the actual NFE is recorded:
 Heun's 2 N - 1 or 2 N + 1), and the draw scored by ``genjax.eval.suite.sample_metrics`` against
 the test split (toys: exact W1 over 1,000 points, sliced W1, mode coverage; digits: FID / KID with
@@ -39,7 +40,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from experiments.few_step.config import METHODS, get_config  # noqa: E402
-from genjax.api import fit, load_data  # noqa: E402
+from genjax.api import fit, load  # noqa: E402
 from genjax.data import toy2d_log_prob  # noqa: E402
 from genjax.eval import heldout_metrics  # noqa: E402
 from genjax.eval.suite import sample_metrics  # noqa: E402
@@ -70,20 +71,21 @@ def _block(cfg):
     return cfg.model[cfg.model.family]
 
 
-def train(method, cfg, out, data=None, log=print):
+def train(method, cfg, out, reuse=None, log=print):
+    """``genjax.fit`` into ``<out>/runs/<method>``, or (``reuse``: {method: seconds} of an earlier
+    study) the model already trained there."""
+    run_dir = out / "runs" / method
+    if reuse is not None and (run_dir / "checkpoints").is_dir():
+        log(f"  {method}: reused {run_dir}")
+        if method not in reuse:  # no earlier results.json: the training time the run logged
+            lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+            reuse[method] = float(json.loads(lines[-1])["time"]) if lines else float("nan")
+        return load(run_dir), reuse[method]
     t0 = time.perf_counter()
-    model = fit(cfg, data, workdir=out / "runs" / method, overwrite=True, progress=False)
+    model = fit(cfg, workdir=run_dir, overwrite=True, progress=False)
     secs = time.perf_counter() - t0
     log(f"  {method}: trained in {secs:.0f} s")
     return model, secs
-
-
-def pairs_of(model, splits, seed):
-    """(z, x = the model's ODE(z)) for as many z as the splits have train and test examples."""
-    n_tr, n_te = len(splits.train["x"]), len(splits.test["x"])
-    z = np.asarray(jax.random.normal(jax.random.key(seed), (n_tr + n_te,) + tuple(splits.shape)), np.float32)
-    x = np.concatenate([np.asarray(model.decode_noise(z[i : i + 2000])) for i in range(0, len(z), 2000)])
-    return (x[:n_tr], z[:n_tr]), (x[n_tr:], z[n_tr:])
 
 
 def nll_of(model, splits, n=2000):
@@ -110,6 +112,7 @@ def main(argv=None):
     ap.add_argument("--arch", default="", help="override the network: mlp (the residual MLP, hidden 256 x 3) or unet")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--report-only", action="store_true", help="rewrite report.md and the figure from results.json")
+    ap.add_argument("--reuse", action="store_true", help="sample the models an earlier run trained in <out>/runs")
     args = ap.parse_args(argv)
     out = Path(args.out or Path(__file__).parent / ("results" if not args.smoke else "results_smoke") / args.data)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +138,9 @@ def main(argv=None):
             _block(c).arch = args.arch
             if args.arch == "mlp" and digits:
                 _block(c).hidden = (256, 256, 256)
-        if method in ("rf2", "rf3", "distill"):
+        if method in ("rf2", "rf3", "distill"):  # the teacher's (z, ODE(z)) pairs: data.name = pairs:<run>
+            c.data.name = f"pairs:{out / 'runs' / ('fm' if method == 'rf2' else 'rf2')}"
+            c.data.dequantize = False  # the teacher's samples are continuous already
             b = c.model.flow_matching
             b.coupling = "paired"
             if method == "distill":
@@ -147,14 +152,12 @@ def main(argv=None):
         return c
 
     print(f"training on {args.data} ...")
+    reuse = None
+    if args.reuse:
+        saved = out / "results.json"
+        reuse = {m: r["train_s"] for m, r in json.loads(saved.read_text())["nll"].items()} if saved.is_file() else {}
     for method in methods:
-        cfg = cfg_of(method)
-        data = None
-        if method in ("rf2", "rf3", "distill"):
-            teacher = models["fm" if method == "rf2" else "rf2"][0]
-            (x, z), (tx, tz) = pairs_of(teacher, teacher.data, seed={"rf2": 1, "rf3": 2, "distill": 3}[method])
-            data = load_data(cfg, x=x, y=z, test_x=tx, test_y=tz)
-        models[method] = train(method, cfg, out, data)
+        models[method] = train(method, cfg_of(method), out, reuse)
     splits = models[methods[0]][0].data  # the real data's splits (every model of the first kind trained on them)
     for method in ("fm", "ddpm", "edm"):
         if method in models:

@@ -130,6 +130,9 @@ def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) ->
         if "y" not in splits.train or "y" not in splits.test:
             log(f"no labels in {splits.name!r}: the classifier-based metrics (FID/IS/KID) are skipped")
             return {}
+        if not np.issubdtype(np.asarray(splits.train["y"]).dtype, np.integer):
+            log(f"the targets of {splits.name!r} are not classes: the classifier-based metrics are skipped")
+            return {}
         train01 = splits.to_unit(splits.eval_view(train))
         labels = (np.asarray(splits.train["y"]), np.asarray(splits.test["y"])[:n])
         # a classifier per data *view*: binarized or dequantized digits get their own

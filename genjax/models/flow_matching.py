@@ -100,9 +100,9 @@ def _check(mcfg, data: DataInfo):
         raise ValueError(f"model.flow_matching.arch='unet' needs image data (H, W, C), got shape {data.shape}.")
     if mcfg.conditional and not data.n_classes:
         raise ValueError("model.flow_matching.conditional=True needs class labels, and this dataset has none.")
-    if mcfg.coupling == "paired" and tuple(data.target_shape or ()) != tuple(data.shape):
+    if mcfg.coupling == "paired" and math.prod(data.target_shape or (0,)) != data.num_dims:
         raise ValueError(f"model.flow_matching.coupling='paired' needs each example's noise as a real-valued target y "
-                         f"of the data's shape {tuple(data.shape)}, got targets of shape {data.target_shape}.")
+                         f"of the data's {data.num_dims} values, got targets of shape {data.target_shape}.")
     if mcfg.coupling == "paired" and mcfg.conditional:
         raise ValueError("model.flow_matching.coupling='paired' takes y as the noise, so it cannot be conditional.")
     if mcfg.t_train == "one" and (mcfg.path != "ot" or float(mcfg.ot_sigma)):
@@ -155,7 +155,7 @@ def make_flow_matching(mcfg, data: DataInfo) -> Family:
             drop = jax.random.bernoulli(k_y, float(mcfg.label_dropout), (b,))
             y = jnp.where(drop, n_classes, batch["y"]).astype(jnp.int32)
         if mcfg.coupling == "paired":
-            eps = batch["y"].astype(x.dtype)
+            eps = batch["y"].reshape(x.shape).astype(x.dtype)  # images: the noise comes flattened
         else:
             eps = jax.random.normal(k_n, x.shape).astype(x.dtype)
         if mcfg.coupling == "ot":

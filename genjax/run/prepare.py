@@ -81,7 +81,9 @@ def pairs_source(cfg):
     ODE), as examples x with their noise z as the real-valued targets y — what rectified flow's
     reflow and its one-step distillation train on (``model.flow_matching.coupling = 'paired'``).
     As many pairs as the teacher's data have training-pool and test examples, z drawn from the
-    stream ``pairs`` of ``data.seed``, so a run reloads the same pairs. Vector data only."""
+    stream ``pairs`` of ``data.seed``, so a run reloads the same pairs. Images are handed over in
+    [0, 1] (``data.scale`` maps them back) with z flattened per example; they are the teacher's
+    continuous samples, so ``data.dequantize`` and ``data.binarize`` must be off."""
     import jax
     import numpy as np
 
@@ -98,14 +100,17 @@ def pairs_source(cfg):
     if tfam.decode_noise is None:
         raise UsageError(f"data.name={name!r}: the {tfam.name} run has no deterministic map from noise to samples "
                          "(Family.decode_noise), so it draws no pairs.")  # fmt: skip
-    if len(tsplits.shape) != 1:
-        raise UsageError(f"data.name={name!r}: pairs are drawn for vector data only; the run's examples have shape "
-                         f"{tuple(tsplits.shape)}.")  # fmt: skip
+    for field, off in (("dequantize", False), ("binarize", "none")):
+        if cfg.data[field] not in (off, False):
+            raise UsageError(f"data.{field}={cfg.data[field]!r}: the pairs of data.name={name!r} are the teacher's "
+                             f"continuous samples; set data.{field}={off!r}.")  # fmt: skip
     params = select_params(restore(tcfg, teacher, tsplits, tfam), tcfg.train.keep_best)
     n = len(tsplits.train["x"]) + len(tsplits.val["x"])
     z = np.asarray(jax.random.normal(keys.key(cfg.data.seed, "pairs"), (n + len(tsplits.test["x"]), *tsplits.shape)))
     decode = jax.jit(tfam.decode_noise)
     x = np.concatenate([np.asarray(decode(params, z[i : i + 2000])) for i in range(0, len(z), 2000)])
+    if len(tsplits.shape) == 3:  # images: in [0, 1] as sources give them, the noise one row per example
+        x, z = np.clip(tsplits.to_unit(x), 0.0, 1.0), z.reshape(len(z), -1)
     return from_arrays(x[:n], z[:n], x[n:], z[n:], name=name)
 
 

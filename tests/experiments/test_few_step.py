@@ -1,5 +1,6 @@
 """The few-step study end to end on smoke settings: a rectified flow, one reflow on its pairs and
-the one-step distillation, sampled at NFE 1 / 2 / 4, with the report's table and figure."""
+the one-step distillation, sampled at NFE 1 / 2 / 4, with the report's table and figure; then
+sampled again from the saved runs."""
 
 import json
 
@@ -17,5 +18,11 @@ def test_the_study_trains_reflows_distills_and_reports(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| rf2 | euler |" in report and "none (no density)" in report
     assert (tmp_path / "few_step.png").stat().st_size > 0
-    # the reflow trained on fm's pairs: its run folder records data handed over in memory
-    assert "memory" in (tmp_path / "runs" / "rf2" / "run.json").read_text()
+    # the reflow trained on fm's pairs, drawn by data.name = pairs:<fm's run folder>
+    saved = json.loads((tmp_path / "runs" / "rf2" / "config.json").read_text())
+    assert saved["data"]["name"] == f"pairs:{tmp_path / 'runs' / 'fm'}"
+    # --reuse samples the trained models again without training
+    main(["--smoke", "--methods", "fm,rf2,distill", "--out", str(tmp_path), "--reuse"])
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["nll"]["fm"]["train_s"] == res["nll"]["fm"]["train_s"]
+    assert [r["quality"] for r in again["records"]] == [r["quality"] for r in res["records"]]
