@@ -246,3 +246,27 @@ def test_reflow_through_genjax_train_on_a_runs_pairs(tmp_path, capsys):
                             f"--workdir={tmp_path}/bad"]) == 2  # fmt: skip
         err = capsys.readouterr().err
         assert why in err and "Traceback" not in err and not (tmp_path / "bad").exists()
+
+
+def test_image_pairs_come_in_the_unit_range_with_the_noise_flattened(tmp_path, capsys):
+    """pairs:<run> of an image flow: the student's examples are the teacher's samples (scaled back by
+    data.scale) and its targets the flattened noise; dequantizing them is refused."""
+    from genjax.api import load
+    from genjax.keys import key
+
+    teacher_dir = tmp_path / "fm"
+    base = ["genjax", "train", "--config=experiments/few_step/config.py:fm,digits:smoke", "--noprogress",
+            "--config.train.epochs=1", "--config.eval.sample_metrics=False"]  # fmt: skip
+    assert main(base + [f"--workdir={teacher_dir}"]) == 0
+    pairs = [f"--config.data.name=pairs:{teacher_dir}", "--config.model.flow_matching.coupling=paired"]
+    capsys.readouterr()
+    assert main(base + pairs + [f"--workdir={tmp_path}/bad"]) == 2  # the digits config dequantizes
+    assert "data.dequantize=True" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    student_dir = tmp_path / "rf2"
+    assert main(base + pairs + ["--config.data.dequantize=False", f"--workdir={student_dir}"]) == 0
+    teacher, student = load(teacher_dir), load(student_dir)
+    n = len(student.data.test["x"])
+    z = jax.random.normal(key(0, "pairs"), (len(student.data.train["x"]) + len(student.data.val["x"]) + n, 8, 8, 1))
+    want = np.clip(np.asarray(teacher.decode_noise(z[-n:])), -1, 1)
+    np.testing.assert_allclose(student.data.test["x"], want, atol=1e-5)  # [-1, 1] again after data.scale
+    np.testing.assert_allclose(student.data.test["y"], np.asarray(z[-n:]).reshape(n, 64), atol=1e-6)
