@@ -48,7 +48,7 @@ DATA = {
                        "(dynamic)", ("none", "static", "dynamic")),
     "dequantize": Bool(False, "add uniform noise within each grey level (continuous densities on discrete images)"),
     "scale": Choice("01", "the range image pixels live in: [0, 1] or [-1, 1]", ("01", "-11")),
-    "toy_n": Int(10000, "toy2d / toy1d: training-pool size (the test set is a fifth of it)", ge=1),
+    "toy_n": Int(10000, "toy2d / toy1d / pairs: training-pool size (the test set is a fifth of it)", ge=1),
     "block_size": Int(64, "text: tokens per example (a window of the stream)", ge=2),
     "tokens": Choice("char", "text: tokens are characters or UTF-8 bytes", ("char", "byte")),
     "text_chars": Int(1_000_000, "text: keep the first this many characters (0 = all)", ge=0),

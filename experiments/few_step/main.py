@@ -141,6 +141,7 @@ def main(argv=None):
         if method in ("rf2", "rf3", "distill"):  # the teacher's (z, ODE(z)) pairs: data.name = pairs:<run>
             c.data.name = f"pairs:{out / 'runs' / ('fm' if method == 'rf2' else 'rf2')}"
             c.data.dequantize = False  # the teacher's samples are continuous already
+            c.data.toy_n = 20000 if not args.smoke else 2000  # fresh pairs: a reflow memorizes a small set
             b = c.model.flow_matching
             b.coupling = "paired"
             if method == "distill":

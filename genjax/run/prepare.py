@@ -80,8 +80,10 @@ def pairs_source(cfg):
     whose family has a deterministic sampler (``Family.decode_noise``: a flow-matching model's
     ODE), as examples x with their noise z as the real-valued targets y — what rectified flow's
     reflow and its one-step distillation train on (``model.flow_matching.coupling = 'paired'``).
-    As many pairs as the teacher's data have training-pool and test examples, z drawn from the
-    stream ``pairs`` of ``data.seed``, so a run reloads the same pairs. Images are handed over in
+    ``data.toy_n`` pairs for the training pool and a fifth as many for the test split (a reflow
+    memorizes a small set: 1,300 pairs of 8x8 digits gave a student that matched its pairs and
+    nothing else), z drawn from the stream ``pairs`` of ``data.seed``, so a run reloads the same
+    pairs. Images are handed over in
     [0, 1] (``data.scale`` maps them back) with z flattened per example; they are the teacher's
     continuous samples, so ``data.dequantize`` and ``data.binarize`` must be off."""
     import jax
@@ -105,8 +107,8 @@ def pairs_source(cfg):
             raise UsageError(f"data.{field}={cfg.data[field]!r}: the pairs of data.name={name!r} are the teacher's "
                              f"continuous samples; set data.{field}={off!r}.")  # fmt: skip
     params = select_params(restore(tcfg, teacher, tsplits, tfam), tcfg.train.keep_best)
-    n = len(tsplits.train["x"]) + len(tsplits.val["x"])
-    z = np.asarray(jax.random.normal(keys.key(cfg.data.seed, "pairs"), (n + len(tsplits.test["x"]), *tsplits.shape)))
+    n = int(cfg.data.toy_n)
+    z = np.asarray(jax.random.normal(keys.key(cfg.data.seed, "pairs"), (n + max(n // 5, 1), *tsplits.shape)))
     decode = jax.jit(tfam.decode_noise)
     x = np.concatenate([np.asarray(decode(params, z[i : i + 2000])) for i in range(0, len(z), 2000)])
     if len(tsplits.shape) == 3:  # images: in [0, 1] as sources give them, the noise one row per example

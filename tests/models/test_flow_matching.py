@@ -258,7 +258,8 @@ def test_image_pairs_come_in_the_unit_range_with_the_noise_flattened(tmp_path, c
     base = ["genjax", "train", "--config=experiments/few_step/config.py:fm,digits:smoke", "--noprogress",
             "--config.train.epochs=1", "--config.eval.sample_metrics=False"]  # fmt: skip
     assert main(base + [f"--workdir={teacher_dir}"]) == 0
-    pairs = [f"--config.data.name=pairs:{teacher_dir}", "--config.model.flow_matching.coupling=paired"]
+    pairs = [f"--config.data.name=pairs:{teacher_dir}", "--config.model.flow_matching.coupling=paired",
+             "--config.data.toy_n=500"]
     capsys.readouterr()
     assert main(base + pairs + [f"--workdir={tmp_path}/bad"]) == 2  # the digits config dequantizes
     assert "data.dequantize=True" in capsys.readouterr().err and not (tmp_path / "bad").exists()
