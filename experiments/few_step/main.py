@@ -142,6 +142,10 @@ def main(argv=None):
             c.data.name = f"pairs:{out / 'runs' / ('fm' if method == 'rf2' else 'rf2')}"
             c.data.dequantize = False  # the teacher's samples are continuous already
             c.data.toy_n = 20000 if not args.smoke else 2000  # fresh pairs: a reflow memorizes a small set
+            total = get_config(f"ct,{args.data}{suffix}").model.consistency.curriculum_steps * (
+                c.train.epochs / get_config(f"ct,{args.data}{suffix}").train.epochs)  # the teacher's steps
+            per_epoch = int(c.data.toy_n * (1 - c.data.val_fraction)) // c.train.batch_size
+            c.train.epochs = max(1, round(total / per_epoch))  # as many steps as the teacher took
             b = c.model.flow_matching
             b.coupling = "paired"
             if method == "distill":
