@@ -44,8 +44,8 @@ def _plain_optimizer(cfg) -> bool:
 def _transform(splits):
     """The epoch's data transform as genjax applies it (dynamic binarization, dequantization)."""
     ep = splits.epoch_transform
-    if ep == "none":
-        return None if splits.scale == "01" else (lambda k, x: 2 * x - 1)
+    if ep == "none":  # the splits hold the training examples already in their scale
+        return None
     if ep == "binarize":
         return lambda k, x: jax.random.bernoulli(k, x).astype(x.dtype)
     if ep == "dequantize":

@@ -47,9 +47,11 @@ def scale(x, to: str):
 
 def epoch_transform(name: str, levels: int | None = None, to: str = "01") -> Callable | None:
     """The per-epoch transform ``(key, x) -> x`` named ``name`` ('none', 'binarize',
-    'dequantize', 'window'), followed by ``scale(., to)``; None when there is nothing to do."""
+    'dequantize', 'window'), followed by ``scale(., to)``; None when there is nothing to do. With
+    'none' the splits hold the training examples already in ``to`` (``load_splits`` scales them
+    once), so nothing is left to do: scaling them again put [-1, 1] images on [-3, 1]."""
     if name == "none":
-        return None if to == "01" else (lambda key, x: scale(x, to))
+        return None
     if name == "window":  # text: a random window of each training row (genjax.data.text)
         from genjax.data.text import random_window
 

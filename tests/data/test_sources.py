@@ -57,6 +57,19 @@ def test_dequantization_and_scaling():
     assert np.all((np.floor(np.asarray(y) * 17)) == np.array([0, 8, 16]))
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(dequantize=True), dict(binarize="dynamic"), dict(binarize="static")],
+                         ids=["levels", "dequantize", "dynamic", "static"])  # fmt: skip
+def test_training_batches_reach_the_loss_in_the_scale_of_the_held_out_splits(kw):
+    """What the epoch hands the loss (the stored training examples through the epoch transform)
+    lies in data.scale's range like the validation and test examples: [-1, 1] scaled once. (The
+    'none' transform once scaled pre-scaled examples again, training on [-3, 1].)"""
+    s = load_splits(_dcfg("digits", scale="-11", **kw), 64)
+    f = T.epoch_transform(s.epoch_transform, s.levels, "-11")
+    x = np.asarray(s.train["x"] if f is None else f(jax.random.key(0), jax.numpy.asarray(s.train["x"])))
+    assert x.min() >= -1.0 and x.max() <= 1.0
+    assert abs(x.min() - s.val["x"].min()) < 0.2 and abs(np.mean(x) - np.mean(s.val["x"])) < 0.05
+
+
 def test_epoch_batches_shuffle_and_shape():
     x = np.arange(103)[:, None].astype(np.float32)
     b = jax.jit(epoch_batches, static_argnums=2)({"x": x}, jax.random.key(0), 10)["x"]
