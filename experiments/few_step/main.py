@@ -242,8 +242,10 @@ def write(out, args, records, nll, floor, splits, digits, true_nll=None):
         ax.set_ylim(top=top * 1.1)
         ax.set_xlabel(xl)
         ax.set_ylabel(f"{name}, lower is better")
-    if off:
-        axes[0].set_title("off the chart: " + "; ".join(off), fontsize=7)
+    if off:  # listed in report.md; here how many and the worst
+        worst = max(records, key=lambda r: r["quality"])
+        axes[0].set_title(f"{len(off)} draws off the chart, up to {worst['quality']:.3g} ({worst['method']} "
+                          f"{worst['sampler']} at NFE {worst['nfe']})", fontsize=8)  # fmt: skip
     axes[1].legend(fontsize=6, ncol=2)
     fig.suptitle(f"few-step generation on {args.data}: sample quality against cost")
     fig.tight_layout()
