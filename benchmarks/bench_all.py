@@ -42,6 +42,9 @@ def row(r: dict) -> str:
     if "epoch_s" not in r:  # compile times only
         compile_s = f"{r['compile_cold_s']:.1f} / {r['compile_cached_s']:.2f}"
         return f"| `{r['spec']}` | {r['dtype']} | {r['loop']} | {compile_s} | | | | | |"
+    if "inseparable" in r:  # validation fills the epoch: no training figures
+        return (f"| `{r['spec']}` | {r['dtype']} | {r['loop']} | {r['compile_cold_s']:.1f} / "
+                f"{r['compile_cached_s']:.2f} | | | | {100 * r['val_share']:.0f}% | not separable |")  # fmt: skip
     unit = r["unit"]
     ratio = f"{r['ratio']:.3f}" if "ratio" in r else "no twin"
     return (f"| `{r['spec']}` | {r['dtype']} | {r['loop']} | {r['compile_cold_s']:.1f} / {r['compile_cached_s']:.2f} | "

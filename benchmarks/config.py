@@ -56,6 +56,8 @@ def get_config(arg: str | None = None):
         c.model[c.model.family].update(arch="mlp", hidden=(128, 128, 128), ema=0.0)
         if name != "fm_mlp":
             c.model[c.model.family].sigma_data = 2.0
+        if name != "ct_mlp":  # a one-step validation ODE, so the epoch is the training the twin is held to
+            c.model[c.model.family].val_ode_steps = 1
         c.train.batch_size = 256
     elif name == "ddpm_unet":
         c.data.name, c.data.scale, c.data.dequantize = "digits", "-11", True

@@ -108,7 +108,10 @@ def make_consistency(mcfg, data: DataInfo) -> Family:
         n_levels = edm.ict_levels(ctx.step, int(mcfg.curriculum_steps), s0, s1)
         sigmas = edm.ict_sigmas(n_levels, s_min, s_max, rho, s1 + 1)
         probs = edm.ict_level_probs(sigmas, n_levels, float(mcfg.p_mean), float(mcfg.p_std))
-        i = jax.random.categorical(k_i, jnp.log(probs), shape=(b,))
+        # the level by inverse CDF: Gumbel-max over s1 levels drew 256 x 1,280 variates a step
+        # (the step ran 2.2x slower than its plain-JAX twin on CPU)
+        i = jnp.minimum(jnp.searchsorted(jnp.cumsum(probs), jax.random.uniform(k_i, (b,)), side="right"),
+                        n_levels - 2)  # fmt: skip
         s_lo, s_hi = sigmas[i], sigmas[i + 1]
         z = jax.random.normal(k_n, y.shape).astype(y.dtype)
         f = consistency_fn(params["model"])

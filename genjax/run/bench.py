@@ -165,7 +165,14 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
             ts.append(time.perf_counter() - t)
         out["val_s"] = statistics.median(ts)
     out["val_share"] = out["val_s"] / out["epoch_s"]
-    train_s = max(out["epoch_s"] - out["val_s"], 1e-9)
+    if out["epoch_s"] - out["val_s"] < 0.1 * out["epoch_s"]:  # no figure from a difference of noise
+        out["inseparable"] = (f"validation timed alone ({out['val_s']:.4f} s) leaves under a tenth of the epoch "
+                              f"({out['epoch_s']:.4f} s) to training, so the training part cannot be told from the "
+                              "timing noise: no training rate, MFU or twin ratio (make validation cheaper, e.g. the "
+                              "family's validation-estimator fields, and bench again)")  # fmt: skip
+        log(out["inseparable"])
+        return out
+    train_s = out["epoch_s"] - out["val_s"]
     out["steps_per_s"] = prog.steps / train_s
     out[f"{out['unit']}_per_s"] = prog.steps * prog.per_step * per_ex / train_s
     out["ms_per_step"] = 1e3 * train_s / prog.steps
@@ -230,6 +237,10 @@ def report(r: dict) -> str:
         f"batch {r['batch']}, {r['steps_per_epoch']} steps per epoch, the steps in a {r['loop']} loop",
         f"  compile: {r['compile_cold_s']:.2f} s cold, {r['compile_cached_s']:.2f} s from the persistent cache",
         f"  epoch: {r['epoch_s']:.4f} s, of which validation {r['val_s']:.4f} s ({100 * r['val_share']:.1f}%)",
+    ]
+    if "inseparable" in r:
+        return "\n".join(lines + [f"  {r['inseparable']}"])
+    lines += [
         f"  training: {r['steps_per_s']:.1f} steps/s, {r[unit + '_per_s']:,.0f} {unit}/s, {r['ms_per_step']:.3f} ms "
         "per step (higher / higher / lower is better)",
         f"  {r['flops_per_step'] / 1e6:,.1f} MFLOP per step (XLA cost analysis); MFU {100 * r['mfu']:.1f}% of a "
