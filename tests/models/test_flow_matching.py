@@ -256,6 +256,7 @@ def test_image_pairs_come_in_the_unit_range_with_the_noise_flattened(tmp_path, c
 
     teacher_dir = tmp_path / "fm"
     base = ["genjax", "train", "--config=experiments/few_step/config.py:fm,digits:smoke", "--noprogress",
+            "--config.model.flow_matching.arch=mlp",
             "--config.train.epochs=1", "--config.eval.sample_metrics=False"]  # fmt: skip
     assert main(base + [f"--workdir={teacher_dir}"]) == 0
     pairs = [f"--config.data.name=pairs:{teacher_dir}", "--config.model.flow_matching.coupling=paired",
