@@ -43,6 +43,8 @@ discretized to the data's levels; ``val_log_prob`` its one-term unbiased estimat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -191,6 +193,43 @@ def network_parts(mcfg, data: DataInfo):
         return lambda x, t, y=None: net(x.reshape(x.shape[0], dim), t, y).reshape(x.shape)
 
     return new, network, graphdef
+
+
+class Setup(NamedTuple):
+    """What every family on ``nn/score.py``'s networks derives from its block and the data."""
+
+    shape: tuple
+    dim: int
+    lo: float  # the data range (images: clip samples to it)
+    hi: float
+    levels: int  # images on this many discrete levels are dequantized inside the likelihood (0: none)
+    clip: bool
+    ema: float
+    which: str  # the params entry that samples and is evaluated ("model_ema" with an average)
+    trace: str  # the ODE likelihood's divergence: exact | hutchinson
+    network: Callable  # state -> net(x, t [B], y)
+    graphdef: Any
+    init: Callable  # (key, example=None) -> params (with the average's copy)
+
+
+def setup(mcfg, data: DataInfo) -> Setup:
+    """The shared set-up of the flow-matching, EDM and consistency families (``Setup``)."""
+    shape = tuple(int(s) for s in data.shape)
+    dim = math.prod(shape)
+    ema = float(mcfg.ema)
+    trace = mcfg.get("trace", "auto")
+    new, network, graphdef = network_parts(mcfg, data)
+
+    def init(key, example=None):
+        params = {"model": nnx.split(new(nnx.Rngs(key)))[1]}
+        return ema_init(params, "model", "model_ema") if ema > 0 else params
+
+    lo, hi = (-1.0, 1.0) if data.scale == "-11" else (0.0, 1.0)
+    levels = int(data.levels or 0) if data.image else 0
+    trace = ("exact" if dim <= 4 else "hutchinson") if trace == "auto" else trace
+    clip = data.image and bool(mcfg.get("clip", True))
+    return Setup(shape, dim, lo, hi, levels, clip, ema, "model_ema" if ema > 0 else "model", trace, network, graphdef,
+                 init)  # fmt: skip
 
 
 def eps_network(mcfg, network):

@@ -41,8 +41,8 @@ from flax import nnx
 from genjax.fields import Bool, Choice, Float, Int, changeable, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.models.diffusion import FIELDS as DIFFUSION_FIELDS
-from genjax.models.diffusion import guided, network_parts, prior_gap
-from genjax.models.ema import ema_init, ema_update
+from genjax.models.diffusion import guided, prior_gap, setup
+from genjax.models.ema import ema_update
 from genjax.objectives import flow_matching as fm
 from genjax.objectives import ode
 from genjax.objectives import score as sc
@@ -123,23 +123,11 @@ def _check(mcfg, data: DataInfo):
 def make_flow_matching(mcfg, data: DataInfo) -> Family:
     """The flow-matching family for data described by ``data`` (module docstring)."""
     _check(mcfg, data)
-    shape = tuple(int(s) for s in data.shape)
-    dim = math.prod(shape)
+    shape, _, lo, hi, levels, clip, ema, which, trace, network, graphdef, init = setup(mcfg, data)
     n_classes = int(data.n_classes) if mcfg.conditional else 0
     path = path_of(mcfg)
     t_lo = 0.0 if mcfg.path == "ot" else float(mcfg.t_eps)  # the data end of training, sampling and likelihoods
-    lo, hi = (-1.0, 1.0) if data.scale == "-11" else (0.0, 1.0)
-    levels = int(data.levels or 0) if data.image else 0
-    clip = data.image and bool(mcfg.clip)
-    ema = float(mcfg.ema)
-    which = "model_ema" if ema > 0 else "model"
-    trace = ("exact" if dim <= 4 else "hutchinson") if mcfg.trace == "auto" else mcfg.trace
-    new, network, graphdef = network_parts(mcfg, data)
     val_steps = int(mcfg.val_ode_steps)  # not tied to ode_steps, which may change after training
-
-    def init(key, example=None):
-        params = {"model": nnx.split(new(nnx.Rngs(key)))[1]}
-        return ema_init(params, "model", "model_ema") if ema > 0 else params
 
     def velocity(state, y=None, guidance=0.0):
         """v(x, t) with t a scalar, as ``genjax.objectives.ode`` calls it."""
