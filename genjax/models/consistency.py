@@ -34,9 +34,9 @@ from flax import nnx
 from genjax.fields import Bool, Float, Floats, Int, changeable, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.models.diffusion import FIELDS as DIFFUSION_FIELDS
-from genjax.models.diffusion import network_parts
+from genjax.models.diffusion import setup
 from genjax.models.edm import check, time_input
-from genjax.models.ema import ema_init, ema_update
+from genjax.models.ema import ema_update
 from genjax.objectives import edm
 from genjax.objectives import score as sc
 
@@ -77,18 +77,9 @@ def make_consistency(mcfg, data: DataInfo) -> Family:
     if any(not s_min < s < s_max for s in mids) or list(mids) != sorted(mids, reverse=True):
         raise ValueError(f"model.consistency.mid_sigmas must descend inside (sigma_min, sigma_max) = ({s_min:g}, "
                          f"{s_max:g}), got {list(mids)!r}.")  # fmt: skip
-    shape = tuple(int(s) for s in data.shape)
-    dim = math.prod(shape)
+    # unconditional (the block has no labels) and no likelihood: levels and trace go unused
+    shape, dim, lo, hi, _, clip, ema, which, _, network, graphdef, init = setup(mcfg, data)
     c = float(mcfg.huber_c) or 0.00054 * math.sqrt(dim)
-    lo, hi = (-1.0, 1.0) if data.scale == "-11" else (0.0, 1.0)
-    clip = data.image and bool(mcfg.clip)
-    ema = float(mcfg.ema)
-    which = "model_ema" if ema > 0 else "model"
-    new, network, graphdef = network_parts(mcfg, data)  # unconditional: the block has no labels
-
-    def init(key, example=None):
-        params = {"model": nnx.split(new(nnx.Rngs(key)))[1]}
-        return ema_init(params, "model", "model_ema") if ema > 0 else params
 
     def consistency_fn(state):
         net = network(state)
