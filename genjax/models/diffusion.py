@@ -267,6 +267,17 @@ def guided(net, n_classes: int, y=None, guidance: float = 0.0):
     return f
 
 
+def dropped_labels(key, batch, n_classes: int, rate: float, block: str):
+    """The labels a classifier-free-guidance network trains with: ``batch["y"]`` with each replaced
+    by the 'no label' token ``n_classes`` at ``rate``; None for an unconditional network."""
+    if not n_classes:
+        return None
+    if "y" not in batch:
+        raise ValueError(f"model.{block}.conditional=True needs class labels, and this dataset has none.")
+    drop = jax.random.bernoulli(key, rate, batch["y"].shape[:1])
+    return jnp.where(drop, n_classes, batch["y"]).astype(jnp.int32)
+
+
 def noise_predictor(mcfg, data: DataInfo, params):
     """eps_hat(x, t [B]) of trained ``params`` (their moving average where ``ema`` > 0; the
     unconditional network of a conditional model), for studies of the score itself."""
@@ -292,7 +303,6 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
     shape = tuple(int(s) for s in data.shape)
     dim = math.prod(shape)
     n_classes = int(data.n_classes) if mcfg.conditional else 0
-    null = n_classes  # the 'no label' token
     process = process_of(mcfg)
     T = int(mcfg.timesteps)
     t_lo = 1.0 / T if T else float(mcfg.t_eps)
@@ -325,12 +335,7 @@ def make_diffusion(mcfg, data: DataInfo) -> Family:
         x = batch["x"]
         b = x.shape[0]
         k_t, k_n, k_y = jax.random.split(key, 3)
-        y = None
-        if n_classes:
-            if "y" not in batch:
-                raise ValueError("model.diffusion.conditional=True needs class labels, and this dataset has none.")
-            drop = jax.random.bernoulli(k_y, float(mcfg.label_dropout), (b,))
-            y = jnp.where(drop, null, batch["y"]).astype(jnp.int32)
+        y = dropped_labels(k_y, batch, n_classes, float(mcfg.label_dropout), "diffusion")
         net = network(params["model"])
         if T and mcfg.loss == "dsm":  # NCSN's ladder: the level drawn inside the objective
             a_l, s_l = process.ladder(T)

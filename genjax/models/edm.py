@@ -33,7 +33,7 @@ from flax import nnx
 from genjax.fields import Bool, Choice, Float, Int, changeable, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.models.diffusion import FIELDS as DIFFUSION_FIELDS
-from genjax.models.diffusion import guided, prior_gap, setup
+from genjax.models.diffusion import dropped_labels, guided, prior_gap, setup
 from genjax.models.ema import ema_update
 from genjax.objectives import edm, ode
 from genjax.objectives import score as sc
@@ -124,10 +124,7 @@ def make_edm(mcfg, data: DataInfo) -> Family:
         y0 = batch["x"]
         b = y0.shape[0]
         k_s, k_n, k_y = jax.random.split(key, 3)
-        y = None
-        if n_classes:
-            drop = jax.random.bernoulli(k_y, float(mcfg.label_dropout), (b,))
-            y = jnp.where(drop, n_classes, batch["y"]).astype(jnp.int32)
+        y = dropped_labels(k_y, batch, n_classes, float(mcfg.label_dropout), "edm")
         sigma = edm.sample_sigma(k_s, b, float(mcfg.p_mean), float(mcfg.p_std))
         noise = jax.random.normal(k_n, y0.shape).astype(y0.dtype)
         d = denoiser(params["model"])

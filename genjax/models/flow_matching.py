@@ -41,7 +41,7 @@ from flax import nnx
 from genjax.fields import Bool, Choice, Float, Int, changeable, defaults
 from genjax.models.base import Curves, DataInfo, Family, Player
 from genjax.models.diffusion import FIELDS as DIFFUSION_FIELDS
-from genjax.models.diffusion import guided, prior_gap, setup
+from genjax.models.diffusion import dropped_labels, guided, prior_gap, setup
 from genjax.models.ema import ema_update
 from genjax.objectives import flow_matching as fm
 from genjax.objectives import ode
@@ -138,10 +138,7 @@ def make_flow_matching(mcfg, data: DataInfo) -> Family:
         x = batch["x"]
         b = x.shape[0]
         k_t, k_n, k_y = jax.random.split(key, 3)
-        y = None
-        if n_classes:
-            drop = jax.random.bernoulli(k_y, float(mcfg.label_dropout), (b,))
-            y = jnp.where(drop, n_classes, batch["y"]).astype(jnp.int32)
+        y = dropped_labels(k_y, batch, n_classes, float(mcfg.label_dropout), "flow_matching")
         if mcfg.coupling == "paired":
             eps = batch["y"].reshape(x.shape).astype(x.dtype)  # images: the noise comes flattened
         else:
