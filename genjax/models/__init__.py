@@ -11,8 +11,8 @@ import dataclasses
 from collections.abc import Callable
 
 from genjax.fields import check_block, defaults
-from genjax.models import autoregressive, consistency, diffusion, edm, flow, flow_matching, gan, predictor, vae
-from genjax.models.base import Context, Curves, DataInfo, Family, Latent, Player, Predictor
+from genjax.models import autoregressive, consistency, diffusion, edm, flow, flow_matching, gan, predictor, vae, vqvae
+from genjax.models.base import Codes, Context, Curves, DataInfo, Family, Latent, Player, Predictor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,7 @@ FAMILIES = {
     "consistency": FamilySpec(consistency.make_consistency, consistency.FIELDS, None),
     "edm": FamilySpec(edm.make_edm, edm.FIELDS, None),
     "flow_matching": FamilySpec(flow_matching.make_flow_matching, flow_matching.FIELDS, None),
+    "vqvae": FamilySpec(vqvae.make_vqvae, vqvae.FIELDS, None),
     "autoregressive": FamilySpec(autoregressive.make_autoregressive, autoregressive.FIELDS, autoregressive.LEGACY),
     "predictor": FamilySpec(predictor.make_predictor, predictor.FIELDS, predictor.LEGACY),
 }
@@ -100,6 +101,7 @@ def upgrade_legacy(saved: dict) -> dict:
 
 __all__ = [
     "FAMILIES",
+    "Codes",
     "Context",
     "Curves",
     "DataInfo",

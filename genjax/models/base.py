@@ -127,6 +127,27 @@ class Latent:
 
 
 @dataclasses.dataclass(frozen=True)
+class Codes:
+    """A first stage a second model can be trained on (``data.name = 'latents:<run>'``): the
+    codes of x and the decoder back to data space.
+
+    ``kind`` ``"discrete"``: ``encode`` gives indices in 0..vocab-1 on a grid ``shape`` (h, w) of
+    code positions; ``"continuous"``: vectors of ``shape`` (dim,). ``log_px(params, x, c)`` is
+    the decoder's log p(x | c) ``[B]`` (None: the decoder defines no likelihood); ``log_q(params,
+    x, c)`` the encoder's log q(c | x) ``[B]`` for codes drawn by ``encode(params, x, key)``
+    (None: the encoder is a point mass — on discrete codes its entropy is 0 and the two-stage ELBO
+    log p(x | c(x)) + log p(c(x)) still bounds log p(x); on continuous codes it bounds nothing)."""
+
+    kind: str
+    shape: tuple
+    vocab: int
+    encode: Callable[..., Any]  # (params, x, key=None) -> codes [B, *shape] (key None: q's mode)
+    decode: Callable[..., Any]  # (params, codes) -> E[x | codes], data space
+    log_px: Callable[..., Any] | None = None
+    log_q: Callable[..., Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Curves:
     """How the training-curve figure reads the logged metrics: the training curve (``sign`` x
     ``metric``, named ``label``) and the terms drawn in a side panel."""
@@ -167,6 +188,7 @@ class Family:
     bound: Callable[..., Any] | None = None  # (params, x, key) -> [B] lower bound on log p(x)
     bound_name: str = "elbo"  # how eval.json names the bound
     latent: Latent | None = None
+    codes: Codes | None = None  # a first stage for a second model over its codes (latents:<run>)
     modules: Callable[..., Any] | None = None  # params -> nnx.Module (the parameter table)
     set_dropout: Callable[..., Any] | None = None  # (params, rate) -> params: rate as a setting
     progress: tuple[str, ...] = ("loss",)  # metrics shown on the progress bar

@@ -190,6 +190,72 @@ class UnpoolDecoder(nnx.Module):
         return h
 
 
+# ------------------------------------------------ grid encoder / decoder (a code per position)
+
+
+class GridEncoder(nnx.Module):
+    """A code vector per position: [Conv(4, stride 2) -> act] per stage, then a 1x1 conv to
+    ``code_dim`` -> ``[B, H/2^n, W/2^n, code_dim]`` (``channels`` empty: no downsampling); or,
+    for ``kind = "mlp"``, an MLP to ``positions x code_dim`` -> ``[B, positions, code_dim]``."""
+
+    def __init__(self, kind: str, in_shape, code_dim: int, *, channels, hidden, positions: int, act="relu", rngs):
+        self.kind = kind
+        self.act = activation(act)
+        if kind == "mlp":
+            self.grid = (positions,)
+            self.mlp = MLP([math.prod(in_shape), *hidden, positions * code_dim], act, rngs=rngs)
+            return
+        _check_divisible(in_shape, len(channels), "GridEncoder")
+        chans = [in_shape[-1], *channels]
+        self.convs = nnx.List(
+            [nnx.Conv(a, b, (4, 4), strides=2, padding="SAME", rngs=rngs) for a, b in zip(chans[:-1], chans[1:])]
+        )
+        self.proj = nnx.Conv(chans[-1], code_dim, (1, 1), rngs=rngs)
+        f = 2 ** len(channels)
+        self.grid = (in_shape[0] // f, in_shape[1] // f)
+
+    def __call__(self, x):
+        if self.kind == "mlp":
+            return self.mlp(x.reshape(x.shape[0], -1)).reshape(x.shape[0], *self.grid, -1)
+        h = x
+        for conv in self.convs:
+            h = self.act(conv(h))
+        return self.proj(h)
+
+
+class GridDecoder(nnx.Module):
+    """``GridEncoder``'s mirror: a 1x1 conv from ``code_dim`` -> act -> [ConvTranspose(4,
+    stride 2) -> act] per stage, the last to the data's channels without activation; or an MLP."""
+
+    def __init__(self, kind: str, code_dim: int, out_shape, *, channels, hidden, positions: int, act="relu", rngs):
+        self.kind = kind
+        self.act = activation(act)
+        self.out_shape = tuple(out_shape)
+        if kind == "mlp":
+            self.mlp = MLP([positions * code_dim, *reversed(hidden), math.prod(out_shape)], act, rngs=rngs)
+            return
+        chans = [*reversed(channels), out_shape[-1]]
+        self.proj = nnx.Conv(code_dim, chans[0], (1, 1), rngs=rngs)
+        self.deconvs = nnx.List(
+            [
+                nnx.ConvTranspose(a, b, (4, 4), strides=2, padding="SAME", rngs=rngs)
+                for a, b in zip(chans[:-1], chans[1:])
+            ]
+        )
+        if not self.deconvs:  # no downsampling: a last 1x1 conv to the data's channels
+            self.deconvs = nnx.List([nnx.Conv(chans[0], out_shape[-1], (1, 1), rngs=rngs)])
+
+    def __call__(self, z):
+        if self.kind == "mlp":
+            return self.mlp(z.reshape(z.shape[0], -1)).reshape(z.shape[0], *self.out_shape)
+        h = self.act(self.proj(z))
+        for i, deconv in enumerate(self.deconvs):
+            h = deconv(h)
+            if i < len(self.deconvs) - 1:
+                h = self.act(h)
+        return h
+
+
 def build_encoder(kind: str, in_shape, latent_dim: int, *, hidden, channels, act, dropout, rngs) -> nnx.Module:
     """``kind`` is ``"mlp"``, ``"conv"`` (strided convolutions) or ``"pool"`` (max pooling)."""
     if kind == "mlp":
