@@ -77,11 +77,19 @@ class Model:
     state: object = None
     run_dir: Path | None = None
 
-    def sample(self, n: int, seed: int = 0, cond=None, *, temperature=None, top_k=None, prompt=None):
+    def sample(self, n: int, seed: int = 0, cond=None, *, temperature=None, top_k=None, prompt=None,
+               codes: bool = False):  # fmt: skip
         """``n`` samples (``cond``: classes, or inputs x for a model of y given x). A token model
         takes its sampling settings here (``temperature``, ``top_k``) and a ``prompt`` (text,
-        or token ids) its samples start with."""
+        or token ids) its samples start with. A model of a first stage's codes (``data.name =
+        'latents:<run>'``) returns them decoded to that stage's data, x ~ p(x | c) (``codes=True``:
+        the codes c, as the model's data space has them)."""
         key = jax.random.key(seed)
+        stage = getattr(self.data, "stage", None)
+        if stage is not None and not codes:
+            if temperature is not None or top_k is not None or prompt is not None:
+                raise ValueError("temperature, top_k and prompt apply to the codes: sample with codes=True.")
+            return stage.decoded(self.family, self.data.scale).sample(self.params, key, n, cond)
         if temperature is None and top_k is None and prompt is None:
             return self.family.sample(self.params, key, n, cond)
         if self.family.generate is None:

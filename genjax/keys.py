@@ -12,6 +12,7 @@ with the id below, and indices (a step, an epoch, a fold, a player) are folded i
     key(seed, "tb_samples")           TensorBoard sample grids
     key(seed, "easy_first")           a previous run's NLL estimates ranking the training examples
     key(seed, "pairs")                the noise a teacher run decodes into data.name='pairs:<run>'
+    key(seed, "two_stage")            a two-stage bound's posterior draws (genjax eval of a latents:<run> model)
     stream(rng, "step", t)            the training step t (inside the state)
     stream(rng, "data", e)            epoch e's shuffle and data transform
     stream(rng, "val", e)             epoch e's validation estimate
@@ -39,6 +40,7 @@ _IDS = {
     "tb_samples": 10,
     "easy_first": 11,
     "pairs": 12,
+    "two_stage": 13,
 }
 
 # numpy seeds of the fixed draws of binarized / dequantized evaluation data: seed + offset

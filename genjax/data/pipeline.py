@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,8 @@ class DataSplits:
     raw_val: np.ndarray | None = None  # validation images before their fixed draw (when epoch_transform != none)
     vocab: tuple | None = None  # text: the token strings (a token id indexes it); None for other data
     tokens: str = ""  # text: 'char' | 'byte' (genjax.data.text)
+    # the codes of a first-stage model (data.name = 'latents:<run>'): genjax.run.prepare.FirstStage
+    stage: Any = None
 
     def decode(self, ids) -> str:
         """Text data: token ids back to text."""
@@ -93,6 +96,8 @@ class DataSplits:
     @property
     def example(self) -> str:
         """What one example is, for units: "image (8x8x1)", "16-token window", "2-d point"."""
+        if self.stage is not None:
+            return self.stage.example
         if self.kind == "tokens":
             return f"{self.shape[-1]}-token window"
         if self.kind == "image":

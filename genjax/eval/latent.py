@@ -37,3 +37,19 @@ def latent_diagnostics(latent, params, x, y=None, out_dir=None, batch: int = 500
     if out_dir is not None:
         plots.latent_usage(np.asarray(a), kl, threshold, Path(out_dir) / "latent_usage.png")
     return out
+
+
+def code_usage(codes, params, x, out_dir=None, batch: int = 500) -> dict:
+    """How a discrete first stage (``Family.codes``) uses its codebook on ``x``: the code
+    frequencies p_k over every position of every example, their perplexity exp(-sum p_k ln p_k)
+    (``vocab`` when all codes are used equally, 1 when one takes all) and the number of codes used;
+    with ``out_dir`` a bar chart of the frequencies (``codes.png``)."""
+    enc = jax.jit(lambda xb: codes.encode(params, xb))
+    idx = np.concatenate([np.asarray(enc(jnp.asarray(x[i : i + batch]))).reshape(-1) for i in range(0, len(x), batch)])
+    p = np.bincount(idx, minlength=codes.vocab).astype(np.float64) / len(idx)
+    nz = p[p > 0]
+    out = {"vocab": int(codes.vocab), "positions": int(np.prod(codes.shape)), "perplexity": float(np.exp(-np.sum(
+        nz * np.log(nz)))), "used": int(np.sum(p > 0))}  # fmt: skip
+    if out_dir is not None:
+        plots.code_usage(p, Path(out_dir) / "codes.png", out["perplexity"])
+    return out

@@ -319,3 +319,17 @@ def latent_usage(activity: np.ndarray, kl: np.ndarray, threshold: float, path: s
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path)
+
+
+def code_usage(p: np.ndarray, path: str | Path, perplexity: float) -> Path:
+    """The frequency of each code of a discrete bottleneck, sorted (a flat bar: every code used
+    equally), against the uniform level 1/K."""
+    k = len(p)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(np.arange(k), np.sort(p)[::-1], width=1.0)
+    ax.axhline(1.0 / k, color="k", lw=0.8, ls="--", label="uniform 1/K")
+    ax.set(xlabel="code (sorted by frequency)", ylabel="share of positions",
+           title=f"code usage on the test split: perplexity {perplexity:.1f} of {k}")  # fmt: skip
+    ax.legend()
+    fig.tight_layout()
+    return save(fig, path)

@@ -57,6 +57,16 @@ def heldout_lines(m: dict) -> list[str]:
 def summary(m: dict) -> str:
     """Every figure of an evaluation dict, one per line, each with its unit and direction."""
     lines = heldout_lines(m)
+    ts = m.get("two_stage")
+    if ts is not None:  # the NLL above is of the codes; this one is of the first stage's data
+        lines.append(f"two stages: the figures above score the codes of first stage {ts['first_stage']} "
+                     f"({ts['first_stage_family']}); on its data {ts['data']!r}:")  # fmt: skip
+        lines += ["  " + line for line in heldout_lines(ts)] if "nll" in ts else [f"  no bound: {ts['why']}"]
+    if "codes" in m:
+        c = m["codes"]
+        lines.append(f"codes on the test split: perplexity {c['perplexity']:.2f} of {c['vocab']} codes (exp of the "
+                     f"code frequencies' entropy; {c['vocab']} when all are used equally, higher is better), "
+                     f"{c['used']} codes used")  # fmt: skip
     if "latent" in m:
         lt = m["latent"]
         lines.append(f"latent: {lt['active_units']} of {lt['latent_dim']} units active (Cov_x E[z_k|x] > 0.01; "

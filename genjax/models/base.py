@@ -145,6 +145,7 @@ class Codes:
     decode: Callable[..., Any]  # (params, codes) -> E[x | codes], data space
     log_px: Callable[..., Any] | None = None
     log_q: Callable[..., Any] | None = None
+    draw: Callable[..., Any] | None = None  # (params, codes, key) -> x ~ p(x | codes) (None: the mean)
 
 
 @dataclasses.dataclass(frozen=True)

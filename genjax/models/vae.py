@@ -51,7 +51,7 @@ import ml_collections
 from flax import nnx
 
 from genjax.fields import Bool, Choice, Float, Int, Ints, changeable, defaults
-from genjax.models.base import Curves, DataInfo, Family, Latent, Player, condition_vector, require_data
+from genjax.models.base import Codes, Curves, DataInfo, Family, Latent, Player, condition_vector, require_data
 from genjax.nn import build_decoder, build_encoder
 from genjax.nn.encoders import MLPEncoder
 from genjax.nn.gan import MLPDiscriminator
@@ -451,6 +451,30 @@ def make_vae(mcfg, data: DataInfo) -> Family:
             return jax.random.bernoulli(k_x, jax.nn.sigmoid(out)).astype(jnp.float32)
         return out + jnp.exp(m.log_std[...]) * jax.random.normal(k_x, out.shape)
 
+    def code_of(params, x, key=None):
+        """A first stage's code of x: the posterior mean (``key`` None) or a draw z ~ q(z | x)."""
+        mean, log_var = encode_stats(module(params), x, None)
+        return mean if key is None else elbo_lib.reparameterize(key, mean, log_var)
+
+    def code_log_px(params, x, z):
+        m = module(params)
+        return m.log_px_z(x, m.decoder(z))
+
+    def code_log_q(params, x, z):
+        mean, log_var = encode_stats(module(params), x, None)
+        return gaussian_log_prob(z, mean, log_var)
+
+    def code_draw(params, z, key):
+        m = module(params)
+        out = m.decoder(z)
+        if m.likelihood == "bernoulli":
+            return jax.random.bernoulli(key, jax.nn.sigmoid(out)).astype(jnp.float32)
+        return out + jnp.exp(m.log_std[...]) * jax.random.normal(key, out.shape)
+
+    codes = None
+    if not (two or cond_dim or aae or mcfg.arch == "pool"):  # one stochastic layer, unconditional
+        codes = Codes("continuous", (k_top,), 0, code_of, lambda params, z: decode_mean(params, z), code_log_px,
+                      code_log_q if obj in DENSITY else None, code_draw)  # an autoencoder's code: a point mass
     hparams = {"beta": float(mcfg.beta)} if obj in ("elbo", "iwae", "infovae") else {}
     if obj == "elbo" and free_bits > 0:
         hparams["free_bits"] = free_bits
@@ -497,6 +521,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
         bound=elbo_eval if density else None,
         bound_name="elbo",
         latent=Latent(k_top, encode, decode_mean, reconstruct, conditional=bool(cond_dim)),
+        codes=codes,
         modules=module,
         set_dropout=lambda params, rate: {n: set_dropout_rate(p, rate) for n, p in params.items()},
         progress=("loss", *terms) if not aae else ("ae/loss", "disc/loss", "reg/loss"),

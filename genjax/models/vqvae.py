@@ -183,6 +183,14 @@ def make_vqvae(mcfg, data: DataInfo) -> Family:
         m = module(params)
         return log_px(x, m.decoder(quantized(m, jnp.asarray(idx, jnp.int32))))
 
+    def draw(params, idx, key):
+        """x ~ p(x | c): Bernoulli or Gaussian draws around the decoder output."""
+        m = module(params)
+        out = m.decoder(quantized(m, jnp.asarray(idx, jnp.int32)))
+        if mcfg.likelihood == "bernoulli":
+            return jax.random.bernoulli(key, jax.nn.sigmoid(out)).astype(jnp.float32)
+        return out + math.exp(log_std) * jax.random.normal(key, out.shape)
+
     def sample(params, key, n, cond=None):
         """Decoder means of uniformly drawn code grids."""
         return decode(params, jax.random.randint(key, (n, *grid), 0, k))
@@ -201,7 +209,7 @@ def make_vqvae(mcfg, data: DataInfo) -> Family:
             f"log p(x | c(x)) - {positions} ln {k} (a learned prior on the codes tightens it)"
         ),  # fmt: skip
         hparams={"beta": float(mcfg.beta)} if vq else {},
-        codes=Codes("discrete", grid, k, encode, decode, code_log_px, None),
+        codes=Codes("discrete", grid, k, encode, decode, code_log_px, None, draw),
         modules=module,
         progress=("loss", "rec", "perplexity"),
         curves=Curves("rec", 1.0, "train reconstruction NLL", ("perplexity",), "code perplexity (train)"),

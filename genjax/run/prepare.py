@@ -8,9 +8,11 @@ its value; the CLI prints it and exits 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ml_collections import ConfigDict
 
@@ -68,6 +70,10 @@ def prepare(cfg, saved: Path | None = None, ignore_inactive: bool = False, split
     validate(cfg, ignore_inactive=saved is not None or ignore_inactive)
     if splits is None and str(cfg.data.name).startswith("pairs:"):
         splits = load_splits(cfg.data, cfg.train.batch_size, source=pairs_source(cfg))
+    elif splits is None and str(cfg.data.name).startswith("latents:"):
+        source, stage = latents_source(cfg)
+        splits = load_splits(cfg.data, cfg.train.batch_size, source=source)
+        splits.stage = stage
     elif splits is None:
         splits = load_splits(cfg.data, cfg.train.batch_size)
     if saved is not None:
@@ -114,6 +120,173 @@ def pairs_source(cfg):
     if len(tsplits.shape) == 3:  # images: in [0, 1] as sources give them, the noise one row per example
         x, z = np.clip(tsplits.to_unit(x), 0.0, 1.0), z.reshape(len(z), -1)
     return from_arrays(x[:n], z[:n], x[n:], z[n:], name=name)
+
+
+@dataclasses.dataclass
+class FirstStage:
+    """The first stage of a two-stage model (``data.name = 'latents:<run>'``): its run, config,
+    family, parameters and data splits (what decoded samples are compared with), and the map
+    between its codes and the second model's data: discrete codes are images of ``vocab`` levels
+    (an index c as c / (vocab - 1) in [0, 1], the grid as (h, w, 1)); continuous codes are divided
+    by ``scale``, the standard deviation of the training codes (Rombach et al. 2022's one scalar)."""
+
+    run: Path
+    cfg: Any
+    family: Any
+    params: Any
+    splits: Any
+    scale: float = 1.0
+
+    @property
+    def codes(self):
+        return self.family.codes
+
+    def to_data(self, codes):
+        """First-stage codes ``[B, *codes.shape]`` -> the second model's examples (in [0, 1] for
+        discrete codes: ``data.scale`` maps them on)."""
+        import numpy as np
+
+        c = self.codes
+        if c.kind == "discrete":
+            grid = c.shape if len(c.shape) == 2 else (1, *c.shape)
+            return (np.asarray(codes, np.float32) / (c.vocab - 1)).reshape(-1, *grid, 1)
+        return np.asarray(codes, np.float32) / self.scale
+
+    def to_codes(self, x, scale: str = "01"):
+        """The second model's examples (in ``data.scale``) -> first-stage codes."""
+        import jax.numpy as jnp
+
+        c = self.codes
+        if c.kind == "discrete":
+            u = (x + 1.0) / 2.0 if scale == "-11" else x
+            idx = jnp.clip(jnp.round(jnp.asarray(u) * (c.vocab - 1)), 0, c.vocab - 1).astype(jnp.int32)
+            return idx.reshape(idx.shape[0], *c.shape)
+        return jnp.asarray(x) * self.scale
+
+    def decode(self, x, scale: str = "01"):
+        """The second model's examples decoded to first-stage data (its decoder mean)."""
+        return self.codes.decode(self.params, self.to_codes(x, scale))
+
+    @property
+    def example(self) -> str:
+        c = self.codes
+        if c.kind == "discrete":
+            return f"code grid ({'x'.join(str(s) for s in c.shape)} positions of {c.vocab} codes)"
+        return f"{c.shape[0]}-d latent code (divided by {self.scale:.4g})"
+
+    def decoded(self, family, scale: str = "01"):
+        """``family`` (the second model) with its samples decoded to first-stage data: x ~ p(x |
+        c) for c a sample of the codes (the first stage's draw; its decoder mean if it has none)."""
+        import dataclasses as dc
+
+        import jax
+
+        def sample(params, key, n, cond=None):
+            k_c, k_x = jax.random.split(key)
+            codes = self.to_codes(family.sample(params, k_c, n, cond), scale)
+            if self.codes.draw is None:
+                return self.codes.decode(self.params, codes)
+            return self.codes.draw(self.params, codes, k_x)
+
+        return dc.replace(family, sample=sample, latent=None, codes=None, decode_noise=None, generate=None)
+
+    def bound(self, family, scale: str = "01"):
+        """The second model as a prior: (a family-shaped scorer whose ``log_prob((params2,
+        params1), x, key)`` is the two-stage bound on log p(x) of first-stage data x, or None, why).
+
+        Discrete codes (a point-mass encoder): log p(x | c(x)) + log p2(c(x)). Continuous codes
+        drawn z ~ q(z | x): log p(x | z) + log p2(z / s) - d log s - log q(z | x) (one draw; the
+        ELBO with the second model as the prior)."""
+        import dataclasses as dc
+        import math
+
+        import jax
+
+        c = self.codes
+        if family.log_prob is None:
+            return None, f"the second model ({family.name}) has no likelihood of the codes"
+        if c.log_px is None:
+            return None, f"the first stage ({self.family.name}) has no decoder likelihood p(x | code)"
+        if c.kind == "continuous" and c.log_q is None:
+            return None, (f"the first stage ({self.family.name}) encodes each x to one point of a continuous code "
+                          "space: no posterior density, so no ELBO bounds log p(x)")  # fmt: skip
+        d = math.prod(c.shape)
+
+        def log_prob(params, x, key):
+            p2, p1 = params
+            k_q, k_p = jax.random.split(key)
+            if c.kind == "discrete":
+                idx = c.encode(p1, x)
+                return c.log_px(p1, x, idx) + family.log_prob(p2, self.to_data_jax(idx, scale), k_p)
+            z = c.encode(p1, x, k_q)
+            prior = family.log_prob(p2, z / self.scale, k_p) - d * math.log(self.scale)
+            return c.log_px(p1, x, z) + prior - c.log_q(p1, x, z)
+
+        kind = f"{family.estimator or family.log_prob_kind} of the codes"
+        what = ("log p(x | c(x)) + log p2(c(x)), the encoder a point mass on its code grid c(x)" if c.kind == "discrete"
+                else "log p(x | z) + log p2(z) - log q(z | x), z ~ q(z | x), one draw (the ELBO with the second "
+                     "model as prior)")  # fmt: skip
+        est = f"two-stage bound {what}; p2: the second model's {kind}"
+        scorer = dc.replace(family, log_prob=log_prob, log_prob_kind="bound", estimator=est, labelled=False, bound=None,
+                            val_estimator="", info={})
+        return scorer, None
+
+    def to_data_jax(self, idx, scale: str = "01"):
+        import jax.numpy as jnp
+
+        c = self.codes
+        grid = c.shape if len(c.shape) == 2 else (1, *c.shape)
+        u = (idx.astype(jnp.float32) / (c.vocab - 1)).reshape(-1, *grid, 1)
+        return 2.0 * u - 1.0 if scale == "-11" else u
+
+
+def latents_source(cfg):
+    """``data.name = 'latents:<run folder>'``: the codes of a finished first-stage run (a family
+    with ``Family.codes``: the VQ-VAE / FSQ's code grids, a VAE's posterior means) for every
+    example of its training and validation splits (the pool) and of its test split (the test
+    split here), with the examples' labels. Returns (source, ``FirstStage``). Discrete codes come
+    as images of ``vocab`` levels (``FirstStage.to_data``), so the autoregressive family models
+    them as it models grey levels; continuous ones as vectors divided by their standard deviation."""
+    import jax
+    import numpy as np
+
+    from genjax.data.sources import Source, from_arrays
+    from genjax.train import select_params
+
+    name = str(cfg.data.name)
+    first = Path(name.partition(":")[2])
+    if not first.is_dir():
+        raise UsageError(f"data.name={name!r}: {str(first)!r} is not a run folder.")
+    fcfg = load_config(first)
+    fsplits, ffam = prepare(fcfg, saved=first)
+    if ffam.codes is None:
+        raise UsageError(f"data.name={name!r}: the {ffam.name} run has no codes to train a second model on (a VQ-VAE "
+                         "/ FSQ run, or a one-layer unconditional VAE / autoencoder, has them).")  # fmt: skip
+    for field, off in (("dequantize", False), ("binarize", "none")):
+        if cfg.data[field] not in (off, False):
+            raise UsageError(f"data.{field}={cfg.data[field]!r}: the examples of data.name={name!r} are codes, "
+                             f"not images; set data.{field}={off!r}.")  # fmt: skip
+    params = select_params(restore(fcfg, first, fsplits, ffam), fcfg.train.keep_best)
+    encode = jax.jit(lambda x: ffam.codes.encode(params, x))
+
+    def codes_of(x):
+        return np.concatenate([np.asarray(encode(x[i : i + 1000])) for i in range(0, len(x), 1000)])
+
+    val_x = fsplits.val["x"]
+    pool_x = np.concatenate([fsplits.eval_view(fsplits.train["x"]), val_x])
+    pool, test = codes_of(pool_x), codes_of(fsplits.test["x"])
+    ys = [d.get("y") for d in (fsplits.train, fsplits.val, fsplits.test)]
+    y = np.concatenate(ys[:2]) if ys[0] is not None and ys[1] is not None else None
+    ty = ys[2] if y is not None else None
+    stage = FirstStage(first, fcfg, ffam, params, fsplits)
+    if ffam.codes.kind == "continuous":
+        stage.scale = float(np.std(pool.astype(np.float64)))
+        if not np.isfinite(stage.scale) or stage.scale <= 0:
+            raise UsageError(f"data.name={name!r}: the first stage's codes have standard deviation {stage.scale}; "
+                             "there is nothing to model.")  # fmt: skip
+        return from_arrays(stage.to_data(pool), y, stage.to_data(test), ty, name=name), stage
+    levels = int(ffam.codes.vocab)
+    return Source(name, stage.to_data(pool), y, stage.to_data(test), ty, levels=levels, binary=False), stage
 
 
 def build(cfg, splits):

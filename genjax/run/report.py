@@ -48,6 +48,12 @@ def evaluate(cfg, splits, family, params, run_dir: Path | None = None, seed: int
         log(f"  scored in {time.perf_counter() - t0:.1f} s")
         if splits.vocab is not None:  # text: per token, and its perplexity 2^(bits per token)
             m |= {"bits_per_token": m["bits_per_dim"], "perplexity": 2.0 ** m["bits_per_dim"]}
+    if splits.stage is not None:  # a second model over a first stage's codes: the bound on the data
+        m["two_stage"] = two_stage_metrics(cfg, splits, family, params, seed, log)
+    if family.codes is not None and family.codes.kind == "discrete":  # codebook usage on the test split
+        from genjax.eval.latent import code_usage
+
+        m["codes"] = code_usage(family.codes, params, splits.test["x"], out)
     if family.latent is not None:  # posterior collapse: KL per dimension and active units on the test split
         from genjax.eval.latent import latent_diagnostics
 
@@ -56,11 +62,38 @@ def evaluate(cfg, splits, family, params, run_dir: Path | None = None, seed: int
         from genjax.eval.predictive import predictive_metrics
 
         m["predictive"] = predictive_metrics(family, params, splits.test["x"], splits.test["y"], out)
+    elif cfg.eval.sample_metrics and splits.stage is not None:  # decoded samples against the first stage's data
+        st = splits.stage
+        scfg = st.cfg.copy_and_resolve_references()
+        with scfg.unlocked():
+            scfg.eval = cfg.eval
+        m["samples"] = sample_metrics(scfg, st.splits, st.decoded(family, splits.scale), params,
+                                      keys.key(seed, "sample_metrics"), out, log=log)  # fmt: skip
     elif cfg.eval.sample_metrics:
         m["samples"] = sample_metrics(cfg, splits, family, params, keys.key(seed, "sample_metrics"), out, log=log)
     if main and run_dir is not None:
         (Path(run_dir) / "eval.json").write_text(json.dumps(m, indent=2) + "\n")
     return m
+
+
+def two_stage_metrics(cfg, splits, family, params, seed: int = 0, log=print) -> dict:
+    """A second model over a first stage's codes (``splits.stage``): the bound it gives on the
+    first stage's test data, log p(x) >= ... (``FirstStage.bound``), in nats per example of that
+    data and bits per its dimension; or, where the pair defines none, ``bound: None`` and why."""
+    from genjax import keys
+    from genjax.eval import heldout_metrics
+
+    st = splits.stage
+    scorer, why = st.bound(family, splits.scale)
+    out = {"first_stage": str(st.run), "first_stage_family": st.family.name, "data": st.splits.name}
+    if scorer is None:
+        log(f"no bound on the data's NLL from the two stages: {why}")
+        return out | {"bound": None, "why": why}
+    log(f"scoring the {len(st.splits.test['x'])} test examples of the first stage ({scorer.estimator}) ...")
+    out |= heldout_metrics(scorer, (params, st.params), st.splits.test["x"], keys.key(seed, "two_stage"),
+                           batch_size=cfg.eval.batch_size, num_dims=st.splits.num_dims, bin_width=st.splits.bin_width,
+                           example=st.splits.example)  # fmt: skip
+    return out
 
 
 def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) -> list[Path]:
@@ -75,6 +108,8 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
 
     key = keys.key(seed, "figures")
     out = [plots.curves(history, run_dir / "curves.png", cfg.name, family.curves)] if history else []
+    if splits.stage is not None:  # a model of a first stage's codes: its samples decoded
+        family, splits = splits.stage.decoded(family, splits.scale), splits.stage.splits
     test = splits.test["x"]
     if family.predictor is not None:  # its figures (calibration, confusion) come with its metrics
         return out
@@ -88,6 +123,10 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
         return out + [plots.scatter2d(test[:2000], s, run_dir / "samples.png", cfg.name)]
     lat = family.latent
     n = int(cfg.eval.n_samples)
+    if lat is None and family.codes is not None:  # a discrete first stage: its reconstructions
+        rec = family.codes.decode(params, family.codes.encode(params, jnp.asarray(test[:32])))
+        to_unit = splits.to_unit
+        out.append(plots.reconstructions(to_unit(test[:32]), to_unit(rec), run_dir / "reconstructions.png"))
     # a conditional latent model's functions take the labels: the test split's, row for row
     y_test = splits.test.get("y")
     cond = (lambda rows: (jnp.asarray(y_test[rows]),)) if lat is not None and lat.conditional else (lambda rows: ())
@@ -144,6 +183,9 @@ def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int,
         np.save(stem.with_suffix(".npy"), np.asarray(family.sample(params, key, len(cond), cond)))
         return [f"wrote {stem.with_suffix('.npy')}: y ~ p(y | x) for the first {len(cond)} test inputs"]
     x = np.asarray(family.sample(params, key, n))
+    if splits.stage is not None:  # codes of a first stage: kept, and decoded to its data
+        np.save(run_dir / f"samples-seed{seed}-codes.npy", x)
+        x, splits = np.asarray(splits.stage.decode(x, splits.scale)), splits.stage.splits
     np.save(stem.with_suffix(".npy"), x)
     if splits.kind == "tokens":
         stem.with_suffix(".txt").write_text(splits.samples_text(x))
