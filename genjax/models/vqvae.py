@@ -83,7 +83,9 @@ class VQModule(nnx.Module):
                 self.codebook = nnx.Param(book)
             else:  # moving averages: no gradient reaches them
                 self.codebook = nnx.Variable(book)
-                self.counts = nnx.Variable(jnp.zeros((int(mcfg.codebook_size),), jnp.float32))
+                # one count per code to start (e_k = m_k / N_k from the first step on; with zero
+                # counts, Laplace smoothing would divide an unused code's sum by eps)
+                self.counts = nnx.Variable(jnp.ones((int(mcfg.codebook_size),), jnp.float32))
                 self.sums = nnx.Variable(book)
 
 
@@ -115,7 +117,7 @@ def make_vqvae(mcfg, data: DataInfo) -> Family:
     log_std = math.log(float(mcfg.gaussian_std))
 
     def module(params) -> VQModule:
-        return nnx.merge(graphdef, params["model"])
+        return nnx.merge(graphdef, params["model"], copy=True)  # the EMA update must not write into params
 
     def log_px(x, out):
         """log p(x | c) ``[B]`` from the decoder output."""

@@ -174,19 +174,23 @@ class FirstStage:
             return f"code grid ({'x'.join(str(s) for s in c.shape)} positions of {c.vocab} codes)"
         return f"{c.shape[0]}-d latent code (divided by {self.scale:.4g})"
 
-    def decoded(self, family, scale: str = "01"):
-        """``family`` (the second model) with its samples decoded to first-stage data: x ~ p(x |
-        c) for c a sample of the codes (the first stage's draw; its decoder mean if it has none)."""
-        import dataclasses as dc
-
+    def sample(self, family, params, key, n: int, cond=None, scale: str = "01"):
+        """(codes, x): ``n`` codes from the second model ``family`` and their first-stage data
+        x ~ p(x | c) (the first stage's draw; its decoder mean where it has none)."""
         import jax
 
+        k_c, k_x = jax.random.split(key)
+        codes = family.sample(params, k_c, n, cond)
+        c = self.to_codes(codes, scale)
+        x = self.codes.decode(self.params, c) if self.codes.draw is None else self.codes.draw(self.params, c, k_x)
+        return codes, x
+
+    def decoded(self, family, scale: str = "01"):
+        """``family`` (the second model) with its samples decoded to first-stage data (``sample``)."""
+        import dataclasses as dc
+
         def sample(params, key, n, cond=None):
-            k_c, k_x = jax.random.split(key)
-            codes = self.to_codes(family.sample(params, k_c, n, cond), scale)
-            if self.codes.draw is None:
-                return self.codes.decode(self.params, codes)
-            return self.codes.draw(self.params, codes, k_x)
+            return self.sample(family, params, key, n, cond, scale)[1]
 
         return dc.replace(family, sample=sample, latent=None, codes=None, decode_noise=None, generate=None)
 

@@ -182,10 +182,12 @@ def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int,
         cond = splits.test["x"][:n]
         np.save(stem.with_suffix(".npy"), np.asarray(family.sample(params, key, len(cond), cond)))
         return [f"wrote {stem.with_suffix('.npy')}: y ~ p(y | x) for the first {len(cond)} test inputs"]
-    x = np.asarray(family.sample(params, key, n))
     if splits.stage is not None:  # codes of a first stage: kept, and decoded to its data
-        np.save(run_dir / f"samples-seed{seed}-codes.npy", x)
-        x, splits = np.asarray(splits.stage.decode(x, splits.scale)), splits.stage.splits
+        codes, x = splits.stage.sample(family, params, key, n, None, splits.scale)
+        np.save(run_dir / f"samples-seed{seed}-codes.npy", np.asarray(codes))
+        x, splits = np.asarray(x), splits.stage.splits
+    else:
+        x = np.asarray(family.sample(params, key, n))
     np.save(stem.with_suffix(".npy"), x)
     if splits.kind == "tokens":
         stem.with_suffix(".txt").write_text(splits.samples_text(x))
