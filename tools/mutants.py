@@ -37,6 +37,7 @@ T_VAE, T_VAR, T_DIFF = T + "models/test_vae.py", T + "models/test_vae_variants.p
 T_AR, T_PRED, T_FLOW = T + "models/test_autoregressive.py", T + "models/test_predictor.py", T + "models/test_flow.py"
 T_FORM = T + "test_formulas.py"
 T_FM = T + "objectives/test_flow_matching.py"
+T_VQ, T_LAT = T + "models/test_vqvae.py", T + "models/test_latents.py"
 T_EDM, T_MEDM, T_CT = T + "objectives/test_edm.py", T + "models/test_edm.py", T + "models/test_consistency.py"
 
 # (name, file, exact snippet, replacement, tests)
@@ -251,6 +252,35 @@ MUTANTS = [
      "\"bits_per_dim\": float(bits_per_dim(nll, num_dims + 1, bin_width)),", [T_FORM, T_VAE, T_FLOW]),
     ("sweep lead: unpaired se", "genjax/sweep.py", "se = float(d.std(ddof=1) / np.sqrt(k))", "se = float(d.std(ddof=1))",
      [T + "test_sweep.py"]),
+    # --- objectives/quantize.py, models/vqvae.py (VQ-VAE, FSQ)
+    ("vq nearest: + 2 z.e", OBJ + "quantize.py", "- 2.0 * z @ e.T", "+ 2.0 * z @ e.T", [T_VQ]),
+    ("straight-through: gradient through the code", OBJ + "quantize.py", "return z_e + jax.lax.stop_gradient(z_q - z_e)",
+     "return z_q + jax.lax.stop_gradient(z_q - z_e) * 0.0", [T_VQ]),
+    ("vq losses: commitment without stop-gradient on the code", OBJ + "quantize.py", "commit = jnp.sum(jnp.square(z_e - sg(z_q))",
+     "commit = jnp.sum(jnp.square(z_e - z_q)", [T_VQ]),
+    ("ema: decay on the new counts", OBJ + "quantize.py", "counts = decay * counts + (1.0 - decay) * jnp.sum(onehot, 0)",
+     "counts = (1.0 - decay) * counts + decay * jnp.sum(onehot, 0)", [T_VQ]),
+    ("ema: no Laplace smoothing", OBJ + "quantize.py", "smoothed = (counts + eps) / (n + k * eps) * n",
+     "smoothed = counts + eps", [T_VQ]),
+    ("restart: dead when above the threshold", OBJ + "quantize.py", "dead = counts < threshold", "dead = counts > threshold",
+     [T_VQ]),
+    ("usage: perplexity as the entropy", OBJ + "quantize.py", "return jnp.exp(entropy), jnp.mean(", "return entropy, jnp.mean(",
+     [T_VQ]),
+    ("fsq: odd-level offset", OBJ + "quantize.py", "o = np.where(self.levels % 2 == 1, 0.0, 0.5)",
+     "o = np.where(self.levels % 2 == 1, 0.5, 0.0)", [T_VQ]),
+    ("fsq: index basis off by one level", OBJ + "quantize.py", "self.basis = np.concatenate([[1], np.cumprod(self.levels[:-1])])",
+     "self.basis = np.concatenate([[1], np.cumprod(self.levels[:-1] + 1)])", [T_VQ]),
+    ("vq family: commitment without beta", M + "vqvae.py", "per = rec + ctx.hp[\"beta\"] * commit", "per = rec + commit", [T_VQ]),
+    ("vq family: the codebook loss under EMA too", M + "vqvae.py", "(0.0 if ema else codebook_loss)", "codebook_loss", [T_VQ]),
+    ("vq family: the uniform prior's P ln K as ln K", M + "vqvae.py", "- positions * math.log(k)", "- math.log(k)", [T_VQ]),
+    # --- run/prepare.py (two-stage bound)
+    ("two-stage: no Jacobian of the latent scale", "genjax/run/prepare.py", "- d * math.log(self.scale)", "", [T_LAT]),
+    ("two-stage: + log q", "genjax/run/prepare.py", "return c.log_px(p1, x, z) + prior - c.log_q(p1, x, z)",
+     "return c.log_px(p1, x, z) + prior + c.log_q(p1, x, z)", [T_LAT]),
+    ("latents: scale by the variance", "genjax/run/prepare.py", "stage.scale = float(np.std(pool.astype(np.float64)))",
+     "stage.scale = float(np.var(pool.astype(np.float64)))", [T_LAT]),
+    ("latent codes: index / K", "genjax/run/prepare.py", "return (np.asarray(codes, np.float32) / (c.vocab - 1))",
+     "return (np.asarray(codes, np.float32) / c.vocab)", [T_LAT]),
 ]
 
 
