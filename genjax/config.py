@@ -49,6 +49,8 @@ DATA = {
     "dequantize": Bool(False, "add uniform noise within each grey level (continuous densities on discrete images)"),
     "scale": Choice("01", "the range image pixels live in: [0, 1] or [-1, 1]", ("01", "-11")),
     "toy_n": Int(10000, "toy2d / toy1d / pairs: training-pool size (the test set is a fifth of it)", ge=1),
+    "latents": Choice("mean", "latents:<run> of a VAE: its posterior means, or one draw z ~ q(z|x) per example "
+                      "(from data.seed; what a prior is scored on in the two-stage bound)", ("mean", "sample")),
     "block_size": Int(64, "text: tokens per example (a window of the stream)", ge=2),
     "tokens": Choice("char", "text: tokens are characters or UTF-8 bytes", ("char", "byte")),
     "text_chars": Int(1_000_000, "text: keep the first this many characters (0 = all)", ge=0),
@@ -155,6 +157,13 @@ EVAL = {
     "sample_metrics": Bool(True, "FID / KID / IS, precision / recall, ... from samples at evaluation"),
     "per_class": Int(50, "class-conditional models: samples per class for the classifier check and diversity",
                      ge=1),
+    "features": Str("classifier", "images: the feature network of FID / KID / IS / precision-recall: 'classifier' "
+                    "(the data's domain classifier, trained once) or 'inception:<weights .npz>' (the standard FID "
+                    "Inception, genjax.eval.inception)"),
+    "fid_stats": Str("", "with inception features: reference statistics (.npz with mu, sigma) to score FID "
+                     "against as well ('': the test split's alone)"),
+    "fid_seeds": Int(1, "with inception features: sample sets (seeds) FID is computed on; their mean and spread "
+                     "are reported (EDM reports 3)", ge=1),
 }
 
 DATA = changeable("sample", DATA, "data_dir")  # where the data live, not what they are
@@ -257,6 +266,26 @@ def validate(cfg, ignore_inactive: bool = False) -> None:
         fields = {k: f for k, f in OPTIM.items() if k != "players"}
         check_block(over, fields, f"optim.players.{player}.")
     check_sweep(cfg)
+    check_features(cfg)
+
+
+def check_features(cfg) -> None:
+    """``eval.features`` names a feature network that exists; ``eval.fid_stats`` a file."""
+    from pathlib import Path
+
+    feats = str(cfg.eval.features)
+    kind, _, path = feats.partition(":")
+    if feats != "classifier" and not (kind == "inception" and path):
+        raise ValueError(f"eval.features must be 'classifier' or 'inception:<weights .npz>', got {feats!r}.")
+    if kind == "inception" and not Path(path).expanduser().is_file():
+        raise ValueError(f"eval.features={feats!r}: no such file (convert the published FID Inception weights with "
+                         "tools/convert_inception.py).")  # fmt: skip
+    stats = str(cfg.eval.fid_stats)
+    if stats and kind != "inception":
+        raise ValueError(f"eval.fid_stats={stats!r} holds Inception statistics; it needs "
+                         "eval.features='inception:<weights .npz>'.")  # fmt: skip
+    if stats and not Path(stats).expanduser().is_file():
+        raise ValueError(f"eval.fid_stats={stats!r}: no such file.")
 
 
 def _leaves(d, prefix: str = "") -> dict:

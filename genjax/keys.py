@@ -13,6 +13,7 @@ with the id below, and indices (a step, an epoch, a fold, a player) are folded i
     key(seed, "easy_first")           a previous run's NLL estimates ranking the training examples
     key(seed, "pairs")                the noise a teacher run decodes into data.name='pairs:<run>'
     key(seed, "two_stage")            a two-stage bound's posterior draws (genjax eval of a latents:<run> model)
+    key(seed, "latents")              data.latents='sample': the draws z ~ q(z | x) a latents:<run> source holds
     stream(rng, "step", t)            the training step t (inside the state)
     stream(rng, "data", e)            epoch e's shuffle and data transform
     stream(rng, "val", e)             epoch e's validation estimate
@@ -41,6 +42,7 @@ _IDS = {
     "easy_first": 11,
     "pairs": 12,
     "two_stage": 13,
+    "latents": 14,
 }
 
 # numpy seeds of the fixed draws of binarized / dequantized evaluation data: seed + offset

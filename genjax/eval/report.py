@@ -7,10 +7,10 @@ from __future__ import annotations
 
 # sample metrics: key (or key prefix) -> (better, what it is)
 SAMPLE_METRICS = {
-    "fid_": ("lower", "Frechet distance between domain-classifier features of samples and test images"),
+    "fid_": ("lower", "Frechet distance between the named network's features of samples and test images"),
     "kid_": ("lower", "kernel distance between the same features: unbiased MMD^2, cubic polynomial kernel "
              "(can dip below 0)"),
-    "is_": ("higher", "Inception-style score exp E KL(p(y|x) || p(y)) of the domain classifier, 1 to #classes"),
+    "is_": ("higher", "Inception-style score exp E KL(p(y|x) || p(y)) of the named network, 1 to #classes"),
     "precision": ("higher", "share of samples inside the test data's k-NN manifold (fidelity)"),
     "recall": ("higher", "share of test data inside the samples' k-NN manifold (coverage)"),
     "kl_data_model": ("lower", "KL(data || model) of 2-D histograms, nats"),
@@ -85,7 +85,17 @@ def summary(m: dict) -> str:
                      f"level): {cov}")  # fmt: skip
     s = m.get("samples") or {}
     if "model" in s:
-        if "classifier" in s:
+        if "protocol" in s:
+            pr = s["protocol"]
+            spread = f" +- {pr['fid_std']:.3f} (std)" if pr.get("fid_std") is not None else ""
+            lines.append(f"features: the FID Inception ({pr['weights']}, sha256 {pr['weights_sha256'][:12]}); "
+                         f"{pr['preprocessing']}")  # fmt: skip
+            lines.append(f"  FID over {pr['sample_seeds']} sample set(s) of {pr['samples_per_set']} against "
+                         f"{pr['reference']}: {pr['fid_mean']:.3f}{spread} (lower is better)")  # fmt: skip
+            if "fid_vs_stats" in pr:
+                lines.append(f"  FID against the reference statistics {pr['stats']}: {pr['fid_vs_stats']:.3f} "
+                             "(lower is better)")  # fmt: skip
+        elif "classifier" in s:
             ident = s.get("classifier_identity") or {}
             lines.append(f"domain classifier {s['classifier']} (data {ident.get('data_fingerprint', '?')}, weights "
                          f"sha256 {str(ident.get('weights_sha256', '?'))[:12]}): test accuracy "

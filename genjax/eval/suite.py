@@ -109,6 +109,52 @@ def points_metrics(real_train, real_test, fake, toy: str | None = None) -> dict:
     return out
 
 
+_INCEPTION = {}  # weights path -> InceptionFeatures (loaded once per process)
+
+
+def inception_metrics(cfg, splits, family, params, key, fake, train, test, out_dir=None, log=print) -> dict:
+    """The image metrics with the standard FID Inception's features (``eval.features =
+    'inception:<path>'``, ``genjax.eval.inception``), and the protocol written beside them: how
+    many samples against which split, the preprocessing, the test split's statistics (written as
+    ``fid_stats_test.npz`` in pytorch-fid's format), FID against ``eval.fid_stats`` where given,
+    and FID on ``eval.fid_seeds`` sample sets (mean and spread, as EDM reports it)."""
+    from genjax.eval import inception as inc
+
+    path = str(Path(str(cfg.eval.features).partition(":")[2]).expanduser())
+    if path not in _INCEPTION:
+        log(f"loading the FID Inception weights {path} ...")
+        _INCEPTION[path] = inc.InceptionFeatures(path)
+    net = _INCEPTION[path]
+    n = len(fake)
+    train01, test01 = splits.to_unit(splits.eval_view(train)), splits.to_unit(test)
+    t0 = time.perf_counter()
+    out = image_metrics(train01, test01, splits.to_unit(fake), None, splits.name, None, out_dir, log, net)
+    f_test = net.features(test01)
+    fids = [out["model"]["fid_inception"]]
+    for s in range(1, int(cfg.eval.fid_seeds)):  # further sample sets, each scored against the test split
+        more = draw(family, params, jax.random.fold_in(key, 1000 + s), n)
+        fids.append(sq.fid_from_features(f_test, net.features(splits.to_unit(more))))
+    proto = {"features": "inception (pool3, 2048-d)", "weights": path, "weights_sha256": net.sha256,
+             "preprocessing": inc.PROTOCOL, "samples_per_set": n, "reference": f"the test split ({n} images)",
+             "sample_seeds": int(cfg.eval.fid_seeds), "fid_per_seed": fids, "fid_mean": float(np.mean(fids)),
+             "fid_std": float(np.std(fids, ddof=1)) if len(fids) > 1 else None}  # fmt: skip
+    if out_dir is not None:
+        proto["test_stats"] = str(inc.save_stats(Path(out_dir) / "fid_stats_test.npz", f_test))
+    if str(cfg.eval.fid_stats):
+        mu, sigma = inc.load_stats(Path(str(cfg.eval.fid_stats)).expanduser())
+        f_fake = net.features(splits.to_unit(fake))
+        if len(mu) != f_fake.shape[1]:
+            raise ValueError(f"eval.fid_stats={str(cfg.eval.fid_stats)!r} holds {len(mu)}-d statistics; the "
+                             f"Inception's features are {f_fake.shape[1]}-d.")  # fmt: skip
+        proto["fid_vs_stats"] = sq.frechet_distance(mu, sigma, f_fake.mean(0), np.cov(f_fake, rowvar=False))
+        proto["stats"] = str(cfg.eval.fid_stats)
+    out["protocol"] = proto
+    log(f"  Inception features in {time.perf_counter() - t0:.1f} s")
+    if family.classes:
+        log("  class-conditional checks need the domain classifier's classes: skipped with Inception features")
+    return out
+
+
 def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) -> dict:
     """Apply the metrics that fit ``splits`` to samples of ``family`` (see the module docstring)."""
     if splits.vocab is not None:
@@ -126,6 +172,8 @@ def sample_metrics(cfg, splits, family, params, key, out_dir=None, log=print) ->
     log(f"  drawn in {time.perf_counter() - t0:.1f} s")
     if not np.all(np.isfinite(fake)):
         raise ValueError(f"the {family.name} model produced non-finite samples; it cannot be evaluated.")
+    if len(splits.shape) == 3 and str(cfg.eval.features).startswith("inception:"):
+        return inception_metrics(cfg, splits, family, params, key, fake, train, test, out_dir, log)
     if len(splits.shape) == 3:
         if "y" not in splits.train or "y" not in splits.test:
             log(f"no labels in {splits.name!r}: the classifier-based metrics (FID/IS/KID) are skipped")

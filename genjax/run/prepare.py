@@ -68,6 +68,9 @@ def prepare(cfg, saved: Path | None = None, ignore_inactive: bool = False, split
     from genjax.data import load_splits
 
     validate(cfg, ignore_inactive=saved is not None or ignore_inactive)
+    if str(cfg.data.latents) != "mean" and not str(cfg.data.name).startswith("latents:"):
+        raise UsageError(f"data.latents={cfg.data.latents!r} applies to data.name='latents:<run>', not "
+                         f"{cfg.data.name!r}.")  # fmt: skip
     if splits is None and str(cfg.data.name).startswith("pairs:"):
         splits = load_splits(cfg.data, cfg.train.batch_size, source=pairs_source(cfg))
     elif splits is None and str(cfg.data.name).startswith("latents:"):
@@ -254,6 +257,7 @@ def latents_source(cfg):
     import jax
     import numpy as np
 
+    from genjax import keys
     from genjax.data.sources import Source, from_arrays
     from genjax.train import select_params
 
@@ -270,15 +274,22 @@ def latents_source(cfg):
         if cfg.data[field] not in (off, False):
             raise UsageError(f"data.{field}={cfg.data[field]!r}: the examples of data.name={name!r} are codes, "
                              f"not images; set data.{field}={off!r}.")  # fmt: skip
+    draw = str(cfg.data.latents) == "sample"
+    if draw and ffam.codes.kind == "discrete":
+        raise UsageError(f"data.latents='sample': the {ffam.name} run's encoder is a point mass on its code grid; "
+                         "there is nothing to draw (set data.latents='mean').")  # fmt: skip
     params = select_params(restore(fcfg, first, fsplits, ffam), fcfg.train.keep_best)
-    encode = jax.jit(lambda x: ffam.codes.encode(params, x))
+    encode = jax.jit(lambda x, k: ffam.codes.encode(params, x, k if draw else None))
+    k_all = keys.key(cfg.data.seed, "latents")
 
-    def codes_of(x):
-        return np.concatenate([np.asarray(encode(x[i : i + 1000])) for i in range(0, len(x), 1000)])
+    def codes_of(x, part):
+        k = jax.random.fold_in(k_all, part)
+        return np.concatenate([np.asarray(encode(x[i : i + 1000], jax.random.fold_in(k, i)))
+                               for i in range(0, len(x), 1000)])  # fmt: skip
 
     val_x = fsplits.val["x"]
     pool_x = np.concatenate([fsplits.eval_view(fsplits.train["x"]), val_x])
-    pool, test = codes_of(pool_x), codes_of(fsplits.test["x"])
+    pool, test = codes_of(pool_x, 0), codes_of(fsplits.test["x"], 1)
     ys = [d.get("y") for d in (fsplits.train, fsplits.val, fsplits.test)]
     y = np.concatenate(ys[:2]) if ys[0] is not None and ys[1] is not None else None
     ty = ys[2] if y is not None else None

@@ -12,6 +12,7 @@ import pytest
 import genjax
 from genjax.cli import main
 from genjax.config import base_config
+from genjax.keys import key as seed_key
 
 
 def _cfg(family, **fields):
@@ -116,6 +117,23 @@ def test_a_prior_over_vae_latents_scales_them_and_its_bound_is_the_elbo_with_tha
     np.testing.assert_array_equal(x, np.asarray(codes.draw(first.params, zs, k_x)))
 
 
+def test_sampled_latents_are_posterior_draws_from_the_data_seed(tmp_path):
+    vae = tmp_path / "vae"
+    genjax.fit(_cfg("vae", **{"data.binarize": "static", "model.vae.hidden": (32,), "model.vae.latent_dim": 3,
+                              "model.vae.nll_samples": 4, "model.vae.nll_chunk": 2}), workdir=vae, progress=False)
+    cfg = _cfg("flow", **{"data.name": f"latents:{vae}", "data.latents": "sample", "model.flow.kind": "realnvp",
+                          "model.flow.n_layers": 2, "model.flow.hidden": (16,), "train.epochs": 1})  # fmt: skip
+    second = genjax.fit(cfg, progress=False)
+    first = genjax.load(vae)
+    st, codes = second.data.stage, first.family.codes
+    xt = jnp.asarray(first.data.test["x"])
+    k = jax.random.fold_in(jax.random.fold_in(seed_key(0, "latents"), 1), 0)
+    np.testing.assert_allclose(second.data.test["x"], np.asarray(codes.encode(first.params, xt, k)) / st.scale,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    means = np.asarray(codes.encode(first.params, xt)) / st.scale
+    assert np.abs(second.data.test["x"] - means).mean() > 0.05  # draws, not the means
+
+
 def test_an_autoencoders_codes_give_no_bound_and_say_why(tmp_path):
     ae = tmp_path / "ae"
     genjax.fit(_cfg("vae", **{"data.binarize": "static", "model.vae.hidden": (32,), "model.vae.latent_dim": 3,
@@ -137,7 +155,10 @@ def test_latent_sources_are_refused_in_one_sentence(vq_run, tmp_path, capsys):
           "--config.model.autoregressive.n_layers=1"]  # fmt: skip
     for extra, why in (([f"--config.data.name=latents:{gan}", "--config.data.binarize=none"], "has no codes"),
                        ([f"--config.data.name=latents:{tmp_path}/none", "--config.data.binarize=none"], "not a run"),
-                       ([f"--config.data.name=latents:{vq_run}"], "data.binarize='none'")):  # fmt: skip
+                       ([f"--config.data.name=latents:{vq_run}"], "data.binarize='none'"),
+                       ([f"--config.data.name=latents:{vq_run}", "--config.data.binarize=none",
+                         "--config.data.latents=sample"], "nothing to draw"),
+                       (["--config.data.latents=sample"], "applies to data.name='latents:<run>'")):  # fmt: skip
         capsys.readouterr()
         assert main(base + ar + extra + [f"--workdir={tmp_path}/bad"]) == 2
         err = capsys.readouterr().err
