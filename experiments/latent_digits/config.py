@@ -1,12 +1,12 @@
 """Latent (two-stage) models on statically binarized 8x8 digits: a first stage (VQ-VAE, FSQ, VAE)
 and a second model trained on its codes (``data.name = 'latents:<first run>'``).
 
-genjax train --config experiments/latent_digits/config.py:vq --workdir runs/latent_digits/vq
-genjax train --config experiments/latent_digits/config.py:transformer --workdir runs/latent_digits/vq-prior
-genjax train --config experiments/latent_digits/config.py:fsq --workdir runs/latent_digits/fsq
-genjax train --config experiments/latent_digits/config.py:pixelcnn --workdir runs/latent_digits/fsq-prior
-genjax train --config experiments/latent_digits/config.py:vae --workdir runs/latent_digits/vae
-genjax train --config experiments/latent_digits/config.py:diffusion --workdir runs/latent_digits/vae-ldm
+genjax train --config experiments/latent_digits/config.py:vq --workdir=runs/latent_digits/vq
+genjax train --config experiments/latent_digits/config.py:transformer --workdir=runs/latent_digits/vq-prior
+genjax train --config experiments/latent_digits/config.py:fsq --workdir=runs/latent_digits/fsq
+genjax train --config experiments/latent_digits/config.py:pixelcnn --workdir=runs/latent_digits/fsq-prior
+genjax train --config experiments/latent_digits/config.py:vae --workdir=runs/latent_digits/vae
+genjax train --config experiments/latent_digits/config.py:diffusion --workdir=runs/latent_digits/vae-ldm
 
 A second stage reads the first from the folder its ``data.name`` names (the ``--workdir`` above;
 set ``--config.data.name=latents:<folder>`` for another). ``genjax eval`` of a second stage scores
