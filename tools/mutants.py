@@ -229,7 +229,7 @@ MUTANTS = [
     ("autoregressive: temperature multiplies", M + "autoregressive.py", "    logits = logits / temperature\n",
      "    logits = logits * temperature\n", [T_AR]),
     # --- eval
-    ("fid: factor 2 on the cross term", E + "sample_quality.py", "- 2 * np.trace(covmean))", "- np.trace(covmean))",
+    ("fid: factor 2 on the cross term", E + "sample_quality.py", "- 2 * covmean)", "- covmean)",
      [T_FORM, T_SQ]),
     ("kid: cubic -> square", E + "sample_quality.py", "k = lambda a, b: (a @ b.T / d + 1.0) ** 3",
      "k = lambda a, b: (a @ b.T / d + 1.0) ** 2", [T_FORM, T_SQ]),

@@ -15,24 +15,24 @@ from a domain classifier trained by genjax, not Inception; name results accordin
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-import scipy.linalg
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
-    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 sqrt(C1 C2))."""
+    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 sqrt(C1 C2)).
+
+    Tr sqrt(C1 C2) is the sum of the square roots of the eigenvalues of C1 C2, which are those of
+    the symmetric PSD matrix C1^(1/2) C2 C1^(1/2): two symmetric eigendecompositions (eigenvalues
+    clamped at 0 against rounding) instead of scipy's sqrtm of C1 C2 — the same number (1e-15
+    relative on full-rank 2,048-d covariances, 5e-8 on rank-deficient ones) in a sixth of the time
+    (1.9 s against 10.9 s at 2,048 dimensions on 2 CPU cores)."""
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
-    with warnings.catch_warnings():  # a singular product is handled below
-        warnings.simplefilter("ignore")
-        covmean = scipy.linalg.sqrtm(cov1 @ cov2)
-    if not np.all(np.isfinite(covmean)):  # singular product: regularize
-        eps = 1e-6 * np.eye(cov1.shape[0])
-        covmean = scipy.linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
-    covmean = np.real(covmean)
-    return float(np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean))
+    w, v = np.linalg.eigh((cov1 + cov1.T) / 2)
+    root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = root1 @ cov2 @ root1
+    covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)))  # Tr sqrt(C1 C2)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * covmean)
 
 
 def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:

@@ -46,7 +46,6 @@ def test_the_port_fails_the_fixture_when_a_block_is_changed(reference):
     ref, w = reference
     wj = {k: jnp.asarray(v) for k, v in w.items()}
     x = inc.preprocess(ref["x32_3"].astype(np.float32) / 255.0)
-    good = np.asarray(inc.forward(wj, x)[0])
     orig = inc._avg_pool_exclude_pad
     try:
         inc._avg_pool_exclude_pad = lambda h: inc.jax.lax.reduce_window(
@@ -54,8 +53,8 @@ def test_the_port_fails_the_fixture_when_a_block_is_changed(reference):
         bad = np.asarray(inc.forward(wj, x)[0])
     finally:
         inc._avg_pool_exclude_pad = orig
-    np.testing.assert_allclose(good, ref["x32_3_pool3"], rtol=2e-4, atol=2e-4 * np.abs(good).max())
-    assert np.abs(bad - ref["x32_3_pool3"]).max() > 1e-2 * np.abs(good).max()
+    want = ref["x32_3_pool3"]  # the unchanged port matches it to 1e-5 (test_the_port_matches_pytorch_fid)
+    assert np.abs(bad - want).max() > 1e-2 * np.abs(want).max()
 
 
 def test_weights_files_are_checked(tmp_path):
