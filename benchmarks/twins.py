@@ -460,6 +460,46 @@ def vae_conv(cfg, splits) -> Twin | None:
     return _host_twin(f"conv VAE {h}x{w_} {'-'.join(map(str, m.channels))}, z {latent}", loss, init_params, cfg, splits)
 
 
+def pixelcnn(cfg, splits) -> Twin | None:
+    """PixelCNN (van den Oord et al. 2016) as genjax builds it, not gated, on binary images: a
+    masked 7x7 'A' convolution to 2c maps, per block ReLU -> 1x1 to c -> ReLU -> masked 3x3 'B'
+    -> ReLU -> 1x1 to 2c, added to the block's input; two ReLU 1x1 heads to one Bernoulli logit
+    per pixel."""
+    import numpy as np
+
+    from genjax.nn.autoregressive import conv_mask
+
+    m = cfg.model.autoregressive
+    if not (cfg.model.family == "autoregressive" and m.arch == "pixelcnn" and not m.gated and not m.conditional
+            and splits.discrete and splits.kind == "image" and splits.shape[-1] == 1):  # fmt: skip
+        return None
+    c, n = int(m.channels), int(m.n_layers)
+    mask_a = jnp.asarray(conv_mask(7, "A"))[:, :, None, None]
+    mask_b = jnp.asarray(conv_mask(3, "B"))[:, :, None, None]
+
+    def init_params():
+        ks = iter(jax.random.split(jax.random.key(1), 4 + 3 * n))
+        conv = lambda k, a, b_: {"w": jax.random.normal(next(ks), (k, k, a, b_)) / np.sqrt(k * k * a),  # noqa: E731
+                                 "b": jnp.zeros(b_)}  # fmt: skip
+        return {"first": conv(7, 1, 2 * c), "blocks": [[conv(1, 2 * c, c), conv(3, c, c), conv(1, c, 2 * c)]
+                                                       for _ in range(n)],
+                "head1": conv(1, 2 * c, 2 * c), "head2": conv(1, 2 * c, 1)}  # fmt: skip
+
+    def loss(p, x, k):
+        h = _conv(x, p["first"]["w"] * mask_a, p["first"]["b"])
+        for a, b_, cc in p["blocks"]:
+            u = _conv(jax.nn.relu(h), a["w"], a["b"])
+            u = _conv(jax.nn.relu(u), b_["w"] * mask_b, b_["b"])
+            h = h + _conv(jax.nn.relu(u), cc["w"], cc["b"])
+        logits = _conv(jax.nn.relu(_conv(jax.nn.relu(h), p["head1"]["w"], p["head1"]["b"])), p["head2"]["w"],
+                       p["head2"]["b"]).reshape(x.shape[0], -1)  # fmt: skip
+        xf = x.reshape(x.shape[0], -1)
+        return -jnp.mean(jnp.sum(xf * logits - jax.nn.softplus(logits), -1))
+
+    h_, w_ = splits.shape[:2]
+    return _host_twin(f"PixelCNN {h_}x{w_}, {n} blocks of {c}", loss, init_params, cfg, splits)
+
+
 def ddpm_unet(cfg, splits) -> Twin | None:
     """DDPM's L_simple with genjax's U-Net (``benchmarks/plain_unet.py``: the same shapes) on the
     linear VP process, T discrete steps; a host loop of a jitted step, as on a CPU."""
@@ -581,7 +621,8 @@ def wgan_gp(cfg, splits) -> Twin | None:
     return Twin(f"{name}, {n_c} critic steps", init, epoch, {"x": jax.device_put(jnp.asarray(splits.train["x"]))})
 
 
-TWINS = (fm_mlp, edm_mlp, ct_mlp, vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv, ddpm_unet, gpt, wgan_gp)
+TWINS = (fm_mlp, edm_mlp, ct_mlp, vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv, pixelcnn, ddpm_unet, gpt,
+         wgan_gp)
 
 
 def twin_for(cfg, splits) -> Twin | None:
