@@ -35,7 +35,7 @@ from genjax.data import load_splits  # noqa: E402
 from genjax.data.sources import Source, load_source  # noqa: E402
 from genjax.data.transforms import binarize_static  # noqa: E402
 from genjax.eval import heldout_metrics  # noqa: E402
-from genjax.eval.plots import _tile, save  # noqa: E402
+from genjax.eval.plots import sample_panels  # noqa: E402
 from genjax.models import DataInfo, build_family  # noqa: E402
 from genjax.nn.summary import param_count  # noqa: E402
 from genjax.train import fit  # noqa: E402
@@ -144,17 +144,8 @@ def main(argv=None):
 
 
 def report(results: dict, out: Path, a, n_train: int, n_test: int) -> None:
-    import matplotlib.pyplot as plt
-
-    names = list(results)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3.0), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        imgs = np.asarray(results[name]["samples"], np.float32)
-        ax.imshow(_tile(imgs, int(math.sqrt(len(imgs)))), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{name}\n{results[name]['test_nll_nats']:.2f} nats", fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    save(fig, out / "samples.png")
+    panels = {name: (r["samples"], f"{r['test_nll_nats']:.2f} nats") for name, r in results.items()}
+    sample_panels(panels, out / "samples.png")
     cmd = f"python experiments/family_comparison/main.py --data {a.data}"
     cmd += f" --epoch_scale {a.epoch_scale}" if a.epoch_scale != 1 else ""
     lines = [

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import genjax  # noqa: E402
 from genjax.config import base_config  # noqa: E402
-from genjax.eval.plots import _tile, save  # noqa: E402
+from genjax.eval.plots import sample_panels  # noqa: E402
 from genjax.nn.summary import param_count  # noqa: E402
 
 AR = {"model.family": "autoregressive"}
@@ -150,17 +149,8 @@ def main(argv=None):
 
 
 def report(results: dict, out: Path, a) -> None:
-    import matplotlib.pyplot as plt
-
-    names = list(results)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3.0), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        imgs = np.asarray(results[name]["samples"], np.float32)
-        ax.imshow(_tile(imgs, int(math.sqrt(len(imgs)))), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{name}\nFID {results[name]['fid']:.1f}", fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    save(fig, out / "samples.png")
+    panels = {name: (r["samples"], f"FID {r['fid']:.1f}") for name, r in results.items()}
+    sample_panels(panels, out / "samples.png")
     r0 = next(iter(results.values()))
     lines = [
         "# Two-stage (latent) models and one-stage models on binarized 8x8 digits",

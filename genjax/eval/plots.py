@@ -333,3 +333,16 @@ def code_usage(p: np.ndarray, path: str | Path, perplexity: float) -> Path:
     ax.legend()
     fig.tight_layout()
     return save(fig, path)
+
+
+def sample_panels(panels: dict, path: str | Path) -> Path:
+    """One panel per model side by side: ``{name: (images [n, H, W, C] in [0, 1], subtitle)}``,
+    each tiled in a square and titled with its name and subtitle (a study's samples figure)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0), squeeze=False)
+    for ax, (name, (imgs, sub)) in zip(axes[0], panels.items()):
+        imgs = np.asarray(imgs, np.float32)
+        ax.imshow(_tile(imgs, int(math.sqrt(len(imgs)))), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{name}\n{sub}", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    return save(fig, path)

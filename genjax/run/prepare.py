@@ -84,6 +84,26 @@ def prepare(cfg, saved: Path | None = None, ignore_inactive: bool = False, split
     return splits, build(cfg, splits)
 
 
+def source_run(cfg):
+    """The run folder a source made of another run names (``data.name = '<kind>:<run folder>'``):
+    (folder, its config, its splits, its family), checked as ``genjax eval`` checks a run."""
+    name = str(cfg.data.name)
+    run = Path(name.partition(":")[2])
+    if not run.is_dir():
+        raise UsageError(f"data.name={name!r}: {str(run)!r} is not a run folder.")
+    rcfg = load_config(run)
+    rsplits, rfam = prepare(rcfg, saved=run)
+    return run, rcfg, rsplits, rfam
+
+
+def refuse_image_transforms(cfg, what: str) -> None:
+    """Examples another run made (``what`` they are) take no dequantization or binarization."""
+    for field, off in (("dequantize", False), ("binarize", "none")):
+        if cfg.data[field] not in (off, False):
+            raise UsageError(f"data.{field}={cfg.data[field]!r}: the examples of data.name={str(cfg.data.name)!r} are "
+                             f"{what}; set data.{field}={off!r}.")  # fmt: skip
+
+
 def pairs_source(cfg):
     """``data.name = 'pairs:<run folder>'``: the pairs (z, x = decode_noise(z)) of a finished run
     whose family has a deterministic sampler (``Family.decode_noise``: a flow-matching model's
@@ -103,18 +123,11 @@ def pairs_source(cfg):
     from genjax.train import select_params
 
     name = str(cfg.data.name)
-    teacher = Path(name.partition(":")[2])
-    if not teacher.is_dir():
-        raise UsageError(f"data.name={name!r}: {str(teacher)!r} is not a run folder.")
-    tcfg = load_config(teacher)
-    tsplits, tfam = prepare(tcfg, saved=teacher)  # a teacher trained on pairs itself: a chain of reflows
+    teacher, tcfg, tsplits, tfam = source_run(cfg)  # a teacher trained on pairs itself: a chain of reflows
     if tfam.decode_noise is None:
         raise UsageError(f"data.name={name!r}: the {tfam.name} run has no deterministic map from noise to samples "
                          "(Family.decode_noise), so it draws no pairs.")  # fmt: skip
-    for field, off in (("dequantize", False), ("binarize", "none")):
-        if cfg.data[field] not in (off, False):
-            raise UsageError(f"data.{field}={cfg.data[field]!r}: the pairs of data.name={name!r} are the teacher's "
-                             f"continuous samples; set data.{field}={off!r}.")  # fmt: skip
+    refuse_image_transforms(cfg, "the teacher's continuous samples")
     params = select_params(restore(tcfg, teacher, tsplits, tfam), tcfg.train.keep_best)
     n = int(cfg.data.toy_n)
     z = np.asarray(jax.random.normal(keys.key(cfg.data.seed, "pairs"), (n + max(n // 5, 1), *tsplits.shape)))
@@ -262,18 +275,11 @@ def latents_source(cfg):
     from genjax.train import select_params
 
     name = str(cfg.data.name)
-    first = Path(name.partition(":")[2])
-    if not first.is_dir():
-        raise UsageError(f"data.name={name!r}: {str(first)!r} is not a run folder.")
-    fcfg = load_config(first)
-    fsplits, ffam = prepare(fcfg, saved=first)
+    first, fcfg, fsplits, ffam = source_run(cfg)
     if ffam.codes is None:
         raise UsageError(f"data.name={name!r}: the {ffam.name} run has no codes to train a second model on (a VQ-VAE "
                          "/ FSQ run, or a one-layer unconditional VAE / autoencoder, has them).")  # fmt: skip
-    for field, off in (("dequantize", False), ("binarize", "none")):
-        if cfg.data[field] not in (off, False):
-            raise UsageError(f"data.{field}={cfg.data[field]!r}: the examples of data.name={name!r} are codes, "
-                             f"not images; set data.{field}={off!r}.")  # fmt: skip
+    refuse_image_transforms(cfg, "codes, not images")
     draw = str(cfg.data.latents) == "sample"
     if draw and ffam.codes.kind == "discrete":
         raise UsageError(f"data.latents='sample': the {ffam.name} run's encoder is a point mass on its code grid; "
