@@ -131,8 +131,10 @@ def summary(m: dict) -> str:
 
 
 def validation_phrase(family) -> str:
-    """How the training summary names its validation figure: the estimator, and that it is not
-    the test one where it differs."""
-    if family.val_estimator:
-        return f"{family.val_estimator}; not the test estimator"
-    return family.estimator or family.log_prob_kind
+    """How the training summary names its validation figure: the estimator, that it is not the
+    test one where it differs, and that the best of several epochs is an optimistic figure (the
+    minimum over epochs of a random estimate is biased low: a DDPM's one-term estimate on
+    8gaussians gave 0.82 nats against the data's entropy of 2.83)."""
+    what = f"{family.val_estimator}; not the test estimator" if family.val_estimator else (
+        family.estimator or family.log_prob_kind)  # fmt: skip
+    return f"{what}; the minimum over epochs, optimistic: quote the test figure"
