@@ -500,6 +500,86 @@ def pixelcnn(cfg, splits) -> Twin | None:
     return _host_twin(f"PixelCNN {h_}x{w_}, {n} blocks of {c}", loss, init_params, cfg, splits)
 
 
+def glow(cfg, splits) -> Twin | None:
+    """Glow (Kingma & Dhariwal 2018) as genjax builds it, on a whole batch at once: logit(a + (1 -
+    2a) x), then per scale a squeeze and ``steps`` of ActNorm, an invertible 1x1 convolution in LU
+    form and an affine coupling over half of the channels (conditioner conv 3x3 -> ReLU -> 1x1 ->
+    ReLU -> 3x3, s soft-clamped 3 tanh(s / 3)); half of the channels factored out after every scale
+    but the last; exact NLL under N(0, I)."""
+    m = cfg.model.flow
+    if not (cfg.model.family == "flow" and m.kind == "glow" and not m.conditional and splits.kind == "image"):
+        return None
+    h0, w0, c0 = splits.shape
+    levels, steps, hid, alpha = int(m.levels), int(m.steps), int(m.channels), float(m.logit_alpha)
+    shapes, c = [], c0
+    for lev in range(levels):
+        c *= 4
+        shapes.append(c)
+        if lev < levels - 1:
+            c //= 2
+
+    def init_params():
+        ks = iter(jax.random.split(jax.random.key(1), 4 * levels * steps))
+        out = []
+        for c_ in shapes:
+            lvl = []
+            for _ in range(steps):
+                half = c_ // 2
+                lvl.append({"bias": jnp.zeros(c_), "log_scale": jnp.zeros(c_),
+                            "lower": 0.1 * jax.random.normal(next(ks), (c_, c_)), "upper": 0.1 * jax.random.normal(
+                                next(ks), (c_, c_)), "log_s": jnp.zeros(c_),
+                            "c1": {"w": jax.random.normal(next(ks), (3, 3, c_, hid)) / math.sqrt(9 * c_),
+                                   "b": jnp.zeros(hid)},
+                            "c2": {"w": jax.random.normal(next(ks), (1, 1, hid, hid)) / math.sqrt(hid),
+                                   "b": jnp.zeros(hid)},
+                            "c3": {"w": jnp.zeros((3, 3, hid, 2 * c_)), "b": jnp.zeros(2 * c_)},
+                            "half": half})  # fmt: skip
+            out.append(lvl)
+        return out
+
+    def squeeze(x):
+        b, h, w, c_ = x.shape
+        return x.reshape(b, h // 2, 2, w // 2, 2, c_).transpose(0, 1, 3, 2, 4, 5).reshape(b, h // 2, w // 2, 4 * c_)
+
+    def loss(p, x, k):
+        b = x.shape[0]
+        q = alpha + (1 - 2 * alpha) * x
+        y = jnp.log(q) - jnp.log1p(-q)
+        ld = jnp.sum(math.log(1 - 2 * alpha) - jnp.log(q) - jnp.log1p(-q), axis=(1, 2, 3))
+        zs = []
+        for lev, lvl in enumerate(p):
+            y = squeeze(y)
+            c_ = y.shape[-1]
+            npix = y.shape[1] * y.shape[2]
+            mask = (jnp.arange(c_) < c_ // 2).astype(y.dtype)
+            lmask = jnp.tril(jnp.ones((c_, c_)), -1)
+            for k_, st in enumerate(lvl):
+                y = (y + st["bias"]) * jnp.exp(st["log_scale"])
+                ld = ld + npix * jnp.sum(st["log_scale"])
+                low = st["lower"] * lmask + jnp.eye(c_)
+                up = st["upper"] * lmask.T + jnp.diag(jnp.exp(st["log_s"]))
+                y = y @ (low @ up)
+                ld = ld + npix * jnp.sum(st["log_s"])
+                mk = mask if k_ % 2 == 0 else 1.0 - mask
+                hh = jax.nn.relu(_conv(y * mk, st["c1"]["w"], st["c1"]["b"]))
+                hh = jax.nn.relu(_conv(hh, st["c2"]["w"], st["c2"]["b"]))
+                sv, t = jnp.split(_conv(hh, st["c3"]["w"], st["c3"]["b"]), 2, -1)
+                sv = 3.0 * jnp.tanh(sv / 3.0)
+                y = mk * y + (1 - mk) * (y * jnp.exp(sv) + t)
+                ld = ld + jnp.sum((1 - mk) * sv, axis=(1, 2, 3))
+            if lev < len(p) - 1:
+                zs.append(y[..., c_ // 2 :].reshape(b, -1))
+                y = y[..., : c_ // 2]
+        z = jnp.concatenate([*zs, y.reshape(b, -1)], -1)
+        return -jnp.mean(jnp.sum(-0.5 * (math.log(2 * math.pi) + z**2), -1) + ld)
+
+    def init_no_static():
+        return [[{k_: v for k_, v in st.items() if k_ != "half"} for st in lvl] for lvl in init_params()]
+
+    return _host_twin(f"Glow {h0}x{w0}, {levels} scales x {steps} steps, {hid} channels", loss, init_no_static, cfg,
+                      splits)  # fmt: skip
+
+
 def ddpm_unet(cfg, splits) -> Twin | None:
     """DDPM's L_simple with genjax's U-Net (``benchmarks/plain_unet.py``: the same shapes) on the
     linear VP process, T discrete steps; a host loop of a jitted step, as on a CPU."""
@@ -621,8 +701,8 @@ def wgan_gp(cfg, splits) -> Twin | None:
     return Twin(f"{name}, {n_c} critic steps", init, epoch, {"x": jax.device_put(jnp.asarray(splits.train["x"]))})
 
 
-TWINS = (fm_mlp, edm_mlp, ct_mlp, vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv, pixelcnn, ddpm_unet, gpt,
-         wgan_gp)
+TWINS = (fm_mlp, edm_mlp, ct_mlp, vae_mlp, made, predictor, ddpm_mlp, realnvp, vae_conv, pixelcnn, glow, ddpm_unet,
+         gpt, wgan_gp)
 
 
 def twin_for(cfg, splits) -> Twin | None:
