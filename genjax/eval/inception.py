@@ -245,7 +245,7 @@ class InceptionFeatures:
         self.path = str(path)
         self.weights = {k: jnp.asarray(v) for k, v in load_weights(path).items()}
         self.batch, self.size = int(batch), int(size)
-        self._memo = {}  # the last images' outputs: features and probs of one set share one pass
+        self._memo = {}  # the outputs of the last few image sets: each set's features and probs, one pass
         h = hashlib.sha256()
         for k in sorted(self.weights):
             h.update(k.encode())
@@ -267,7 +267,9 @@ class InceptionFeatures:
             p, lg = _FORWARD(self.weights, jnp.asarray(pad), self.size)
             pools.append(np.asarray(p)[: len(chunk)])
             logits.append(np.asarray(lg)[: len(chunk)])
-        self._memo = {tag: (np.concatenate(pools), np.concatenate(logits))}
+        self._memo[tag] = (np.concatenate(pools), np.concatenate(logits))
+        while len(self._memo) > 4:  # test, training, samples and one more set of a run's metrics
+            self._memo.pop(next(iter(self._memo)))
         return self._memo[tag]
 
     def features(self, x01) -> np.ndarray:
