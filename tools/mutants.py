@@ -279,8 +279,8 @@ MUTANTS = [
      "return c.log_px(p1, x, z) + prior + c.log_q(p1, x, z)", [T_LAT]),
     ("latents: scale by the variance", "genjax/run/prepare.py", "stage.scale = float(np.std(pool.astype(np.float64)))",
      "stage.scale = float(np.var(pool.astype(np.float64)))", [T_LAT]),
-    ("latent codes: index / K", "genjax/run/prepare.py", "return (np.asarray(codes, np.float32) / (c.vocab - 1))",
-     "return (np.asarray(codes, np.float32) / c.vocab)", [T_LAT]),
+    ("latent codes: index / K", "genjax/run/prepare.py", "u = (jnp.asarray(codes, jnp.float32) / (c.vocab - 1))",
+     "u = (jnp.asarray(codes, jnp.float32) / c.vocab)", [T_LAT]),
 ]
 
 

@@ -157,16 +157,24 @@ class FirstStage:
     def codes(self):
         return self.family.codes
 
-    def to_data(self, codes):
-        """First-stage codes ``[B, *codes.shape]`` -> the second model's examples (in [0, 1] for
-        discrete codes: ``data.scale`` maps them on)."""
-        import numpy as np
+    def as_data(self, codes, scale: str = "01"):
+        """First-stage codes ``[B, *codes.shape]`` -> the second model's examples in ``data.scale``:
+        a discrete grid as an image ``[B, h, w, 1]`` of index / (vocab - 1), continuous codes / s."""
+        import jax.numpy as jnp
 
         c = self.codes
-        if c.kind == "discrete":
-            grid = c.shape if len(c.shape) == 2 else (1, *c.shape)
-            return (np.asarray(codes, np.float32) / (c.vocab - 1)).reshape(-1, *grid, 1)
-        return np.asarray(codes, np.float32) / self.scale
+        if c.kind != "discrete":
+            return jnp.asarray(codes, jnp.float32) / self.scale
+        grid = c.shape if len(c.shape) == 2 else (1, *c.shape)
+        u = (jnp.asarray(codes, jnp.float32) / (c.vocab - 1)).reshape(-1, *grid, 1)
+        return 2.0 * u - 1.0 if scale == "-11" else u
+
+    def to_data(self, codes):
+        """``as_data`` in [0, 1] as numpy, as a source hands examples over (``data.scale`` maps
+        them on)."""
+        import numpy as np
+
+        return np.asarray(self.as_data(codes, "01"))
 
     def to_codes(self, x, scale: str = "01"):
         """The second model's examples (in ``data.scale``) -> first-stage codes."""
@@ -237,7 +245,7 @@ class FirstStage:
             k_q, k_p = jax.random.split(key)
             if c.kind == "discrete":
                 idx = c.encode(p1, x)
-                return c.log_px(p1, x, idx) + family.log_prob(p2, self.to_data_jax(idx, scale), k_p)
+                return c.log_px(p1, x, idx) + family.log_prob(p2, self.as_data(idx, scale), k_p)
             z = c.encode(p1, x, k_q)
             prior = family.log_prob(p2, z / self.scale, k_p) - d * math.log(self.scale)
             return c.log_px(p1, x, z) + prior - c.log_q(p1, x, z)
@@ -250,14 +258,6 @@ class FirstStage:
         scorer = dc.replace(family, log_prob=log_prob, log_prob_kind="bound", estimator=est, labelled=False, bound=None,
                             val_estimator="", info={})
         return scorer, None
-
-    def to_data_jax(self, idx, scale: str = "01"):
-        import jax.numpy as jnp
-
-        c = self.codes
-        grid = c.shape if len(c.shape) == 2 else (1, *c.shape)
-        u = (idx.astype(jnp.float32) / (c.vocab - 1)).reshape(-1, *grid, 1)
-        return 2.0 * u - 1.0 if scale == "-11" else u
 
 
 def latents_source(cfg):

@@ -72,7 +72,7 @@ def test_a_prior_over_vq_codes_reproduces_the_codes_decodes_its_samples_and_boun
     xt = jnp.asarray(first.data.test["x"][:20])
     idx = codes.encode(first.params, xt)
     k = jax.random.key(0)
-    hand = codes.log_px(first.params, xt, idx) + second.family.log_prob(second.params, st.to_data_jax(idx),
+    hand = codes.log_px(first.params, xt, idx) + second.family.log_prob(second.params, st.as_data(idx),
                                                                         jax.random.split(k)[1])  # fmt: skip
     np.testing.assert_allclose(np.asarray(scorer.log_prob((second.params, first.params), xt, k)), hand, rtol=1e-5)
     # a learned prior over the codes is tighter than the uniform one (the first stage's own bound), on average
