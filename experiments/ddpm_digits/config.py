@@ -13,9 +13,9 @@ grid of T = 250 steps: a CPU budget for the bound and the samplers; T = 1000 is 
 weights, images scaled to [-1, 1] and uniformly dequantized (``data.dequantize``: the model
 learns a continuous density whose ODE likelihood and bound, with the dequantization counted, are
 bounds on the discrete NLL in bits/dim). ``:discrete`` trains on the 17 grey levels themselves
-(the bound's decoder discretized to them, the ODE likelihood dequantized inside): there the
-network learns to snap x_t to the grid at small t, and both likelihoods and the samples get worse
-as it trains (README, "Score-based and diffusion models"). ``genjax train`` ends with
+(the bound's decoder discretized to them, the ODE likelihood dequantized inside): 1.97 / 2.47
+bits/dim and FID 7.75 after 3,600 steps, as good as dequantized (README, "Score-based and
+diffusion models"; its earlier failure was a data bug, fixed 2026-12-02). ``genjax train`` ends with
 the eval suite: ODE NLL, the bound, FID / KID / IS with the digits domain classifier,
 precision / recall, duplicates and PCA, from ancestral samples.
 """
@@ -59,8 +59,8 @@ def get_config(arg: str | None = None):
         d.channels = (32, 64, 64)
         c.train.epochs = 20
     elif arg == "discrete":
-        # on the 17 discrete levels themselves the network learns to snap x_t to the grid at
-        # small t, and both likelihoods get worse as it trains (kept for the comparison)
+        # on the 17 discrete levels themselves (the bound's decoder discretized, the ODE likelihood
+        # dequantized inside): as good as dequantized training once the data-scale bug was fixed
         c.name = "ddpm_digits_discrete"
         c.data.dequantize = False
     elif arg == "smoke":
