@@ -277,9 +277,10 @@ class InceptionFeatures:
         return self._run(x01)[0].astype(np.float64)
 
     def probs(self, x01) -> np.ndarray:
-        """Softmax of the 1,008 logits ``[N, 1008]``."""
-        return np.asarray(jax.nn.softmax(jnp.asarray(self._run(x01)[1], jnp.float64 if jax.config.x64_enabled
-                                                                      else jnp.float32), -1), np.float64)  # fmt: skip
+        """Softmax of the 1,008 logits ``[N, 1008]`` (float64)."""
+        from scipy.special import softmax
+
+        return softmax(self._run(x01)[1].astype(np.float64), axis=-1)
 
     def identity(self) -> dict:
         return {"name": self.name, "weights": self.path, "weights_sha256": self.sha256, "data_fingerprint": "-",

@@ -58,7 +58,7 @@ from genjax.nn.gan import MLPDiscriminator
 from genjax.nn.layers import ACTIVATIONS, set_dropout_rate
 from genjax.objectives import adversarial as adv
 from genjax.objectives import elbo as elbo_lib
-from genjax.objectives.likelihood import bernoulli_log_prob, gaussian_log_prob, standard_normal_log_prob
+from genjax.objectives.likelihood import bernoulli_log_prob, decoder_draw, gaussian_log_prob, standard_normal_log_prob
 
 OBJECTIVES = ("elbo", "iwae", "infovae", "ae", "dae", "aae")
 AUTOENCODERS = ("ae", "dae", "aae")  # no density: log_prob is None
@@ -115,6 +115,11 @@ class VAEModule(nnx.Module):
     def mean(self, out: jax.Array) -> jax.Array:
         """E[x|z] from the decoder output."""
         return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def draw(self, key, out: jax.Array) -> jax.Array:
+        """x ~ p(x|z) from the decoder output."""
+        std = jnp.exp(self.log_std[...]) if self.likelihood == "gaussian" else 1.0
+        return decoder_draw(key, out, self.likelihood, std)
 
     def encoder_input(self, x, c):
         """x with the condition ``c [B, C]`` joined (flat, or as image channels)."""
@@ -447,9 +452,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
             out = m.decoder(z)
         else:
             out = decode(m, z, c)
-        if m.likelihood == "bernoulli":
-            return jax.random.bernoulli(k_x, jax.nn.sigmoid(out)).astype(jnp.float32)
-        return out + jnp.exp(m.log_std[...]) * jax.random.normal(k_x, out.shape)
+        return m.draw(k_x, out)
 
     def code_of(params, x, key=None):
         """A first stage's code of x: the posterior mean (``key`` None) or a draw z ~ q(z | x)."""
@@ -466,10 +469,7 @@ def make_vae(mcfg, data: DataInfo) -> Family:
 
     def code_draw(params, z, key):
         m = module(params)
-        out = m.decoder(z)
-        if m.likelihood == "bernoulli":
-            return jax.random.bernoulli(key, jax.nn.sigmoid(out)).astype(jnp.float32)
-        return out + jnp.exp(m.log_std[...]) * jax.random.normal(key, out.shape)
+        return m.draw(key, m.decoder(z))
 
     codes = None
     if not (two or cond_dim or aae or mcfg.arch == "pool"):  # one stochastic layer, unconditional

@@ -40,7 +40,7 @@ from genjax.models.base import Codes, Curves, DataInfo, Family, Player, require_
 from genjax.nn.encoders import GridDecoder, GridEncoder
 from genjax.nn.layers import ACTIVATIONS
 from genjax.objectives import quantize as q
-from genjax.objectives.likelihood import bernoulli_log_prob, gaussian_log_prob
+from genjax.objectives.likelihood import bernoulli_log_prob, decoder_draw, gaussian_log_prob
 
 FIELDS = {
     "arch": Choice(
@@ -168,30 +168,27 @@ def make_vqvae(mcfg, data: DataInfo) -> Family:
             metrics["_vars"] = nnx.split_state(nnx.split(m)[1], nnx.Param, ...)[1]
         return jnp.mean(per), metrics
 
-    def log_prob(params, x, key=None):
-        """The bound log p(x | c(x)) - P log K ``[B]`` (uniform prior over the code grids)."""
+    def decoded(params, idx):
+        """The decoder output at the code grid of indices ``idx``."""
         m = module(params)
-        _, idx = encode_idx(m, x)
-        return log_px(x, m.decoder(quantized(m, idx))) - positions * math.log(k)
+        return m.decoder(quantized(m, jnp.asarray(idx, jnp.int32)))
 
     def encode(params, x, key=None):
         return encode_idx(module(params), x)[1]
 
-    def decode(params, idx):
-        m = module(params)
-        return mean(m.decoder(quantized(m, jnp.asarray(idx, jnp.int32))))
-
     def code_log_px(params, x, idx):
-        m = module(params)
-        return log_px(x, m.decoder(quantized(m, jnp.asarray(idx, jnp.int32))))
+        return log_px(x, decoded(params, idx))
+
+    def log_prob(params, x, key=None):
+        """The bound log p(x | c(x)) - P log K ``[B]`` (uniform prior over the code grids)."""
+        return code_log_px(params, x, encode(params, x)) - positions * math.log(k)
+
+    def decode(params, idx):
+        return mean(decoded(params, idx))
 
     def draw(params, idx, key):
         """x ~ p(x | c): Bernoulli or Gaussian draws around the decoder output."""
-        m = module(params)
-        out = m.decoder(quantized(m, jnp.asarray(idx, jnp.int32)))
-        if mcfg.likelihood == "bernoulli":
-            return jax.random.bernoulli(key, jax.nn.sigmoid(out)).astype(jnp.float32)
-        return out + math.exp(log_std) * jax.random.normal(key, out.shape)
+        return decoder_draw(key, decoded(params, idx), mcfg.likelihood, math.exp(log_std))
 
     def sample(params, key, n, cond=None):
         """Decoder means of uniformly drawn code grids."""

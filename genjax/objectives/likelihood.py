@@ -39,6 +39,14 @@ def gaussian_log_prob(x: ArrayLike, mean: ArrayLike, log_var: ArrayLike, event_n
     return _sum_event(terms, event_ndims)
 
 
+def decoder_draw(key, out: jax.Array, likelihood: str, std: ArrayLike = 1.0) -> jax.Array:
+    """x ~ p(x | z) from a decoder's output ``out``: Bernoulli(sigmoid(out)) draws as floats, or
+    out + std * N(0, I) for ``likelihood = "gaussian"``."""
+    if likelihood == "bernoulli":
+        return jax.random.bernoulli(key, jax.nn.sigmoid(out)).astype(jnp.float32)
+    return out + std * jax.random.normal(key, out.shape)
+
+
 def standard_normal_log_prob(z: ArrayLike, event_ndims: int = 1) -> jax.Array:
     """log N(z | 0, I) = -1/2 sum[log 2pi + z^2]."""
     return _sum_event(-0.5 * (LOG_2PI + jnp.square(z)), event_ndims)

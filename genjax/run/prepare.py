@@ -247,7 +247,7 @@ class FirstStage:
                 idx = c.encode(p1, x)
                 return c.log_px(p1, x, idx) + family.log_prob(p2, self.as_data(idx, scale), k_p)
             z = c.encode(p1, x, k_q)
-            prior = family.log_prob(p2, z / self.scale, k_p) - d * math.log(self.scale)
+            prior = family.log_prob(p2, self.as_data(z), k_p) - d * math.log(self.scale)
             return c.log_px(p1, x, z) + prior - c.log_q(p1, x, z)
 
         kind = f"{family.estimator or family.log_prob_kind} of the codes"
