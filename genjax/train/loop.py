@@ -86,7 +86,10 @@ def build_program(
         val_nll = lambda params, batches, key: -batched_mean(val_lp, params, batches, key)  # noqa: E731
     regularize = cfg.objective.l1 > 0 or cfg.objective.l2 > 0 or bool(swept & {"objective.l1", "objective.l2"})
     hparams = {**family.hparams, "l1": float(cfg.objective.l1), "l2": float(cfg.objective.l2)}
-    step = make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.dtype)
+    # the hyperparameters no sweep member changes are compile-time constants of the step
+    field = {"l1": "objective.l1", "l2": "objective.l2"}
+    fixed = {k: v for k, v in hparams.items() if field.get(k, f"model.{cfg.model.family}.{k}") not in swept}
+    step = make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.dtype, fixed=fixed)
     epoch = make_epoch(
         step,
         val_nll,

@@ -427,3 +427,35 @@ def test_bfloat16_mixed_precision_step_for_every_family(family):
             assert np.isfinite(out["bfloat16"][k])
             np.testing.assert_allclose(out["bfloat16"][k], v, rtol=0.05, atol=0.05, err_msg=k)
     assert any(out["bfloat16"][k] != v for k, v in out["float32"].items() if k.endswith("loss"))  # it did use bf16
+
+
+def test_fixed_hyperparameters_are_constants_with_the_states_values():
+    """make_step(fixed=...) reads those hyperparameters as constants: the same update as reading
+    them from state.hparams, and a value written into the state afterwards is not seen (what
+    build_program relies on for every hyperparameter a sweep does not vary)."""
+    gd, _ = nnx.split(Scalar(0.0))
+
+    def loss(params, batch, key, ctx):
+        w = nnx.merge(gd, params["m"]).w[...]
+        pen = jax.lax.cond(ctx.hp["r"] > 0, lambda: w**2, lambda: jnp.zeros(()))  # a weight-gated branch
+        return ctx.hp["c"] * jnp.mean((w - batch["x"]) ** 2) + ctx.hp["r"] * pen, {}
+
+    init = lambda key, example=None: {"m": nnx.split(Scalar(1.0))[1]}  # noqa: E731
+    pl = (Player("m", loss),)
+    txs = {"m": optax.sgd(0.1)}
+    batch = {"x": jnp.full((4,), 1.5)}
+
+    def w_after(hp_state, fixed=None):
+        state = init_state(init(None), txs, jax.random.key(0), hp_state)
+        new, _ = jax.jit(make_step(pl, txs, fixed=fixed))(state, batch)
+        return float(new.params["m"]["w"][...])
+
+    def want(c, r):  # one SGD step from w = 1: w - 0.1 d/dw [c (w - 1.5)^2 + r w^2] = 1 + 0.1 c - 0.2 r
+        return 1.0 + 0.1 * c - 0.2 * r
+
+    assert w_after({"c": 2.0, "r": 0.5}) == pytest.approx(want(2.0, 0.5), rel=1e-6)
+    assert w_after({"c": 2.0, "r": 0.5}, fixed={"c": 2.0, "r": 0.5}) == pytest.approx(want(2.0, 0.5), rel=1e-6)
+    # fixed values win over the state's; the others still come from the state
+    assert w_after({"c": 7.0, "r": 3.0}, fixed={"c": 2.0, "r": 0.5}) == pytest.approx(want(2.0, 0.5), rel=1e-6)
+    assert w_after({"c": 2.0, "r": 3.0}, fixed={"c": 2.0}) == pytest.approx(want(2.0, 3.0), rel=1e-6)
+    assert w_after({"c": 3.0, "r": 0.4}, fixed={"r": 0.0}) == pytest.approx(want(3.0, 0.0), rel=1e-6)
