@@ -281,6 +281,48 @@ def test_a_nonfinite_step_halts_or_is_skipped(policy):
     assert int(m["nonfinite_steps"]) == 0 and int(m["nonfinite_at"]) == -1 and not bool(m["nonfinite/rec"])
 
 
+@pytest.mark.parametrize("policy", ["halt", "skip"])
+@pytest.mark.parametrize("members", [None, 3])
+def test_the_checked_epoch_equals_the_guarded_one(policy, members):
+    """compile_epoch runs an epoch unguarded and reruns it guarded only when a step was not
+    finite: over a clean epoch, a bad one and a clean one again (one model, or 3 vmapped members of
+    which only member 1 goes bad), states and metrics equal the per-step guarded epoch's, the rerun
+    happens once, and the fast epoch's state is not donated (the start survives for the rerun)."""
+    from genjax.train.driver import CheckedEpoch, compile_epoch
+
+    fam, txs = _nan_at_step(5)
+    epoch = make_epoch(make_step(fam.players, txs), None, batch_size=4, steps=3, patience=0, min_delta=0.0,
+                       on_nonfinite=policy)  # fmt: skip
+    state = init_state(fam.init(None), txs, jax.random.key(0))
+    data = {"train": {"x": jnp.ones((20,))}}
+    if members:  # member 1 starts 3 steps before 0, so its step 5 comes in the third epoch; the others are past 5
+        state = jax.tree.map(lambda a: jnp.stack([a] * members), state)
+        state = state._replace(step=jnp.array([6, -3, 6], jnp.int32))
+    checked = compile_epoch(epoch, state, data, stacked=bool(members))
+    assert isinstance(checked, CheckedEpoch)
+    guarded = jax.jit(jax.vmap(epoch, in_axes=(0, None)) if members else epoch)
+    def same(x, y):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        if jnp.issubdtype(x.dtype, jnp.floating):  # two compilations: sums may round apart by an ulp
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=0)
+        else:
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+    a, b = state, jax.tree.map(jnp.copy, state)
+    bad_epoch = 2 if members else 1  # the epoch holding global step 5
+    for e in range(bad_epoch + (1 if policy == "halt" else 2)):  # a halted model is not run on
+        a, ma = checked(a, data)
+        b, mb = guarded(b, data)
+        jax.tree.map(same, (a, ma), (b, mb))
+        assert checked.reruns == (e >= bad_epoch)
+        assert int(np.sum(mb["nonfinite_steps"])) == (e == bad_epoch)
+    assert checked.reruns == 1
+    fast_in = jax.tree.map(jnp.copy, state)
+    checked.fast(fast_in, data)
+    assert not any(x.is_deleted() for x in jax.tree.leaves(fast_in))
+
+
 def test_checkpoint_policy_and_loss_rise_rule():
     from genjax.train.driver import loss_rose, should_checkpoint
 
