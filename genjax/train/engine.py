@@ -108,6 +108,7 @@ def make_step(
     order: str = "alternating",
     dtype: str = "float32",
     fixed: dict[str, float] | None = None,
+    grad_norm: bool = True,
 ) -> Callable:
     """The pure training step: each player takes ``n_steps`` gradient steps on its own loss with
     its own optax chain; only its ``nnx.Param`` leaves are differentiated.
@@ -130,6 +131,10 @@ def make_step(
     Measured on the WGAN-GP benchmark (2 CPU cores): an epoch 0.82x its plain-JAX twin's speed
     with the weights read from the state, 1.02x with them folded. ``state.hparams`` keeps every
     value (the record a checkpoint holds, and what a sweep writes per member).
+
+    ``grad_norm``: log each player's gradient global L2 norm as ``grad_norm`` (``<player>/grad_norm``
+    with several players). The guarded epoch's step needs it (a NaN gradient behind a finite loss
+    must stop the step); the fast epoch's logs it only when ``train.grad_norm`` asks.
 
     ``dtype`` (``train.dtype``): ``"bfloat16"`` is mixed precision — the loss sees every floating
     parameter and batch leaf cast to bfloat16, so the forward and backward passes compute in
@@ -208,7 +213,7 @@ def make_step(
 
     def log(metrics, pl, loss, g, m):
         prefix = "" if single else f"{pl.name}/"
-        metrics |= {prefix + "loss": loss, prefix + "grad_norm": optax.global_norm(g)}
+        metrics |= {prefix + "loss": loss} | ({prefix + "grad_norm": optax.global_norm(g)} if grad_norm else {})
         return metrics | {prefix + n: v for n, v in m.items()}
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
@@ -409,6 +414,8 @@ def make_epoch(
     observe: Callable | None = None,
     curriculum: Callable | None = None,
     easy: Callable | None = None,
+    fast_step: Callable | None = None,
+    log_grad_norm: bool = True,
 ) -> Callable:
     """``epoch(state, data) -> (state, metrics)``, pure.
 
@@ -443,6 +450,19 @@ def make_epoch(
             ``transform`` (``genjax.train.curriculum.resolution_curriculum``).
         easy: ``(epoch, n) -> n_t`` shrinking the pool ``idx[:n]`` (ranked easiest first) the
             epoch draws from (``genjax.train.curriculum.easy_first``); needs ``idx`` and ``n``.
+        fast_step: the step ``epoch.fast`` scans (default ``step``): ``step`` without the
+            gradient norm when it is not logged.
+        log_grad_norm: report ``grad_norm`` (and ``<player>/grad_norm``) in the epoch's metrics;
+            when False the guarded step still computes it to judge its steps (and names it in
+            ``nonfinite/<term>``), and the epoch leaves it out of its means.
+
+    ``epoch.fast(state, data) -> (state, metrics, clean)``: the same epoch with no per-step guard
+    (``genjax.train.driver.CheckedEpoch`` runs it and falls back to ``epoch``). ``clean`` is True
+    when every step's metrics and the final parameters and optimizer state are finite: then no
+    step had a non-finite loss term or gradient — a non-finite gradient leaves the state it
+    reaches non-finite for good under every optimizer genjax builds (clipping, Adam's moments,
+    momentum and the parameters all carry a NaN or an infinity on) — and the result is the
+    guarded epoch's.
     """
     if on_nonfinite not in ("halt", "skip"):
         raise ValueError(f"train.on_nonfinite must be 'halt' or 'skip', got {on_nonfinite!r}.")
@@ -501,7 +521,7 @@ def make_epoch(
         new = jax.tree.map(lambda old, nw: jnp.where(state.es.stopped, old, nw), state, new)
         n_ok = jnp.sum(ok)
         mean_ok = lambda v_: jnp.sum(jnp.where(ok.reshape(-1, *[1] * (v_.ndim - 1)), v_, 0.0)) / (n_ok * v_[0].size)  # noqa: E731
-        metrics = {k: mean_ok(v_) for k, v_ in ms.items()}
+        metrics = {k: mean_ok(v_) for k, v_ in ms.items() if log_grad_norm or not is_grad_norm(k)}
         first = jnp.argmax(bad)  # the first bad step (0 when there is none)
         any_bad = jnp.any(bad)
         metrics |= {"nonfinite_steps": jnp.sum(bad), "nonfinite_at": jnp.where(any_bad, state.step + first, -1)}
@@ -524,6 +544,9 @@ def make_epoch(
         (new, halted), (ms, bad, ok) = jax.lax.scan(guarded, (state, jnp.array(False)), batches, unroll=unroll)
         return end(state, new, halted, ms, bad, ok, data)
 
+    def is_grad_norm(k: str) -> bool:
+        return k == "grad_norm" or k.endswith("/grad_norm")
+
     def fast(state: TrainState, data: dict):
         """The epoch with no per-step guard: every step applied as it comes, plus ``clean`` — True
         when every step's metrics were finite, in which case ``(state, metrics)`` is what ``epoch``
@@ -533,11 +556,16 @@ def make_epoch(
         of two whole states for several players) and costs up to ~15% of an epoch of a small
         network; this costs one check of the step metrics per epoch."""
         batches = start(state, data)
-        new, ms = jax.lax.scan(step, state, batches, unroll=unroll)
-        finite = jnp.stack([jnp.all(jnp.isfinite(v), axis=tuple(range(1, v.ndim))) for v in ms.values()]).all(0)
+        new, ms = jax.lax.scan(fast_step or step, state, batches, unroll=unroll)
+        floats = [a for a in jax.tree.leaves((new.params, new.opt)) if jnp.issubdtype(a.dtype, jnp.inexact)]
+        # a member stopped before this epoch comes back frozen whatever its steps did
+        clean = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in [*ms.values(), *floats]])) | state.es.stopped
+        # the guarded step's terms this step does not log (its gradient norms): finite here
+        full = jax.eval_shape(step, state, jax.tree.map(lambda a: a[0], batches))[1]
+        ms = ms | {k: jnp.zeros((steps,), v.dtype) for k, v in full.items() if k not in ms}
         ok = jnp.ones((steps,), bool)
         new, metrics = end(state, new, jnp.array(False), ms, ~ok, ok, data)
-        return new, metrics, jnp.all(finite)
+        return new, metrics, clean
 
     epoch.pieces = EpochPieces(start, guarded, end, steps)  # for an epoch run as a host loop of steps
     epoch.fast = fast

@@ -89,9 +89,13 @@ def build_program(
     # the hyperparameters no sweep member changes are compile-time constants of the step
     field = {"l1": "objective.l1", "l2": "objective.l2"}
     fixed = {k: v for k, v in hparams.items() if field.get(k, f"model.{cfg.model.family}.{k}") not in swept}
-    step = make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.dtype, fixed=fixed)
+    step = make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.dtype, fixed=fixed,
+                     grad_norm=bool(tc.grad_norm))  # fmt: skip
+    # the guarded step judges its gradients by their norm, logged or not
+    guarded = step if tc.grad_norm else make_step(family.players, txs, regularize=regularize, order=tc.update_order,
+                                                  dtype=tc.dtype, fixed=fixed)  # fmt: skip
     epoch = make_epoch(
-        step,
+        guarded,
         val_nll,
         batch_size=per_step,
         steps=steps,
@@ -107,6 +111,8 @@ def build_program(
             tuple(tc.curriculum), splits.shape, int(tc.curriculum_epochs), int(tc.curriculum_fade)
         ),
         easy=curriculum.easy_first(float(tc.easy_start), int(tc.easy_epochs)) if tc.easy_first else None,
+        fast_step=step,
+        log_grad_norm=bool(tc.grad_norm),
     )
 
     # an example batch in evaluation form, for data-dependent initialization (ActNorm)

@@ -323,6 +323,44 @@ def test_the_checked_epoch_equals_the_guarded_one(policy, members):
     assert not any(x.is_deleted() for x in jax.tree.leaves(fast_in))
 
 
+@pytest.mark.parametrize("policy", ["halt", "skip"])
+def test_a_nan_gradient_behind_a_finite_loss_without_the_logged_norm(policy):
+    """With train.grad_norm off the fast epoch's step has no gradient norm; a NaN gradient behind a
+    finite loss at the epoch's last step (no later step sees it) is still found — by the final
+    state — and the rerun halts or skips exactly that step, naming grad_norm, which the
+    epoch's means leave out."""
+    from genjax.train.driver import compile_epoch
+
+    def loss(params, batch, key, ctx):
+        w = params["m"]["w"][...]
+        rec = jnp.mean((w - batch["x"]) ** 2)
+        bad = ctx.step == 2
+        u = jnp.where(bad, jnp.abs(w - jax.lax.stop_gradient(w)), 1.0)  # the safe-where: no NaN on other steps
+        return rec + jnp.where(bad, jnp.sqrt(u), 0.0), {"rec": rec}  # at step 2: value 0, gradient NaN
+
+    init = lambda key, example=None: {"m": nnx.split(Scalar(0.0))[1]}  # noqa: E731
+    fam = Family("toy", init, (Player("m", loss),), None, None, "none")
+    txs = {"m": optax.sgd(0.1)}
+    kw = dict(batch_size=4, steps=3, patience=0, min_delta=0.0, on_nonfinite=policy, log_grad_norm=False)
+    epoch = make_epoch(make_step(fam.players, txs), None, fast_step=make_step(fam.players, txs, grad_norm=False), **kw)
+    state = init_state(fam.init(None), txs, jax.random.key(0))
+    data = {"train": {"x": jnp.ones((20,))}}
+    checked = compile_epoch(epoch, state, data)
+    copy = lambda: jax.tree.map(jnp.copy, state)  # noqa: E731  (a rerun consumes the state it is given)
+    new, m = checked(copy(), data)
+    assert checked.reruns == 1
+    # step 2 is the epoch's last: halt and skip both keep the 2 updates before it
+    assert float(new.params["m"]["w"][...]) == pytest.approx(1 - 0.8**2, rel=1e-6)
+    assert int(new.step) == (2 if policy == "halt" else 3)
+    assert int(m["nonfinite_steps"]) == 1 and int(m["nonfinite_at"]) == 2 and bool(m["nonfinite/grad_norm"])
+    assert not bool(m["nonfinite/rec"]) and "grad_norm" not in m and "rec" in m
+    ref, mr = jax.jit(epoch)(copy(), data)
+    assert float(ref.params["m"]["w"][...]) == float(new.params["m"]["w"][...]) and set(mr) == set(m)
+    # a clean epoch from there: no rerun, and the same keys
+    _, m2 = checked(copy()._replace(step=jnp.int32(3)), data)
+    assert checked.reruns == 1 and set(m2) == set(m)
+
+
 def test_checkpoint_policy_and_loss_rise_rule():
     from genjax.train.driver import loss_rose, should_checkpoint
 
