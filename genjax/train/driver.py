@@ -154,23 +154,28 @@ def compile_epoch(epoch_fn: Callable, state, data: dict, stacked: bool = False, 
     donated (vmapped over the members axis when ``stacked``), or as a host loop over one compiled
     step (``host_loop``, ``genjax.train.engine.host_epoch``)."""
     axes = {k: (data_axes or {}).get(k) for k in data}
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), (state, data))
     if host_loop:
-        return host_epoch(epoch_fn.pieces, (0, axes) if stacked else None).lower(state, data).compile()
+        host = lambda pieces: host_epoch(pieces, (0, axes) if stacked else None)  # noqa: E731
+        if getattr(epoch_fn, "fast_pieces", None) is None:
+            return host(epoch_fn.pieces).lower(state, data).compile()
+        return CheckedEpoch(host(epoch_fn.fast_pieces).lower(state, data).compile(),
+                            lambda: host(epoch_fn.pieces).lower(*shapes).compile())  # fmt: skip
     vm = lambda f: jax.vmap(f, in_axes=(0, axes), spmd_axis_name="members") if stacked else f  # noqa: E731
     fn = vm(epoch_fn)
     if getattr(epoch_fn, "fast", None) is None:
         return jax.jit(fn, donate_argnums=0).lower(state, data).compile()
-    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), (state, data))
     return CheckedEpoch(jax.jit(vm(epoch_fn.fast)).lower(state, data).compile(),
                         lambda: jax.jit(fn, donate_argnums=0).lower(*shapes).compile())  # fmt: skip
 
 
 class CheckedEpoch:
-    """An epoch run unguarded first (``make_epoch``'s ``epoch.fast``, its state not donated, so the
-    epoch's start survives it) and, only when a step of it was not finite, again from that start
-    with the per-step guard (compiled then, once): the same states and metrics as the guarded
-    epoch alone — ``train.on_nonfinite``'s halt and skip act on the exact step — at the cost of
-    one copy of the state per epoch instead of a guard in every step."""
+    """An epoch run unguarded first (``make_epoch``'s ``epoch.fast``, or its ``fast_pieces`` as a
+    host loop; the state it is given is not donated, so the epoch's start survives it) and, only
+    when a step of it was not finite, again from that start with the per-step guard (compiled
+    then, once): the same states and metrics as the guarded epoch alone — ``train.on_nonfinite``'s
+    halt and skip act on the exact step — at the cost of one copy of the state per epoch instead
+    of a guard in every step."""
 
     def __init__(self, fast, compile_guarded: Callable):
         self.fast, self._compile_guarded, self.guarded, self.reruns = fast, compile_guarded, None, 0

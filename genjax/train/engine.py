@@ -547,26 +547,37 @@ def make_epoch(
     def is_grad_norm(k: str) -> bool:
         return k == "grad_norm" or k.endswith("/grad_norm")
 
-    def fast(state: TrainState, data: dict):
-        """The epoch with no per-step guard: every step applied as it comes, plus ``clean`` — True
-        when every step's metrics were finite, in which case ``(state, metrics)`` is what ``epoch``
-        returns (the guard would have kept every update). On False the result is meaningless and
-        the caller runs ``epoch`` from the same ``state`` (``genjax.train.driver.compile_epoch``).
-        On a CPU the per-step guard splits the step (the update inside ``lax.cond``, or a select
-        of two whole states for several players) and costs up to ~15% of an epoch of a small
-        network; this costs one check of the step metrics per epoch."""
-        batches = start(state, data)
-        new, ms = jax.lax.scan(fast_step or step, state, batches, unroll=unroll)
+    def fast_body(carry, batch):
+        """An unguarded step: applied as it comes; ``dirty`` records a non-finite metric."""
+        st, dirty = carry
+        new, m = (fast_step or step)(st, batch)
+        # the guarded step's terms this step does not log (its gradient norms): reported finite
+        full = jax.eval_shape(step, st, batch)[1]
+        m = m | {k: jnp.zeros(v.shape, v.dtype) for k, v in full.items() if k not in m}
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in m.values()]))
+        return (new, dirty | ~finite), (m, ~finite, jnp.array(True))
+
+    def fast_end(state: TrainState, new: TrainState, dirty, ms: dict, bad, ok, data: dict):
+        """``end``, plus ``clean``: no step was dirty and the final state is finite (a member
+        stopped before this epoch comes back frozen whatever its steps did)."""
         floats = [a for a in jax.tree.leaves((new.params, new.opt)) if jnp.issubdtype(a.dtype, jnp.inexact)]
-        # a member stopped before this epoch comes back frozen whatever its steps did
-        clean = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in [*ms.values(), *floats]])) | state.es.stopped
-        # the guarded step's terms this step does not log (its gradient norms): finite here
-        full = jax.eval_shape(step, state, jax.tree.map(lambda a: a[0], batches))[1]
-        ms = ms | {k: jnp.zeros((steps,), v.dtype) for k, v in full.items() if k not in ms}
-        ok = jnp.ones((steps,), bool)
-        new, metrics = end(state, new, jnp.array(False), ms, ~ok, ok, data)
+        clean = (~dirty & jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in floats]))) | state.es.stopped
+        new, metrics = end(state, new, jnp.zeros_like(dirty), ms, bad, ok, data)
         return new, metrics, clean
+
+    def fast(state: TrainState, data: dict):
+        """The epoch with no per-step guard: every step applied as it comes, plus ``clean`` (see
+        above): when True, ``(state, metrics)`` is what ``epoch`` returns (the guard would have
+        kept every update); when False the result is meaningless and the caller runs ``epoch``
+        from the same ``state`` (``genjax.train.driver.CheckedEpoch``). On a CPU the per-step guard
+        splits the step (the update inside ``lax.cond``, or a select of two whole states for
+        several players) and cost 10-20% of an epoch of a small network; this costs one check
+        of the step metrics and one read of the final state per epoch."""
+        batches = start(state, data)
+        (new, dirty), (ms, bad, ok) = jax.lax.scan(fast_body, (state, jnp.array(False)), batches, unroll=unroll)
+        return fast_end(state, new, dirty, ms, bad, ok, data)
 
     epoch.pieces = EpochPieces(start, guarded, end, steps)  # for an epoch run as a host loop of steps
     epoch.fast = fast
+    epoch.fast_pieces = EpochPieces(start, fast_body, fast_end, steps)  # its end returns (state, metrics, clean)
     return epoch

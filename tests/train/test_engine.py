@@ -283,11 +283,13 @@ def test_a_nonfinite_step_halts_or_is_skipped(policy):
 
 @pytest.mark.parametrize("policy", ["halt", "skip"])
 @pytest.mark.parametrize("members", [None, 3])
-def test_the_checked_epoch_equals_the_guarded_one(policy, members):
-    """compile_epoch runs an epoch unguarded and reruns it guarded only when a step was not
-    finite: over a clean epoch, a bad one and a clean one again (one model, or 3 vmapped members of
-    which only member 1 goes bad), states and metrics equal the per-step guarded epoch's, the rerun
-    happens once, and the fast epoch's state is not donated (the start survives for the rerun)."""
+@pytest.mark.parametrize("host_loop", [False, True])
+def test_the_checked_epoch_equals_the_guarded_one(policy, members, host_loop):
+    """compile_epoch runs an epoch unguarded (scanned, or as a host loop of steps) and reruns it
+    guarded only when a step was not finite: over a clean epoch, a bad one and a clean one again
+    (one model, or 3 vmapped members of which only member 1 goes bad), states and metrics equal
+    the per-step guarded epoch's, the rerun happens once, and the fast epoch's state is not
+    donated (the start survives for the rerun)."""
     from genjax.train.driver import CheckedEpoch, compile_epoch
 
     fam, txs = _nan_at_step(5)
@@ -298,7 +300,7 @@ def test_the_checked_epoch_equals_the_guarded_one(policy, members):
     if members:  # member 1 starts 3 steps before 0, so its step 5 comes in the third epoch; the others are past 5
         state = jax.tree.map(lambda a: jnp.stack([a] * members), state)
         state = state._replace(step=jnp.array([6, -3, 6], jnp.int32))
-    checked = compile_epoch(epoch, state, data, stacked=bool(members))
+    checked = compile_epoch(epoch, state, data, stacked=bool(members), host_loop=host_loop)
     assert isinstance(checked, CheckedEpoch)
     guarded = jax.jit(jax.vmap(epoch, in_axes=(0, None)) if members else epoch)
     def same(x, y):
@@ -320,7 +322,7 @@ def test_the_checked_epoch_equals_the_guarded_one(policy, members):
     assert checked.reruns == 1
     fast_in = jax.tree.map(jnp.copy, state)
     checked.fast(fast_in, data)
-    assert not any(x.is_deleted() for x in jax.tree.leaves(fast_in))
+    assert not any(x.is_deleted() for x in jax.tree.leaves(fast_in))  # the start survives the fast epoch
 
 
 @pytest.mark.parametrize("policy", ["halt", "skip"])
