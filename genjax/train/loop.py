@@ -113,6 +113,7 @@ def build_program(
         easy=curriculum.easy_first(float(tc.easy_start), int(tc.easy_epochs)) if tc.easy_first else None,
         fast_step=step,
         log_grad_norm=bool(tc.grad_norm),
+        freeze=n_members is not None,  # the driver never runs one model that has stopped
     )
 
     # an example batch in evaluation form, for data-dependent initialization (ActNorm)
