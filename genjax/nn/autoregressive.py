@@ -226,7 +226,7 @@ class Block(nnx.Module):
         self.qkv = nnx.Linear(d, 3 * d, rngs=rngs)
         self.proj = nnx.Linear(d, d, rngs=rngs)
         self.fc1, self.fc2 = nnx.Linear(d, mlp_ratio * d, rngs=rngs), nnx.Linear(mlp_ratio * d, d, rngs=rngs)
-        self.drop = Dropout(dropout)
+        self.drop = Dropout(dropout, fixed=True)  # not a sweep setting
         self.heads = heads
 
     def _qkv(self, x):
@@ -278,7 +278,7 @@ class Transformer(nnx.Module):
         self.blocks = nnx.List([Block(d_model, n_heads, mlp_ratio, dropout, rngs=rngs) for _ in range(n_layers)])
         self.ln = nnx.LayerNorm(d_model, rngs=rngs)
         self.head = None if tie else nnx.Linear(d_model, vocab, use_bias=False, rngs=rngs)
-        self.drop = Dropout(dropout)
+        self.drop = Dropout(dropout, fixed=True)  # not a sweep setting
         self.vocab, self.d_model, self.n_heads, self.max_len = vocab, d_model, n_heads, max_len
 
     def _logits(self, h):

@@ -73,6 +73,27 @@ def test_dropout_rate_is_state_and_can_be_set():
     )
 
 
+def test_fixed_dropout_is_the_constructors_rate_and_draws_nothing_at_zero():
+    """Dropout(rate, fixed=True) keeps its state variable (saved states restore) but uses the
+    constructor's rate: at 0 no mask is drawn (no random op in the program), at 0.3 a share 0.3 is
+    dropped whatever the variable says; the identity without a key either way."""
+    from genjax.nn import Dropout, set_dropout_rate
+
+    x = jnp.ones((4000,))
+    for rate in (0.0, 0.3):
+        graph, state = nnx.split(Dropout(rate, fixed=True))
+        assert any("dropout_rate" in jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state))
+        f = jax.jit(lambda s, k: nnx.merge(graph, s)(x, k))  # noqa: B023
+        out = f(set_dropout_rate(state, 0.8), jax.random.key(1))  # the variable is not read
+        assert float(jnp.mean(out == 0)) == pytest.approx(rate, abs=0.02)
+        hlo = f.lower(state, jax.random.key(1)).as_text()
+        assert ("threefry" in hlo or "rng" in hlo) == (rate > 0)
+        assert jnp.array_equal(nnx.merge(graph, state)(x, None), x)
+    graph, state = nnx.split(Dropout(0.0))  # a sweepable one reads its variable
+    out = jax.jit(lambda s, k: nnx.merge(graph, s)(x, k))(set_dropout_rate(state, 0.5), jax.random.key(1))
+    assert float(jnp.mean(out == 0)) == pytest.approx(0.5, abs=0.03)
+
+
 def test_parameter_table_counts():
     from genjax.nn.summary import format_table, mlp_param_count, param_table
 
