@@ -348,20 +348,27 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
         bufs = jax.tree.map(lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, v, i, 0), bufs, outs)
         return (st, halted), bufs
 
-    def buffers(state, batches):
+    def buffers(core, batches):
         batch = jax.tree.map(lambda a: a[0], batches)
-        _, outs = jax.eval_shape(body, (state, jnp.array(False)), batch)
+        _, outs = jax.eval_shape(body, (core, jnp.zeros(jnp.shape(core.step), bool)), batch)
         return jax.tree.map(lambda s: jnp.zeros((steps, *s.shape), s.dtype), outs)
 
-    def finish(state, new, halted, bufs, data):
+    def begin(state, batches):
+        """The steps' first carry: a copy of the state less its early-stopping part (no step
+        reads or writes it; the start is kept for ``end`` and for a rerun), the halt flags and the
+        metric buffers."""
+        core = jax.tree.map(jnp.copy, state._replace(es=None))
+        return (core, jnp.zeros(jnp.shape(state.step), bool)), buffers(core, batches)
+
+    def finish(state, core, halted, bufs, data):
         ms, bad, ok = bufs
-        return end(state, new, halted, ms, bad, ok, data)
+        return end(state, core._replace(es=state.es), halted, ms, bad, ok, data)
 
     if vmap_axes is not None:
         s_ax, d_ax = vmap_axes
         vm = lambda f, axes: jax.vmap(f, in_axes=axes, spmd_axis_name="members")  # noqa: E731
         start = vm(start, (s_ax, d_ax))
-        buffers = vm(buffers, (s_ax, 0))
+        begin = vm(begin, (s_ax, 0))
         step_at = vm(step_at, (0, 0, None))
         finish = vm(finish, (s_ax, 0, 0, 0, d_ax))
 
@@ -373,21 +380,23 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
             state, data = self.args
             c_start = jax.jit(start).lower(state, data).compile()
             batches = jax.eval_shape(start, state, data)
-            bufs = jax.eval_shape(buffers, state, batches)
-            carry = ((state, jax.ShapeDtypeStruct(jnp.shape(state.step), jnp.bool_)), bufs)
-            c_buf = jax.jit(buffers).lower(state, batches).compile()
-            c_step = jax.jit(step_at, donate_argnums=0).lower(carry, batches, jnp.int32(0)).compile()
-            c_end = jax.jit(finish, donate_argnums=1).lower(state, state, carry[0][1], bufs, data).compile()
+            c_begin = jax.jit(begin).lower(state, batches).compile()
+            carry = jax.eval_shape(begin, state, batches)
+            # the carry crosses each step's dispatch as a flat list of arrays: the C++ fast path,
+            # not a Python flatten of ~N nnx variables per step
+            leaves, tdef = jax.tree.flatten(carry)
+            flat_step = lambda xs, b, i: jax.tree.leaves(step_at(jax.tree.unflatten(tdef, xs), b, i))  # noqa: E731
+            c_step = jax.jit(flat_step, donate_argnums=0).lower(leaves, batches, jnp.int32(0)).compile()
+            (core, halted), bufs = carry
+            c_end = jax.jit(finish, donate_argnums=1).lower(state, core, halted, bufs, data).compile()
 
             def run(state, data):
                 batches = c_start(state, data)
-                st = jax.tree.map(jnp.copy, state)  # the epoch's start is kept for end(): frozen members
-                halted = jnp.zeros(state.step.shape, bool)
-                carry = ((st, halted), c_buf(state, batches))
+                xs = jax.tree.leaves(c_begin(state, batches))
                 for i in range(steps):
-                    carry = c_step(carry, batches, jnp.int32(i))
-                (new, halted), bufs = carry
-                return c_end(state, new, halted, bufs, data)
+                    xs = c_step(xs, batches, jnp.int32(i))
+                (core, halted), bufs = jax.tree.unflatten(tdef, xs)
+                return c_end(state, core, halted, bufs, data)
 
             return run
 
