@@ -4,6 +4,7 @@ table of them (compile, steady state, MFU, the plain-JAX twin's ratio).
     python benchmarks/bench_all.py                       # benchmarks/config.py, every family, float32
     python benchmarks/bench_all.py --dtypes float32,bfloat16 --out benchmarks/results/gpu
     python benchmarks/bench_all.py --shipped --epochs 1  # every shipped experiment config (compile times)
+    python benchmarks/bench_all.py --whole --out benchmarks/results/whole-cpu  # + genjax train's whole run
 
 A config that fails (data it cannot load, a time limit) is recorded as such and the rest go on.
 """
@@ -52,6 +53,23 @@ def row(r: dict) -> str:
             f"{100 * r['val_share']:.0f}% | {ratio} |")  # fmt: skip
 
 
+def whole_row(r: dict) -> str:
+    """A row of the whole-run table: ``genjax train``'s whole training against the twin's."""
+    if "whole_s" not in r or "twin" not in r:
+        return f"| `{r['spec']}` | failed or no twin: {r.get('error', '')} | | | | | | |"
+    name = r["spec"].rsplit(":", 1)[-1]
+    return (f"| `{name}` | {r['epochs']} | {r['whole_s']:.2f} | {r['twin']['whole_s']:.2f} | {r['whole_ratio']:.3f} | "
+            f"{r['compile_cached_s']:.2f} cached, {r['compile_cold_s']:.2f} cold | {r['twin']['compile_s']:.2f} | "
+            f"{r['ratio']:.3f} |")  # fmt: skip
+
+
+WHOLE_HEADER = ("| config | epochs | genjax train, whole (s) | twin + the same validation (s) | whole-run ratio "
+                "| genjax epoch compile (s) | twin's compile (s) | step ratio |\n"
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")  # fmt: skip
+# whole runs: epochs per benchmark config (short for the conv nets and the GPT, whose epochs are long)
+WHOLE_EPOCHS = {"vae_conv": 5, "glow": 5, "pixelcnn": 5, "ddpm_unet": 5, "gpt": 5}
+
+
 HEADER = ("| config | dtype | loop | compile s (cold / cached) | ms per step | throughput | MFU | validation share "
           "| twin / genjax (1 = the floor) |\n"
           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")  # fmt: skip
@@ -65,6 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench"))
     ap.add_argument("--table", default="", help="markdown table path (default: <out>/table.md)")
+    ap.add_argument("--whole", action="store_true", help="also time genjax train's whole run (WHOLE_EPOCHS epochs, "
+                    "20 where unnamed) against the twin's compile + epochs + the same validation")  # fmt: skip
     a = ap.parse_args(argv)
 
     from genjax.api import enable_compilation_cache
@@ -88,7 +108,9 @@ def main(argv=None) -> int:
                 cfg.train.dtype = dtype
                 validate(cfg)
                 splits, family = prepare(cfg)
-                r = bench(cfg, splits, family, epochs=a.epochs, log=lambda *_: None)
+                epochs = WHOLE_EPOCHS.get(arg, 20) if a.whole else a.epochs
+                r = bench(cfg, splits, family, epochs=epochs, whole=a.whole, log=lambda *_: None)
+                r["epochs"] = epochs
                 r["spec"] = spec
                 write_json(r, out)
             except Exception as e:  # noqa: BLE001 - a failed config is recorded, the rest go on
@@ -96,9 +118,11 @@ def main(argv=None) -> int:
                 r = {"spec": spec, "dtype": dtype, "error": first[:160]}
                 if "--debug" in sys.argv:
                     traceback.print_exc()
-            print(row(r), f"({time.perf_counter() - t:.0f} s)", flush=True)
+            print((whole_row if a.whole else row)(r), f"({time.perf_counter() - t:.0f} s)", flush=True)
             rows.append(r)
     table = HEADER + "\n" + "\n".join(row(r) for r in rows) + "\n"
+    if a.whole:
+        table = WHOLE_HEADER + "\n" + "\n".join(whole_row(r) for r in rows) + "\n"
     path = Path(a.table) if a.table else out / "table.md"
     path.write_text(table)
     (out / "all.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
