@@ -561,16 +561,14 @@ def make_epoch(
     def is_grad_norm(k: str) -> bool:
         return k == "grad_norm" or k.endswith("/grad_norm")
 
-    guard_terms = {}  # the guarded step's metric shapes, traced once (every trace of the body needs them)
-
     def fast_body(carry, batch):
         """An unguarded step: applied as it comes; ``dirty`` records a non-finite metric."""
         st, dirty = carry
         new, m = (fast_step or step)(st, batch)
-        # the guarded step's terms this step does not log (its gradient norms): reported finite
-        if not guard_terms:
-            guard_terms.update(jax.eval_shape(step, st, batch)[1])
-        m = m | {k: jnp.zeros(v.shape, v.dtype) for k, v in guard_terms.items() if k not in m}
+        # the guarded step's terms this step does not log — each player's gradient norm, named
+        # beside its loss by make_step — reported finite (not traced: a step can take a second)
+        norms = {k[: -len("loss")] + "grad_norm" for k in m if k == "loss" or k.endswith("/loss")}
+        m = m | {k: jnp.zeros((), jnp.float32) for k in sorted(norms) if k not in m}
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in m.values()]))
         return (new, dirty | ~finite), (m, ~finite, jnp.array(True))
 
