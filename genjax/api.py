@@ -31,13 +31,12 @@ def enable_compilation_cache() -> None:
     """The persistent XLA compilation cache (``GENJAX_CACHE_DIR``, default ``~/.cache/genjax/xla``;
     ``GENJAX_CACHE_DIR=0`` turns it off). Every compiled program is stored, however quick its
     compile (JAX's default keeps only those over 1 s, so a run's validation, sampler and
-    host-loop pieces were compiled afresh each time, ~0.3 s apiece), the least recently used
-    dropped past 2 GB."""
+    host-loop pieces were compiled afresh each time, ~0.3 s apiece). The folder is not pruned
+    (JAX's size limit needs the ``filelock`` package); delete it to reclaim the space."""
     cache = os.environ.get("GENJAX_CACHE_DIR", str(Path.home() / ".cache" / "genjax" / "xla"))
     if cache and cache != "0":
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_compilation_cache_max_size", 2 * 1024**3)
 
 
 def default_config(family: str = "vae"):
