@@ -332,7 +332,7 @@ class EpochPieces(NamedTuple):
 def host_epoch(pieces: EpochPieces, vmap_axes=None):
     """The same epoch as ``lax.scan`` over the steps, run as a Python loop that dispatches one
     compiled step per training step (its batch read from the epoch's device array by index, its
-    metrics written into device buffers in place). For convolution networks on a CPU, where an
+    metrics stacked at the end). For convolution networks on a CPU, where an
     XLA loop slows convolution gradients about 20x (jax-ml/jax#12868) and full unrolling compiles
     for minutes, this compiles one step and trains at the unrolled speed.
 
@@ -342,33 +342,24 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
     start, body, end, steps = pieces
 
     def step_at(carry, batches, i):
-        (st, halted), bufs = carry
         batch = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), batches)
-        (st, halted), outs = body((st, halted), batch)
-        bufs = jax.tree.map(lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, v, i, 0), bufs, outs)
-        return (st, halted), bufs
+        return body(carry, batch)  # -> (carry, the step's outputs)
 
-    def buffers(core, batches):
-        batch = jax.tree.map(lambda a: a[0], batches)
-        _, outs = jax.eval_shape(body, (core, jnp.zeros(jnp.shape(core.step), bool)), batch)
-        return jax.tree.map(lambda s: jnp.zeros((steps, *s.shape), s.dtype), outs)
-
-    def begin(state, batches):
+    def begin(state):
         """The steps' first carry: a copy of the state less its early-stopping part (no step
-        reads or writes it; the start is kept for ``end`` and for a rerun), the halt flags and the
-        metric buffers."""
-        core = jax.tree.map(jnp.copy, state._replace(es=None))
-        return (core, jnp.zeros(jnp.shape(state.step), bool)), buffers(core, batches)
+        reads or writes it; the start is kept for ``end`` and for a rerun) and the halt flags."""
+        return jax.tree.map(jnp.copy, state._replace(es=None)), jnp.zeros(jnp.shape(state.step), bool)
 
-    def finish(state, core, halted, bufs, data):
-        ms, bad, ok = bufs
+    def finish(state, core, halted, outs, data):
+        """``end`` after the steps, their outputs ``outs`` (one per step) stacked."""
+        ms, bad, ok = jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
         return end(state, core._replace(es=state.es), halted, ms, bad, ok, data)
 
     if vmap_axes is not None:
         s_ax, d_ax = vmap_axes
         vm = lambda f, axes: jax.vmap(f, in_axes=axes, spmd_axis_name="members")  # noqa: E731
         start = vm(start, (s_ax, d_ax))
-        begin = vm(begin, (s_ax, 0))
+        begin = vm(begin, (s_ax,))
         step_at = vm(step_at, (0, 0, None))
         finish = vm(finish, (s_ax, 0, 0, 0, d_ax))
 
@@ -380,23 +371,28 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
             state, data = self.args
             c_start = jax.jit(start).lower(state, data).compile()
             batches = jax.eval_shape(start, state, data)
-            c_begin = jax.jit(begin).lower(state, batches).compile()
-            carry = jax.eval_shape(begin, state, batches)
+            c_begin = jax.jit(begin).lower(state).compile()
+            carry = jax.eval_shape(begin, state)
             # the carry crosses each step's dispatch as a flat list of arrays: the C++ fast path,
-            # not a Python flatten of ~N nnx variables per step
+            # not a Python flatten of ~N nnx variables per step; the step is traced once, here
             leaves, tdef = jax.tree.flatten(carry)
-            flat_step = lambda xs, b, i: jax.tree.leaves(step_at(jax.tree.unflatten(tdef, xs), b, i))  # noqa: E731
+
+            def flat_step(xs, b, i):
+                new, outs = step_at(jax.tree.unflatten(tdef, xs), b, i)
+                return jax.tree.leaves(new), outs
+
             c_step = jax.jit(flat_step, donate_argnums=0).lower(leaves, batches, jnp.int32(0)).compile()
-            (core, halted), bufs = carry
-            c_end = jax.jit(finish, donate_argnums=1).lower(state, core, halted, bufs, data).compile()
+            outs = c_step.out_info[1]
+            c_end = jax.jit(finish, donate_argnums=1).lower(state, *carry, [outs] * steps, data).compile()
 
             def run(state, data):
                 batches = c_start(state, data)
-                xs = jax.tree.leaves(c_begin(state, batches))
+                xs, outs = jax.tree.leaves(c_begin(state)), []
                 for i in range(steps):
-                    xs = c_step(xs, batches, jnp.int32(i))
-                (core, halted), bufs = jax.tree.unflatten(tdef, xs)
-                return c_end(state, core, halted, bufs, data)
+                    xs, o = c_step(xs, batches, jnp.int32(i))
+                    outs.append(o)
+                core, halted = jax.tree.unflatten(tdef, xs)
+                return c_end(state, core, halted, outs, data)
 
             return run
 
