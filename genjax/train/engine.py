@@ -186,7 +186,8 @@ def make_step(
         def own(d):
             # fresh Variable objects inside this trace, so a loss may mutate non-Param ones
             r = jax.tree.map(lambda v: v, rest)
-            ctx = Context(state.step, hp(state))
+            h = hp(state)
+            ctx = Context(state.step, h)
             p = player_merge(params, pl, d, r)
             if low is None:
                 loss, m = pl.loss(p, b, k, ctx)
@@ -195,7 +196,6 @@ def make_step(
                 loss, m = loss.astype(jnp.float32), to(dict(m), jnp.float32)
             if not regularize:
                 return loss, (loss, m)
-            h = hp(state)
             reg = penalty(d, h["l1"], h["l2"])
             return loss + reg, (loss, m | {"reg": reg})
 

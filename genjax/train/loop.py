@@ -9,6 +9,7 @@ sweeps and seeds (``genjax.train.cv``) use the same program and driver with many
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,11 +90,10 @@ def build_program(
     # the hyperparameters no sweep member changes are compile-time constants of the step
     field = {"l1": "objective.l1", "l2": "objective.l2"}
     fixed = {k: v for k, v in hparams.items() if field.get(k, f"model.{cfg.model.family}.{k}") not in swept}
-    step = make_step(family.players, txs, regularize=regularize, order=tc.update_order, dtype=tc.dtype, fixed=fixed,
-                     grad_norm=bool(tc.grad_norm))  # fmt: skip
-    # the guarded step judges its gradients by their norm, logged or not
-    guarded = step if tc.grad_norm else make_step(family.players, txs, regularize=regularize, order=tc.update_order,
-                                                  dtype=tc.dtype, fixed=fixed)  # fmt: skip
+    steps_with = functools.partial(make_step, family.players, txs, regularize=regularize, order=tc.update_order,
+                                   dtype=tc.dtype, fixed=fixed)  # fmt: skip
+    step = steps_with(grad_norm=bool(tc.grad_norm))
+    guarded = step if tc.grad_norm else steps_with()  # the guarded step judges its gradients by their norm
     epoch = make_epoch(
         guarded,
         val_nll,
