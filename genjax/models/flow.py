@@ -80,14 +80,15 @@ def default_config() -> ml_collections.ConfigDict:
 LEGACY = {"kind": "model.flow", "channels": "model.flow_channels", "conditional": None}  # None: added later
 
 
-def data_init(layers, h, ctx=None) -> None:
+def data_init(flow: Flow, h, ctx=None) -> None:
     """Data-dependent initialization: pass the batch ``h`` (with contexts ``ctx [B, C]``)
-    through ``layers`` in order, letting each layer that has ``initialize`` (ActNorm,
+    through the flow's layers in order, letting each layer that has ``initialize`` (ActNorm,
     MultiScale) set itself from its input."""
-    for layer in layers:
+    for layer in flow.layers:
         if hasattr(layer, "initialize"):
             layer.initialize(h) if ctx is None or isinstance(layer, ActNorm) else layer.initialize(h, ctx)
-        h = jax.vmap(lambda v, c, layer=layer: layer.forward(v, c)[0])(h, ctx)
+        forward = lambda v, c, layer=layer: layer.forward(v, c)[0]  # noqa: E731
+        h = forward(h, ctx) if flow.batched else jax.vmap(forward)(h, ctx)
 
 
 def build_flow(mcfg, shape, context_dim: int = 0, *, rngs: nnx.Rngs) -> Flow:
@@ -100,7 +101,7 @@ def build_flow(mcfg, shape, context_dim: int = 0, *, rngs: nnx.Rngs) -> Flow:
             raise ValueError(f"model.flow.kind={kind!r} needs image data (H, W, C), got shape {shape}.")
         style = "glow" if kind == "glow" else "realnvp"
         ms = MultiScale(shape, mcfg.levels, mcfg.steps, mcfg.channels, style=style, context_dim=context_dim, rngs=rngs)
-        return Flow([LogitTransform(mcfg.logit_alpha), ms])
+        return Flow([LogitTransform(mcfg.logit_alpha, event_ndim=3), ms], batched=True)
     layers = [LogitTransform(mcfg.logit_alpha), Reshape(shape, (dim,))] if image else []
     for i in range(n):
         if mcfg.actnorm:
@@ -157,13 +158,13 @@ def make_flow(mcfg, data: DataInfo) -> Family:
             example = jnp.asarray(example)
             # every coupling starts as the identity, so the context does not change this pass
             ctx = jnp.zeros((example.shape[0], context_dim)) if context_dim else None
-            data_init(flow.layers, example, ctx)
+            data_init(flow, example, ctx)
         return {"model": nnx.split(flow)[1]}
 
     def log_prob(params, x, key=None, y=None):
         """Exact log p(x) (log p(x | c) for a conditional flow) ``[B]``."""
         flow = module(params)
-        z, logdet = jax.vmap(lambda v, c: flow.forward(v, c))(x, context(y))
+        z, logdet = flow.over_batch("forward", x, context(y))
         return standard_normal_log_prob(z) + logdet
 
     def loss(params, batch, key, ctx):
@@ -176,7 +177,7 @@ def make_flow(mcfg, data: DataInfo) -> Family:
         k_y, k_z = jax.random.split(key) if context_dim else (None, key)
         if n_classes and cond is None:
             cond = jax.random.randint(k_y, (n,), 0, n_classes)
-        x, _ = jax.vmap(lambda z, c: flow.inverse(z, c))(jax.random.normal(k_z, (n, dim)), context(cond))
+        x, _ = flow.over_batch("inverse", jax.random.normal(k_z, (n, dim)), context(cond))
         return x
 
     return Family(

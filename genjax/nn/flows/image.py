@@ -1,5 +1,6 @@
-"""Image flow layers, one example ``[H, W, C]`` at a time: squeeze, convolutional couplings with
-checkerboard and channel masks, and the multi-scale architecture of RealNVP / Glow (Dinh et al.
+"""Image flow layers, on one example ``[H, W, C]`` or a batch ``[..., H, W, C]`` (leading axes are
+batch axes; log-dets have their shape): squeeze, convolutional couplings with checkerboard and
+channel masks, and the multi-scale architecture of RealNVP / Glow (Dinh et al.
 2017, Sec. 3.6; Kingma & Dhariwal 2018), which factors out half of the channels after each scale
 and sends them straight to the base distribution.
 """
@@ -16,16 +17,23 @@ from flax import nnx
 from genjax.nn.flows.layers import ActNorm, Invertible1x1Conv
 
 
+def _swap_23(n: int):
+    """The permutation that swaps axes n + 1 and n + 2 after ``n`` leading axes."""
+    return (*range(n), n, n + 2, n + 1, n + 3, n + 4)
+
+
 def squeeze(x):
-    """[H, W, C] -> [H/2, W/2, 4C] (space to depth); volume preserving."""
-    h, w, c = x.shape
-    return x.reshape(h // 2, 2, w // 2, 2, c).transpose(0, 2, 1, 3, 4).reshape(h // 2, w // 2, 4 * c)
+    """[..., H, W, C] -> [..., H/2, W/2, 4C] (space to depth); volume preserving."""
+    *lead, h, w, c = x.shape
+    y = x.reshape(*lead, h // 2, 2, w // 2, 2, c).transpose(_swap_23(len(lead)))
+    return y.reshape(*lead, h // 2, w // 2, 4 * c)
 
 
 def unsqueeze(x):
     """The inverse of ``squeeze``."""
-    h, w, c = x.shape
-    return x.reshape(h, w, 2, 2, c // 4).transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * w, c // 4)
+    *lead, h, w, c = x.shape
+    y = x.reshape(*lead, h, w, 2, 2, c // 4).transpose(_swap_23(len(lead)))
+    return y.reshape(*lead, 2 * h, 2 * w, c // 4)
 
 
 def checkerboard(h: int, w: int, parity: int) -> np.ndarray:
@@ -35,7 +43,8 @@ def checkerboard(h: int, w: int, parity: int) -> np.ndarray:
 class ConvCoupling(nnx.Module):
     """Affine (or additive) coupling on an image with a checkerboard mask over (H, W) or a channel
     mask over C; the conditioner is a 3-layer conv net (3x3, 1x1, 3x3), its last layer zero so the
-    layer starts as the identity. An optional context vector is broadcast over the image."""
+    layer starts as the identity. An optional context vector ``[..., C']`` is broadcast over the
+    image."""
 
     def __init__(
         self,
@@ -67,10 +76,12 @@ class ConvCoupling(nnx.Module):
         m = self.mask[...]
         h = x * m
         if ctx is not None:
-            h = jnp.concatenate([h, jnp.broadcast_to(ctx, (*h.shape[:2], ctx.shape[-1]))], -1)
-        h = jax.nn.relu(self.c1(h[None]))
+            h = jnp.concatenate([h, jnp.broadcast_to(ctx[..., None, None, :], (*h.shape[:-1], ctx.shape[-1]))], -1)
+        lead = x.shape[:-3]
+        h = jax.nn.relu(self.c1(h.reshape(-1, *h.shape[-3:])))  # the convolutions see one batch axis
         h = jax.nn.relu(self.c2(h))
-        out = self.c3(h)[0]
+        out = self.c3(h)
+        out = out.reshape(*lead, *out.shape[1:])
         if self.additive:
             return jnp.zeros_like(x), out, m
         s, t = jnp.split(out, 2, -1)
@@ -79,19 +90,20 @@ class ConvCoupling(nnx.Module):
     def forward(self, x, ctx=None):
         s, t, m = self._st(x, ctx)
         y = x * jnp.exp(s) + t
-        return m * x + (1 - m) * y, jnp.sum((1 - m) * s)
+        return m * x + (1 - m) * y, jnp.sum((1 - m) * s, (-3, -2, -1))
 
     def inverse(self, z, ctx=None):
         s, t, m = self._st(z, ctx)
         x = (z - t) * jnp.exp(-s)
-        return m * z + (1 - m) * x, -jnp.sum((1 - m) * s)
+        return m * z + (1 - m) * x, -jnp.sum((1 - m) * s, (-3, -2, -1))
 
 
 class MultiScale(nnx.Module):
     """``levels`` scales; each squeezes, applies ``steps`` flow steps and (except the last)
     factors out half of the channels. A step is ``glow`` (ActNorm, invertible 1x1 conv, affine
     channel coupling) or ``realnvp`` (ActNorm, coupling; alternating checkerboard masks, then
-    channel masks). ``forward`` returns the flattened concatenation of all factored-out parts."""
+    channel masks). ``forward`` returns the flattened concatenation of all factored-out parts
+    (``[..., H W C]`` for ``[..., H, W, C]``)."""
 
     def __init__(self, shape, levels: int, steps: int, hidden: int, *, style="glow", context_dim=0, rngs: nnx.Rngs):
         h, w, c = shape
@@ -102,10 +114,10 @@ class MultiScale(nnx.Module):
             h, w, c = h // 2, w // 2, c * 4
             layers = []
             for k in range(steps):
-                layers.append(ActNorm(c))
+                layers.append(ActNorm(c, event_ndim=3))
                 if style == "glow":
                     layers += [
-                        Invertible1x1Conv(c, rngs=rngs),
+                        Invertible1x1Conv(c, event_ndim=3, rngs=rngs),
                         ConvCoupling((h, w, c), "channel", k % 2, hidden, context_dim=context_dim, rngs=rngs),
                     ]
                 else:
@@ -121,15 +133,12 @@ class MultiScale(nnx.Module):
     def _walk(self, x, ctx, init: bool):
         zs, total = [], jnp.zeros(())
         for lev, layers in enumerate(self.levels):
-            x = jax.vmap(squeeze)(x) if init else squeeze(x)
+            x = squeeze(x)
             for layer in layers:
                 if init and isinstance(layer, ActNorm):
                     layer.initialize(x)
-                if init:  # ctx: a batch of contexts [B, C] here, or None
-                    x = jax.vmap(lambda v, c, layer=layer: layer.forward(v, c)[0])(x, ctx)
-                else:
-                    x, ld = layer.forward(x, ctx)
-                    total = total + ld
+                x, ld = layer.forward(x, ctx)
+                total = total + ld
             if lev < len(self.levels) - 1:
                 c = x.shape[-1] // 2
                 zs.append(x[..., c:].reshape(*x.shape[:-3], -1))
@@ -146,13 +155,13 @@ class MultiScale(nnx.Module):
 
     def inverse(self, z, ctx=None):
         sizes = [math.prod(s) // 2 for s in self.shapes[:-1]] + [math.prod(self.shapes[-1])]
-        pieces = jnp.split(z, np.cumsum(sizes)[:-1])
-        total = jnp.zeros(())
-        x = pieces[-1].reshape(self.shapes[-1])
+        pieces = jnp.split(z, np.cumsum(sizes)[:-1], axis=-1)
+        lead, total = z.shape[:-1], jnp.zeros(())
+        x = pieces[-1].reshape(*lead, *self.shapes[-1])
         for lev in reversed(range(len(self.levels))):
             if lev < len(self.levels) - 1:
                 h, w, c = self.shapes[lev]
-                x = jnp.concatenate([x, pieces[lev].reshape(h, w, c // 2)], -1)
+                x = jnp.concatenate([x, pieces[lev].reshape(*lead, h, w, c // 2)], -1)
             for layer in reversed(self.levels[lev]):
                 x, ld = layer.inverse(x, ctx)
                 total = total + ld

@@ -1,5 +1,6 @@
 """Invertible layers (bijectors) for normalizing flows, written for ONE example and vmapped by
-the caller. Every layer has
+the caller (the layers built with ``event_ndim``, as the image flows build them, also take a
+batch: leading axes are batch axes and the log-det has their shape). Every layer has
 
     forward(x, ctx=None) -> (z, log|det dz/dx|)      data -> base direction
     inverse(z, ctx=None) -> (x, log|det dx/dz|)      base -> data direction
@@ -26,6 +27,17 @@ from flax import nnx
 
 from genjax.nn.flows.spline import rqs_forward, rqs_inverse
 from genjax.nn.layers import MLP
+
+
+def _event_size(x, event_ndim: int | None) -> int:
+    """Positions per example that share a per-feature parameter: every position but the last axis
+    of one example (``event_ndim`` trailing axes; None: all of ``x`` is one example)."""
+    return (x.size if event_ndim is None else math.prod(x.shape[x.ndim - event_ndim :])) // x.shape[-1]
+
+
+def _per_example(x, event_ndim: int | None, value):
+    """A log-det ``value`` that every example shares, with the shape of ``x``'s batch axes."""
+    return value if event_ndim is None else jnp.broadcast_to(value, x.shape[: x.ndim - event_ndim])
 
 
 def _with_ctx(x, ctx):
@@ -109,11 +121,14 @@ class Coupling(nnx.Module):
 class ActNorm(nnx.Module):
     """z = (x + b) * exp(log_s) per feature (per channel for images ``[H, W, C]``);
     log det = (H W) sum log_s. ``initialize(x_batch)`` sets b and log_s from a batch so that the
-    output has zero mean and unit variance per feature (data-dependent init, Glow)."""
+    output has zero mean and unit variance per feature (data-dependent init, Glow). With
+    ``event_ndim`` (3 for images) ``forward`` / ``inverse`` also take a batch ``[..., H, W, C]``;
+    without it, their input is one example."""
 
-    def __init__(self, features: int):
+    def __init__(self, features: int, event_ndim: int | None = None):
         self.bias = nnx.Param(jnp.zeros(features))
         self.log_scale = nnx.Param(jnp.zeros(features))
+        self.event_ndim = event_ndim
 
     def initialize(self, x_batch: jax.Array, eps: float = 1e-6) -> None:
         axes = tuple(range(x_batch.ndim - 1))
@@ -122,12 +137,12 @@ class ActNorm(nnx.Module):
         self.log_scale[...] = -jnp.log(std + eps)
 
     def forward(self, x, ctx=None):
-        n = x.size // x.shape[-1]
-        return (x + self.bias[...]) * jnp.exp(self.log_scale[...]), n * jnp.sum(self.log_scale[...])
+        n, e = _event_size(x, self.event_ndim), self.event_ndim
+        return (x + self.bias[...]) * jnp.exp(self.log_scale[...]), _per_example(x, e, n * jnp.sum(self.log_scale[...]))
 
     def inverse(self, z, ctx=None):
-        n = z.size // z.shape[-1]
-        return z * jnp.exp(-self.log_scale[...]) - self.bias[...], -n * jnp.sum(self.log_scale[...])
+        n, e = _event_size(z, self.event_ndim), self.event_ndim
+        return z * jnp.exp(-self.log_scale[...]) - self.bias[...], _per_example(z, e, -n * jnp.sum(self.log_scale[...]))
 
 
 class Permute(nnx.Module):
@@ -147,9 +162,10 @@ class Permute(nnx.Module):
 
 class Invertible1x1Conv(nnx.Module):
     """z = x W over the channel axis, W = P L (U + diag(sign(s) exp(log|s|))) (Glow, LU form):
-    log det = (H W) sum log|s|, O(C) instead of O(C^3)."""
+    log det = (H W) sum log|s|, O(C) instead of O(C^3). ``event_ndim`` as for ``ActNorm``."""
 
-    def __init__(self, channels: int, *, rngs: nnx.Rngs):
+    def __init__(self, channels: int, event_ndim: int | None = None, *, rngs: nnx.Rngs):
+        self.event_ndim = event_ndim
         q, _ = jnp.linalg.qr(jax.random.normal(rngs.params(), (channels, channels)))  # a random rotation
         p, lower, upper = jax.scipy.linalg.lu(q)
         s = jnp.diag(upper)
@@ -167,12 +183,12 @@ class Invertible1x1Conv(nnx.Module):
         return self.p[...] @ low @ up
 
     def forward(self, x, ctx=None):
-        n = x.size // x.shape[-1]
-        return x @ self._w(), n * jnp.sum(self.log_s[...])
+        n = _event_size(x, self.event_ndim)
+        return x @ self._w(), _per_example(x, self.event_ndim, n * jnp.sum(self.log_s[...]))
 
     def inverse(self, z, ctx=None):
-        n = z.size // z.shape[-1]
-        return z @ jnp.linalg.inv(self._w()), -n * jnp.sum(self.log_s[...])
+        n = _event_size(z, self.event_ndim)
+        return z @ jnp.linalg.inv(self._w()), _per_example(z, self.event_ndim, -n * jnp.sum(self.log_s[...]))
 
 
 class MADE(nnx.Module):
@@ -250,20 +266,24 @@ class MAF(nnx.Module):
 
 
 class LogitTransform(nnx.Module):
-    """[0, 1]^D -> R^D: y = logit(a + (1 - 2a) x), log det = sum log((1 - 2a) / (p (1 - p)))."""
+    """[0, 1]^D -> R^D: y = logit(a + (1 - 2a) x), log det = sum log((1 - 2a) / (p (1 - p))).
+    The sum runs over the trailing ``event_ndim`` axes (None: all of one example)."""
 
-    def __init__(self, alpha: float):
-        self.alpha = float(alpha)
+    def __init__(self, alpha: float, event_ndim: int | None = None):
+        self.alpha, self.event_ndim = float(alpha), event_ndim
+
+    def _sum(self, v):
+        return jnp.sum(v) if self.event_ndim is None else jnp.sum(v, tuple(range(-self.event_ndim, 0)))
 
     def forward(self, x, ctx=None):
         p = self.alpha + (1 - 2 * self.alpha) * x
         y = jnp.log(p) - jnp.log1p(-p)
-        return y, jnp.sum(math.log(1 - 2 * self.alpha) - jnp.log(p) - jnp.log1p(-p))
+        return y, self._sum(math.log(1 - 2 * self.alpha) - jnp.log(p) - jnp.log1p(-p))
 
     def inverse(self, y, ctx=None):
         p = jax.nn.sigmoid(y)
         x = (p - self.alpha) / (1 - 2 * self.alpha)
-        return x, -jnp.sum(math.log(1 - 2 * self.alpha) - jnp.log(p) - jnp.log1p(-p))
+        return x, -self._sum(math.log(1 - 2 * self.alpha) - jnp.log(p) - jnp.log1p(-p))
 
 
 class Reshape(nnx.Module):
@@ -280,10 +300,19 @@ class Reshape(nnx.Module):
 
 
 class Flow(nnx.Module):
-    """A composition f = f_L o ... o f_1; log|det J_f| = sum_l log|det J_{f_l}|."""
+    """A composition f = f_L o ... o f_1; log|det J_f| = sum_l log|det J_{f_l}|. ``batched``: every
+    layer takes a batch (leading axes) itself, so callers need not vmap it (the image flows: a
+    vmapped convolution of one example costs XLA layout copies a batch convolution does not)."""
 
-    def __init__(self, layers: Sequence[nnx.Module]):
+    def __init__(self, layers: Sequence[nnx.Module], *, batched: bool = False):
         self.layers = nnx.List(list(layers))
+        self.batched = bool(batched)
+
+    def over_batch(self, method: str, x, ctx=None):
+        """``forward`` or ``inverse`` of a batch ``x [B, ...]`` (contexts ``ctx [B, C]`` or None):
+        called once on the batch when the flow is ``batched``, vmapped over examples otherwise."""
+        fn = getattr(self, method)
+        return fn(x, ctx) if self.batched else jax.vmap(fn)(x, ctx)
 
     def forward(self, x, ctx=None):
         total = jnp.zeros(())
