@@ -36,8 +36,38 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
 
 
 def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets ``[N, d]``."""
-    return frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+    """Frechet distance between Gaussians fitted to two feature sets ``[N, d]`` (``np.cov``'s
+    unbiased covariances). With no more examples than dimensions (N1, N2 <= d: a few hundred
+    samples of 2,048-d Inception features) it needs no d x d matrix: with the centred features
+    A_i and C_i = A_i^T A_i / (N_i - 1), the nonzero eigenvalues of C1 C2 are those of M M^T for
+    M = A1 A2^T / sqrt((N1 - 1)(N2 - 1)), so Tr sqrt(C1 C2) is the sum of M's singular values
+    and Tr C_i = ||A_i||_F^2 / (N_i - 1) — exact, O(N1 N2 d) instead of O(d^3)."""
+    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    (n1, d), n2 = f1.shape, len(f2)
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    if max(n1, n2) > d:
+        return frechet_distance(mu1, np.cov(f1, rowvar=False), mu2, np.cov(f2, rowvar=False))
+    a1, a2 = f1 - mu1, f2 - mu2
+    covmean = np.sum(np.linalg.svd(a1 @ a2.T, compute_uv=False)) / np.sqrt((n1 - 1) * (n2 - 1))
+    traces = np.sum(a1**2) / (n1 - 1) + np.sum(a2**2) / (n2 - 1)
+    return float(np.sum((mu1 - mu2) ** 2) + traces - 2 * covmean)
+
+
+def fid_against_stats(mu: np.ndarray, cov: np.ndarray, f: np.ndarray) -> float:
+    """Frechet distance between given statistics ``(mu, cov)`` (a reference set's, as pytorch-fid
+    stores them) and a Gaussian fitted to the features ``f [N, d]``. With N <= d, Tr sqrt(C C_f) is
+    the sum of the square roots of the eigenvalues of the N x N matrix A C A^T / (N - 1) (A the
+    centred features; the nonzero eigenvalues of C A^T A are those of A C A^T): O(N d^2) instead of
+    O(d^3)."""
+    f = np.asarray(f, np.float64)
+    n, d = f.shape
+    if n > d:
+        return frechet_distance(mu, cov, f.mean(0), np.cov(f, rowvar=False))
+    mu, cov = np.asarray(mu, np.float64), np.asarray(cov, np.float64)
+    a = f - f.mean(0)
+    m = a @ cov @ a.T / (n - 1)
+    covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)))
+    return float(np.sum((mu - f.mean(0)) ** 2) + np.trace(cov) + np.sum(a**2) / (n - 1) - 2 * covmean)
 
 
 def kernel_distance(f1: np.ndarray, f2: np.ndarray) -> float:

@@ -146,7 +146,7 @@ def inception_metrics(cfg, splits, family, params, key, fake, train, test, out_d
         if len(mu) != f_fake.shape[1]:
             raise ValueError(f"eval.fid_stats={str(cfg.eval.fid_stats)!r} holds {len(mu)}-d statistics; the "
                              f"Inception's features are {f_fake.shape[1]}-d.")  # fmt: skip
-        proto["fid_vs_stats"] = sq.frechet_distance(mu, sigma, f_fake.mean(0), np.cov(f_fake, rowvar=False))
+        proto["fid_vs_stats"] = sq.fid_against_stats(mu, sigma, f_fake)
         proto["stats"] = str(cfg.eval.fid_stats)
     out["protocol"] = proto
     log(f"  Inception features in {time.perf_counter() - t0:.1f} s")

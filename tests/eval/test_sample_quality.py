@@ -3,6 +3,7 @@ import pytest
 
 from genjax.data.toy2d import mixture_modes
 from genjax.eval.sample_quality import (
+    fid_against_stats,
     fid_from_features,
     frechet_distance,
     inception_score,
@@ -20,6 +21,30 @@ def test_fid_is_zero_for_a_set_with_itself_and_grows_with_a_mean_shift():
     # closed form for two diagonal Gaussians: sum (s1 - s2)^2 on the standard deviations
     c1, c2 = np.diag([1.0, 4.0]), np.diag([4.0, 1.0])
     assert frechet_distance(np.zeros(2), c1, np.zeros(2), c2) == pytest.approx(2.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("n1,n2", [(12, 30), (40, 40), (64, 9)])
+def test_fid_with_fewer_examples_than_dimensions_equals_the_d_by_d_formula(n1, n2):
+    """The N <= d path (singular values of A1 A2^T, no d x d matrix) against the definition
+    with scipy's sqrtm of C1 C2 on the d x d covariances, both in float64; unequal N1, N2 so a
+    swapped normalization fails, and a shifted, scaled second set so every term counts."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(n1 + n2)
+    d = 64
+    f1 = rng.normal(size=(n1, d)) @ rng.normal(size=(d, d)) / 8
+    f2 = 1.5 * rng.normal(size=(n2, d)) @ rng.normal(size=(d, d)) / 8 + 0.2
+    c1, c2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    root = scipy.linalg.sqrtm(c1 @ c2)
+    ref = np.sum((f1.mean(0) - f2.mean(0)) ** 2) + np.trace(c1 + c2) - 2 * np.trace(root).real
+    # sqrtm and eigh of a rank-deficient product: square roots of ~1e-16 rounding, ~1e-8 relative
+    assert fid_from_features(f1, f2) == pytest.approx(ref, rel=1e-7)
+    assert fid_from_features(f1, f2) == pytest.approx(frechet_distance(f1.mean(0), c1, f2.mean(0), c2), rel=1e-7)
+    # given the first set's statistics (full rank here: n1 = 80 > d) and the second's features
+    g = rng.normal(size=(80, d)) @ rng.normal(size=(d, d)) / 8
+    cg = np.cov(g, rowvar=False)
+    ref = np.sum((g.mean(0) - f2.mean(0)) ** 2) + np.trace(cg + c2) - 2 * np.trace(scipy.linalg.sqrtm(cg @ c2)).real
+    assert fid_against_stats(g.mean(0), cg, f2) == pytest.approx(ref, rel=1e-7)
 
 
 def test_kid_and_inception_score():
