@@ -18,6 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def _trace_sqrt_psd(m: np.ndarray) -> float:
+    """Tr sqrt(M) of a symmetric PSD matrix: the sum of the square roots of its eigenvalues
+    (symmetrized, and clamped at 0 against rounding)."""
+    return float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None))))
+
+
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 sqrt(C1 C2)).
 
@@ -30,8 +36,7 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
     w, v = np.linalg.eigh((cov1 + cov1.T) / 2)
     root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
-    m = root1 @ cov2 @ root1
-    covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)))  # Tr sqrt(C1 C2)
+    covmean = _trace_sqrt_psd(root1 @ cov2 @ root1)  # Tr sqrt(C1 C2)
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * covmean)
 
 
@@ -63,11 +68,11 @@ def fid_against_stats(mu: np.ndarray, cov: np.ndarray, f: np.ndarray) -> float:
     n, d = f.shape
     if n > d:
         return frechet_distance(mu, cov, f.mean(0), np.cov(f, rowvar=False))
-    mu, cov = np.asarray(mu, np.float64), np.asarray(cov, np.float64)
-    a = f - f.mean(0)
+    mu, cov, mu_f = np.asarray(mu, np.float64), np.asarray(cov, np.float64), f.mean(0)
+    a = f - mu_f
     m = a @ cov @ a.T / (n - 1)
-    covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)))
-    return float(np.sum((mu - f.mean(0)) ** 2) + np.trace(cov) + np.sum(a**2) / (n - 1) - 2 * covmean)
+    covmean = _trace_sqrt_psd(m)
+    return float(np.sum((mu - mu_f) ** 2) + np.trace(cov) + np.sum(a**2) / (n - 1) - 2 * covmean)
 
 
 def kernel_distance(f1: np.ndarray, f2: np.ndarray) -> float:
