@@ -1,0 +1,65 @@
+"""genjax's random streams: the Threefry hash JAX draws every random number with, lowered on CPU
+as straight-line code when genjax is imported (``genjax.keys.unrolled_threefry_on_cpu``), gives
+the bits of the algorithm; and the program is the unrolled one (no loop), which compiles faster."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.random import threefry2x32_p
+
+import genjax  # noqa: F401  (its import installs the CPU lowering)
+from genjax.keys import unrolled_threefry_on_cpu
+
+ROT = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32_numpy(k0, k1, x0, x1):
+    """Threefry-2x32 with 20 rounds (Salmon et al., SC'11, Random123), in numpy uint32."""
+    k0, k1, x0, x1 = (np.asarray(a, np.uint32) for a in (k0, k1, x0, x1))
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    with np.errstate(over="ignore"):
+        for block in range(5):
+            for r in ROT[block % 2]:
+                x0 = x0 + x1
+                x1 = (x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))
+                x1 = x0 ^ x1
+            x0 = x0 + ks[(block + 1) % 3]
+            x1 = x1 + ks[(block + 2) % 3] + np.uint32(block + 1)
+    return x0, x1
+
+
+def hash_jit(k0, k1, x0, x1):
+    return jax.jit(lambda *a: threefry2x32_p.bind(*a))(*(jnp.asarray(a, jnp.uint32) for a in (k0, k1, x0, x1)))
+
+
+def test_the_cpu_lowering_gives_the_published_threefry_bits():
+    # Random123's known answers for Threefry-2x32-20 (kat_vectors), then random inputs of several shapes
+    kat = [((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+           ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+           ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0))]  # fmt: skip
+    for (k0, k1), (x0, x1), want in kat:
+        assert tuple(int(v) for v in threefry2x32_numpy(k0, k1, x0, x1)) == want
+        assert tuple(int(v) for v in hash_jit(k0, k1, x0, x1)) == want
+    rng = np.random.default_rng(0)
+    for shape in [(7,), (3, 3, 8, 16), (100, 5)]:
+        k0, k1 = (np.uint32(v) for v in rng.integers(0, 2**32, 2))
+        x0, x1 = (rng.integers(0, 2**32, shape).astype(np.uint32) for _ in range(2))
+        got, want = hash_jit(k0, k1, x0, x1), threefry2x32_numpy(k0, k1, x0, x1)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(g), w)
+
+
+def test_random_draws_compile_without_a_loop_on_cpu():
+    assert unrolled_threefry_on_cpu()
+    hlo = jax.jit(lambda k: jax.random.normal(k, (3, 3, 8, 16))).lower(jax.random.key(0)).as_text()
+    if jax.default_backend() == "cpu":
+        assert "while" not in hlo
+    # a key's draws are the hash of their flat index (JAX's partitionable Threefry: bits = y0 ^ y1 of the
+    # hash of (index >> 32, index & 0xffffffff)), eagerly and jitted
+    k = jax.random.key(5)
+    k0, k1 = np.asarray(jax.random.key_data(k))
+    y0, y1 = threefry2x32_numpy(k0, k1, np.zeros(24, np.uint32), np.arange(24, dtype=np.uint32))
+    want = (y0 ^ y1).reshape(4, 6)
+    np.testing.assert_array_equal(np.asarray(jax.random.bits(k, (4, 6))), want)
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda k: jax.random.bits(k, (4, 6)))(k)), want)
