@@ -14,11 +14,11 @@ from genjax.api import (  # noqa: E402
     load_data,
 )
 from genjax.eval.report import summary  # noqa: E402
-from genjax.keys import unrolled_threefry_on_cpu  # noqa: E402
+from genjax.keys import threefry_on_cpu  # noqa: E402
 from genjax.sweep import sweep_table  # noqa: E402
 
 enable_compilation_cache()
-unrolled_threefry_on_cpu()
+threefry_on_cpu()
 
 __all__ = ["Model", "cross_validate", "default_config", "enable_compilation_cache", "evaluate", "fit", "load",
            "load_data", "summary", "sweep_table"]  # fmt: skip

@@ -1,6 +1,6 @@
 """genjax's random streams: the Threefry hash JAX draws every random number with, lowered on CPU
-as straight-line code when genjax is imported (``genjax.keys.unrolled_threefry_on_cpu``), gives
-the bits of the algorithm; and the program is the unrolled one (no loop), which compiles faster."""
+by genjax (``genjax.keys.threefry_on_cpu``: straight-line for large hashes, a loop over the
+flattened counters for small ones), gives the bits of the algorithm on every path."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import numpy as np
 from jax.extend.random import threefry2x32_p
 
 import genjax  # noqa: F401  (its import installs the CPU lowering)
-from genjax.keys import unrolled_threefry_on_cpu
+from genjax.keys import threefry_on_cpu
 
 ROT = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -42,7 +42,8 @@ def test_the_cpu_lowering_gives_the_published_threefry_bits():
         assert tuple(int(v) for v in threefry2x32_numpy(k0, k1, x0, x1)) == want
         assert tuple(int(v) for v in hash_jit(k0, k1, x0, x1)) == want
     rng = np.random.default_rng(0)
-    for shape in [(7,), (3, 3, 8, 16), (100, 5)]:
+    # small (the loop; rank 1 and flattened rank 3) and large (straight-line; rank 1 and rank 4)
+    for shape in [(7,), (2, 3, 5), (100, 5), (3000,), (3, 3, 8, 16)]:
         k0, k1 = (np.uint32(v) for v in rng.integers(0, 2**32, 2))
         x0, x1 = (rng.integers(0, 2**32, shape).astype(np.uint32) for _ in range(2))
         got, want = hash_jit(k0, k1, x0, x1), threefry2x32_numpy(k0, k1, x0, x1)
@@ -50,16 +51,15 @@ def test_the_cpu_lowering_gives_the_published_threefry_bits():
             np.testing.assert_array_equal(np.asarray(g), w)
 
 
-def test_random_draws_compile_without_a_loop_on_cpu():
-    assert unrolled_threefry_on_cpu()
-    hlo = jax.jit(lambda k: jax.random.normal(k, (3, 3, 8, 16))).lower(jax.random.key(0)).as_text()
-    if jax.default_backend() == "cpu":
-        assert "while" not in hlo
+def test_a_keys_draws_are_the_hash_of_their_index():
+    assert threefry_on_cpu()
     # a key's draws are the hash of their flat index (JAX's partitionable Threefry: bits = y0 ^ y1 of the
     # hash of (index >> 32, index & 0xffffffff)), eagerly and jitted
     k = jax.random.key(5)
     k0, k1 = np.asarray(jax.random.key_data(k))
-    y0, y1 = threefry2x32_numpy(k0, k1, np.zeros(24, np.uint32), np.arange(24, dtype=np.uint32))
-    want = (y0 ^ y1).reshape(4, 6)
-    np.testing.assert_array_equal(np.asarray(jax.random.bits(k, (4, 6))), want)
-    np.testing.assert_array_equal(np.asarray(jax.jit(lambda k: jax.random.bits(k, (4, 6)))(k)), want)
+    for shape in [(4, 6), (4, 16, 32)]:  # below and above the straight-line threshold
+        n = int(np.prod(shape))
+        y0, y1 = threefry2x32_numpy(k0, k1, np.zeros(n, np.uint32), np.arange(n, dtype=np.uint32))
+        want = (y0 ^ y1).reshape(shape)
+        np.testing.assert_array_equal(np.asarray(jax.random.bits(k, shape)), want)
+        np.testing.assert_array_equal(np.asarray(jax.jit(lambda k: jax.random.bits(k, shape))(k)), want)

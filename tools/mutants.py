@@ -287,6 +287,12 @@ MUTANTS = [
      "stage.scale = float(np.var(pool.astype(np.float64)))", [T_LAT]),
     ("latent codes: index / K", "genjax/run/prepare.py", "u = (jnp.asarray(codes, jnp.float32) / (c.vocab - 1))",
      "u = (jnp.asarray(codes, jnp.float32) / c.vocab)", [T_LAT]),
+    # --- keys.py: the CPU lowering of the Threefry hash every random draw goes through
+    ("threefry, small hashes: the two output words swapped", "genjax/keys.py",
+     "return y1.reshape(shape), y2.reshape(shape)", "return y2.reshape(shape), y1.reshape(shape)", [T + "test_keys.py"]),
+    ("threefry, large hashes: the key words swapped", "genjax/keys.py",
+     "return hash_(k1, k2, x1, x2, use_rolled_loops=False)", "return hash_(k2, k1, x1, x2, use_rolled_loops=False)",
+     [T + "test_keys.py"]),
 ]
 
 
