@@ -25,7 +25,10 @@ Imports nothing of genjax, so every layer may use it.
 
 from __future__ import annotations
 
+import math
+
 import jax
+import jax.numpy as jnp
 
 _IDS = {
     "step": 0,
@@ -91,9 +94,6 @@ def threefry_on_cpu() -> bool:
 
     Called when genjax is imported; returns False (nothing changed) if this JAX lacks the pieces."""
     try:
-        import math
-
-        import jax.numpy as jnp
         from jax._src.random import threefry2x32 as tf
         from jax.interpreters import mlir
 
