@@ -105,8 +105,6 @@ def threefry_on_cpu() -> bool:
         shape = jnp.broadcast_shapes(k1.shape, k2.shape, x1.shape, x2.shape)
         if math.prod(shape) >= 1024:
             return hash_(k1, k2, x1, x2, use_rolled_loops=False)
-        if len(shape) <= 1:
-            return hash_(k1, k2, x1, x2, use_rolled_loops=True)
         flat = lambda a: jnp.broadcast_to(a, shape).reshape(-1) if a.shape else a  # noqa: E731
         y1, y2 = hash_(flat(k1), flat(k2), flat(x1), flat(x2), use_rolled_loops=True)
         return y1.reshape(shape), y2.reshape(shape)
