@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -148,11 +149,35 @@ def _tensorboard(workdir: Path):
     return SummaryWriter(str(workdir / "tb"), flush_secs=30)
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector paused for the block, as it was after. Tracing and lowering
+    a training epoch allocate hundreds of thousands of short-lived objects, and each allocation
+    threshold crossed starts a collection pass over the whole heap (~380,000 objects once jax,
+    flax and orbax are loaded): ~250 passes and ~20% of an epoch's compile from the persistent
+    cache (Glow's host loop on 2 CPU cores: 3.7 s collecting, 2.9 s paused). Nothing is lost: what
+    the block left unreachable is collected by the collector's next pass after it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def compile_epoch(epoch_fn: Callable, state, data: dict, stacked: bool = False, data_axes: dict | None = None,
                   host_loop: bool = False) -> Callable:  # fmt: skip
     """The epoch as ``drive`` runs it, compiled for ``state`` and ``data``: jitted with the state
     donated (vmapped over the members axis when ``stacked``), or as a host loop over one compiled
-    step (``host_loop``, ``genjax.train.engine.host_epoch``)."""
+    step (``host_loop``, ``genjax.train.engine.host_epoch``); traced, lowered and compiled with the
+    garbage collector paused (``gc_paused``)."""
+    with gc_paused():
+        return _compile_epoch(epoch_fn, state, data, stacked, data_axes, host_loop)
+
+
+def _compile_epoch(epoch_fn: Callable, state, data: dict, stacked: bool, data_axes: dict | None,
+                   host_loop: bool) -> Callable:  # fmt: skip
     axes = {k: (data_axes or {}).get(k) for k in data}
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), (state, data))
     if host_loop:
@@ -186,7 +211,8 @@ class CheckedEpoch:
             return new, metrics
         del new, metrics
         if self.guarded is None:
-            self.guarded = self._compile_guarded()
+            with gc_paused():
+                self.guarded = self._compile_guarded()
         self.reruns += 1
         return self.guarded(state, data)
 

@@ -125,3 +125,26 @@ def test_host_loop_members_equal_the_scanned_members(smoke_cfg):
     np.testing.assert_allclose(hosted.heldout_nll, scanned.heldout_nll, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(scanned.state.params), jax.tree.leaves(hosted.state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_the_epoch_compiles_with_the_garbage_collector_paused_and_restored(monkeypatch):
+    import gc
+
+    from genjax.train import driver
+
+    seen = []
+    monkeypatch.setattr(driver, "_compile_epoch", lambda *a: seen.append(gc.isenabled()) or "compiled")
+    assert gc.isenabled()
+    assert driver.compile_epoch(None, None, {}) == "compiled"
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(KeyError), driver.gc_paused():  # restored when the block raises
+        assert not gc.isenabled()
+        raise KeyError("x")
+    assert gc.isenabled()
+    gc.disable()  # a caller that paused it itself gets it back paused
+    try:
+        with driver.gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
