@@ -312,7 +312,7 @@ def cmd_params(args: list[str]) -> int:
     splits, family = prepare_mod.prepare(cfg, ignore_inactive=_FAMILY_SWITCHED)
     if family.modules is None:
         raise UsageError(f"the {family.name} family exposes no modules to count.")
-    module = family.modules(family.init(jax.random.key(0)))
+    module = family.modules(jax.eval_shape(family.init, jax.random.key(0)))  # shapes only: nothing computed
     print(f"{cfg.name}: {family.name}, data shape {splits.shape}")
     print(format_table(param_table(module)))
     return 0

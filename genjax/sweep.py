@@ -78,10 +78,12 @@ def _with(cfg, setting: dict):
 
 
 def param_count(family, key=None) -> int | None:
-    """Trainable parameters of a fresh model (``None`` where the family exposes no modules)."""
+    """Trainable parameters of a fresh model (``None`` where the family exposes no modules), from
+    the shapes of its initial parameters (``jax.eval_shape``: nothing is initialized)."""
     if family.modules is None:
         return None
-    return sum(r["params"] for r in param_table(family.modules(family.init(key or jax.random.key(0)))))
+    shapes = jax.eval_shape(family.init, key if key is not None else jax.random.key(0))
+    return sum(r["params"] for r in param_table(family.modules(shapes)))
 
 
 def _label(setting: dict) -> str:
