@@ -131,9 +131,9 @@ def build_program(
         small op was compiled and dispatched on its own. A new process's first init (2-core CPU,
         idle; warm cache / empty cache): Glow 1.7-2.0 -> 1.2 s / 7.5 -> 4.2 s, the DDPM U-Net
         1.4-1.6 -> 1.1-1.2 s / 5.6 -> 4.6 s, the MLP VAE 0.49 -> 0.28 s / 1.8 -> 1.0 s; a second
-        init of Glow or the U-Net (cross-validation's folds) 0.17-0.20 s -> 0.01 s. The values are the op-by-op ones up
-        to float32 rounding where XLA fuses the arithmetic: bit for bit for most families, ActNorm's
-        data init and the GPT's scaled projections differ by an ulp or two."""
+        init of Glow or the U-Net (cross-validation's folds) 0.17-0.20 s -> 0.01 s. The values are
+        the op-by-op ones up to float32 rounding where XLA fuses the arithmetic: bit for bit for
+        most families, ActNorm's data init and the GPT's scaled projections differ by an ulp or two."""
         root = jax.random.key(cfg.seed) if key is None else key
         with gc_paused():
             return fresh(root, example)
