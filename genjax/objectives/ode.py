@@ -36,7 +36,10 @@ def _axpy(a, x, y):
 
 
 def step(fn, y, t, h, method: str):
-    """One step of ``method`` from time ``t`` to ``t + h`` of dy/dt = fn(y, t) (y a pytree)."""
+    """One step of ``method`` from time ``t`` to ``t + h`` of dy/dt = fn(y, t) (y a pytree).
+    The stages call one ``jax.jit`` of ``fn``, so ``fn`` (a network) is traced and lowered once
+    per step, not once per stage; XLA inlines the calls, so the program is the same."""
+    fn = jax.jit(fn)
     if method == "euler":
         return _axpy(h, y, fn(y, t))
     if method == "heun":

@@ -136,6 +136,35 @@ def test_solvers_converge_at_their_order(method, order):
     assert ode.evaluations(method, 10) == {1: 10, 2: 20, 4: 40}[order]
 
 
+
+@pytest.mark.parametrize("method", ode.METHODS)
+def test_a_solver_step_traces_the_velocity_once_and_keeps_its_values(method):
+    """Each stage calls one jit of the velocity, so a network is traced once per step however
+    many stages the method has (compile time), with the same values as calling it directly."""
+    calls = []
+
+    def fn(x, t):
+        calls.append(t)
+        return -x * t + jnp.sin(t)
+
+    x, times = jnp.linspace(-1.0, 1.0, 5), jnp.linspace(0.0, 1.0, 4)
+    got = jax.jit(lambda y: ode.solve(fn, y, times, method))(x)
+    assert len(calls) == 1
+    h, y = times[1] - times[0], x
+    for t in times[:-1]:
+        f = lambda z, s: -z * s + jnp.sin(s)  # noqa: E731
+        if method == "euler":
+            y = y + h * f(y, t)
+        elif method == "heun":
+            k1 = f(y, t)
+            y = y + 0.5 * h * (k1 + f(y + h * k1, t + h))
+        else:
+            k1 = f(y, t)
+            k2 = f(y + 0.5 * h * k1, t + 0.5 * h)
+            k3 = f(y + 0.5 * h * k2, t + 0.5 * h)
+            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + f(y + h * k3, t + h))
+    np.testing.assert_allclose(got, y, rtol=1e-6, atol=1e-6)
+
 def test_minibatch_ot_coupling_is_the_brute_force_minimum():
     for seed in range(4):
         x = jax.random.normal(jax.random.key(seed), (6, 3))
