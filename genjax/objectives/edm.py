@@ -75,6 +75,7 @@ def sample(denoise, key, shape, sigmas, method: str = "heun", s_churn: float = 0
     x = sigmas[0] * jax.random.normal(k0, shape) if x_init is None else x_init
     gamma_max = min(s_churn / n, math.sqrt(2.0) - 1.0) if s_churn > 0 else 0.0
 
+    @jax.jit  # Heun's two evaluations share one trace of the network (compile time)
     def d_of(x, s):
         return (x - denoise(x, jnp.full(x.shape[:1], s))) / s
 
