@@ -85,9 +85,13 @@ def divergence(v, x, t, trace: str = "exact", u=None):
         raise ValueError(f"the divergence must be 'exact' or 'hutchinson', got {trace!r}.")
     d = x[0].size
     basis = jnp.eye(d, dtype=x.dtype).reshape((d, 1) + x.shape[1:])
-    out = v(x, t)
-    diag = jax.vmap(lambda e: _sum_event(e * jax.jvp(lambda z: v(z, t), (x,), (jnp.broadcast_to(e, x.shape),))[1]))
-    return out, jnp.sum(diag(basis), 0)
+
+    def along(e):  # the velocity is the JVP's primal, unbatched: one trace of v, one evaluation
+        out, jv = jax.jvp(lambda z: v(z, t), (x,), (jnp.broadcast_to(e, x.shape),))
+        return out, _sum_event(e * jv)
+
+    out, diag = jax.vmap(along, out_axes=(None, 0))(basis)
+    return out, jnp.sum(diag, 0)
 
 
 def log_prob(v, x, key, times, prior_log_prob, trace: str = "exact", probe: str = "rademacher",
