@@ -16,6 +16,7 @@ an uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import chex
@@ -375,33 +376,44 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
             s_def = jax.tree.structure(state)
             st = lambda sl: jax.tree.unflatten(s_def, sl)  # noqa: E731
             s_leaves = jax.tree.leaves(state)
-            c_start = jax.jit(lambda sl, d: start(st(sl), d)).lower(s_leaves, data).compile()
-            batches = c_start.out_info
-            carry = jax.eval_shape(begin, state)
-            leaves, tdef = jax.tree.flatten(carry)
-            c_begin = jax.jit(lambda sl: jax.tree.leaves(begin(st(sl)))).lower(s_leaves).compile()
+            leaves, tdef = jax.tree.flatten(jax.eval_shape(begin, state))
+            # each piece is compiled (or read from the persistent cache) on a thread of its own
+            # while the next one is traced and lowered: XLA works without Python's lock, so a
+            # cold compile of the step overlaps the lowering and compile of ``finish``
+            with ThreadPoolExecutor(3) as pool:
 
-            def flat_step(xs, b, i):  # the step is traced once, here
-                new, outs = step_at(jax.tree.unflatten(tdef, xs), b, i)
-                return jax.tree.leaves(new), outs
+                def first(sl, d):  # the epoch's batches and the steps' first carry, one program
+                    state = st(sl)
+                    return start(state, d), jax.tree.leaves(begin(state))
 
-            c_step = jax.jit(flat_step, donate_argnums=0).lower(leaves, batches, jnp.int32(0)).compile()
-            outs = c_step.out_info[1]
-            new_def = []  # the new state's structure, recorded while tracing ``finish``
+                lo_first = jax.jit(first).lower(s_leaves, data)
+                c_first = pool.submit(lo_first.compile)
+                batches = lo_first.out_info[0]
 
-            def flat_finish(sl, xs, outs, d):
-                new, *rest = finish(st(sl), *jax.tree.unflatten(tdef, xs), outs, d)
-                leaves_, d_ = jax.tree.flatten(new)
-                new_def.append(d_)
-                return leaves_, rest
+                def flat_step(xs, b, i):  # the step is traced once, here
+                    new, outs = step_at(jax.tree.unflatten(tdef, xs), b, i)
+                    return jax.tree.leaves(new), outs
 
-            c_end = jax.jit(flat_finish, donate_argnums=1).lower(s_leaves, leaves, [outs] * steps, data).compile()
+                lo_step = jax.jit(flat_step, donate_argnums=0).lower(leaves, batches, jnp.int32(0))
+                c_step = pool.submit(lo_step.compile)
+                outs = lo_step.out_info[1]
+                new_def = []  # the new state's structure, recorded while tracing ``finish``
+
+                def flat_finish(sl, xs, outs, d):
+                    new, *rest = finish(st(sl), *jax.tree.unflatten(tdef, xs), outs, d)
+                    leaves_, d_ = jax.tree.flatten(new)
+                    new_def.append(d_)
+                    return leaves_, rest
+
+                lo_end = jax.jit(flat_finish, donate_argnums=1).lower(s_leaves, leaves, [outs] * steps, data)
+                c_end = pool.submit(lo_end.compile)
+                c_first, c_step, c_end = c_first.result(), c_step.result(), c_end.result()
             n_def = new_def[0]
 
             def run(state, data):
                 sl = jax.tree.leaves(state)
-                batches = c_start(sl, data)
-                xs, outs = c_begin(sl), []
+                batches, xs = c_first(sl, data)
+                outs = []
                 for i in range(steps):
                     xs, o = c_step(xs, batches, jnp.int32(i))
                     outs.append(o)
