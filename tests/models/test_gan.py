@@ -223,11 +223,13 @@ def test_gan_config_errors_are_one_sentence():
 
 
 def test_mixture_experiment_wgan_gp_captures_all_ring_modes():
-    """experiments/gan_mixtures' WGAN-GP on ring, one seed, 10 of its 100 epochs (1,800 generator
-    steps): every one of the 8 modes gets high-quality samples (measured: 8 modes, reverse KL 0.019,
-    61% high-quality; at 8 epochs 0.023 and 47%)."""
+    """experiments/gan_mixtures' WGAN-GP on ring, one seed, 8 of its 100 epochs (1,440 generator
+    steps): every one of the 8 modes gets high-quality samples, and most samples are high-quality
+    (measured 2026-12-02, epochs 1-10: modes 6, then 8 from epoch 2; reverse KL 0.33, 0.055, 0.061,
+    0.098, 0.16, 0.15, 0.059, 0.039, 0.030, 0.011; high-quality 0.4%, 2.6%, 4%, 3%, 7%, 14%, 40%,
+    53%, 58%, 66%)."""
     cfg = gan_mixtures_config("wgan_gp,ring")
-    cfg.train.epochs = 10
+    cfg.train.epochs = 8
     splits = load_splits(cfg.data, cfg.train.batch_size)
     fam = build_family(cfg, DataInfo.of(splits))
     res = fit(cfg, fam, splits, progress=False)
@@ -235,6 +237,7 @@ def test_mixture_experiment_wgan_gp_captures_all_ring_modes():
     stats = mode_coverage(x, *mixture_modes("ring"))
     assert stats["modes"] == 8, stats
     assert stats["reverse_kl"] < 0.2, stats
+    assert stats["high_quality"] > 0.3, stats
 
 
 def test_conditional_gan_trains_on_labelled_digits_and_samples_by_class():
