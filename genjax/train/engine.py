@@ -372,7 +372,7 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
             state, data = self.args
             # every piece takes and gives the state as a flat list of arrays, which a dispatch
             # passes on the C++ fast path: a Python flatten or unflatten of the state's ~N nnx
-            # variables costs ~2-4 us each (Glow's 431: ~1 ms, up to 9 ms an epoch over the pieces)
+            # variables costs ~2-7 us each (Glow's 431: 1-3 ms a time, ~9 ms an epoch over the pieces)
             s_def = jax.tree.structure(state)
             st = lambda sl: jax.tree.unflatten(s_def, sl)  # noqa: E731
             s_leaves = jax.tree.leaves(state)
