@@ -1,16 +1,22 @@
 """Orbax checkpoints of the whole ``TrainState`` (params, optimizer states, step, epoch — the
 data position —, PRNG key, early-stopping state).
 
-The state is saved as a flat dict of arrays (``leaf_00000`` ...) beside a JSON list of the
-leaves' paths, shapes and dtypes; typed PRNG keys are stored as their raw key data. Restoring
-needs a template state of the same structure (a freshly initialized one), and fails with one
-clear sentence if the checkpoint does not match it (a changed config, say).
+The state is saved as a flat dict of arrays beside ``structure.json`` (the leaves' paths, shapes
+and dtypes); typed PRNG keys are stored as their raw key data. Leaves of at most ``PACK_BYTES``
+are packed, in order, into one flat array per dtype (``pack_float32`` ...); larger ones are
+saved as themselves (``leaf_00000`` ...), so orbax writes their shards where they live. Orbax
+spends ~1.3 ms on each array it writes whatever its size (2-core CPU: Glow's 431 leaves, 1.9 MB,
+took 0.58-0.73 s a save and 0.55 s a restore; packed, 0.02-0.03 s a save). Restoring needs a
+template state of the same structure (a freshly initialized one), and fails with one clear
+sentence if the checkpoint does not match it (a changed config, say). Checkpoints written before
+packing (no ``pack_*`` array) restore as they were saved.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +24,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from genjax.train.sharding import to_host
+
+PACK_BYTES = 1 << 20  # leaves up to 1 MiB go into the per-dtype packs
 
 
 class CheckpointError(ValueError):
@@ -38,6 +48,29 @@ def _flat(state):
     return arrays, spec, treedef, [x for _, x in leaves]
 
 
+def _packing(arrays: dict) -> tuple[dict[str, tuple[str, int, int]], dict[str, tuple[int, np.dtype]]]:
+    """Which leaves go into a pack: ``{leaf: (pack, offset, size)}`` for every leaf of at most
+    ``PACK_BYTES``, and each pack's length and dtype ``{pack: (n, dtype)}``; a function of the
+    shapes and dtypes alone."""
+    where, length = {}, {}
+    for k, a in arrays.items():
+        dt, size = np.dtype(a.dtype), math.prod(np.shape(a))
+        if size * dt.itemsize <= PACK_BYTES:
+            p = f"pack_{dt.name}"
+            n = length.get(p, (0, dt))[0]
+            where[k] = (p, n, size)
+            length[p] = (n + size, dt)
+    return where, length
+
+
+def _place(a: np.ndarray, like):
+    """The host array ``a`` placed as ``like`` is (its sharding, in every process); a numpy ``like``: ``a``."""
+    sharding = getattr(like, "sharding", None)
+    if sharding is None:
+        return a
+    return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
+
+
 def why_skipped(skipped: list[tuple[int, str]]) -> str:
     """``Checkpointer.restore_newest``'s skipped checkpoints in one clause: 'epoch 3: ...; ...'."""
     return "; ".join(f"epoch {ep}: {why}" for ep, why in skipped)
@@ -51,11 +84,17 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            item_handlers=ocp.StandardCheckpointHandler(),  # so item_metadata can be read before a restore
         )
 
     def save(self, epoch: int, state) -> None:
         arrays, spec, _, _ = _flat(state)
-        self.manager.save(epoch, args=ocp.args.StandardSave(arrays), force=True)
+        where, length = _packing(arrays)
+        small = to_host({k: arrays[k] for k in where})  # one transfer for all of them
+        item = {k: a for k, a in arrays.items() if k not in where}
+        for p in length:
+            item[p] = np.concatenate([np.ravel(small[k]) for k in where if where[k][0] == p])
+        self.manager.save(epoch, args=ocp.args.StandardSave(item), force=True)
         (self.directory / "structure.json").write_text(json.dumps(spec))
 
     def latest_epoch(self) -> int | None:
@@ -74,12 +113,20 @@ class Checkpointer:
                     f"the checkpoint in {self.directory} does not match the model built from the config "
                     f"({len(old)} saved leaves vs {len(spec)} expected); was the config changed?"
                 )
+        # a checkpoint written before packing holds one array per leaf (and no pack_*)
+        packed = any(k.startswith("pack_") for k in self.manager.item_metadata(epoch).keys())
+        where, length = _packing(arrays) if packed else ({}, {})
         # restored with the template's shardings: a checkpoint saved on one mesh restores onto another
         abstract = {
             k: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=getattr(a, "sharding", None))
             for k, a in arrays.items()
+            if k not in where
         }
+        for p, (n, dt) in length.items():
+            abstract[p] = np.empty(n, dt)
         restored = self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+        for k, (p, at, size) in where.items():
+            restored[k] = _place(np.asarray(restored[p][at : at + size]).reshape(np.shape(arrays[k])), arrays[k])
         out = [
             jax.random.wrap_key_data(restored[k], impl=jax.random.key_impl(t)) if _is_key(t) else restored[k]
             for k, t in zip(arrays, leaves)

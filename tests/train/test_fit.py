@@ -74,6 +74,77 @@ def test_checkpoint_roundtrip_and_mismatch(smoke_cfg, tmp_path):
     ck.close()
 
 
+def _mixed_state():
+    """Leaves of every kind a state holds: small float32 / bfloat16 / int / bool arrays (packed),
+    one over PACK_BYTES (saved alone), a scalar and a typed PRNG key, each with distinct values."""
+    r = np.random.default_rng(0)
+    return {
+        "w": [jax.numpy.asarray(r.normal(size=s), jax.numpy.float32) for s in ((3, 4), (5,), (2, 2, 2))],
+        "big": jax.numpy.asarray(r.normal(size=(300_000,)), jax.numpy.float32),  # 1.2 MB
+        "half": jax.numpy.asarray(r.normal(size=(7, 3)), jax.numpy.bfloat16),
+        "step": jax.numpy.asarray(12345, jax.numpy.int32),
+        "seen": jax.numpy.asarray(r.random(9) < 0.5),
+        "rng": jax.random.key(42),
+        "w2": jax.numpy.asarray(r.normal(size=(6,)), jax.numpy.float32),
+    }
+
+
+def _same(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_small_leaves_are_packed_per_dtype_and_restore_exactly(tmp_path):
+    """Orbax pays ~1.3 ms per array written: leaves up to PACK_BYTES go into one array per dtype;
+    every leaf (each with distinct values, so a wrong offset or shape fails) comes back bit for
+    bit, in its dtype, placed as the template's."""
+    from genjax.train.checkpoint import _flat, _packing
+
+    state = _mixed_state()
+    where, length = _packing(_flat(state)[0])
+    assert sorted(length) == ["pack_bfloat16", "pack_bool", "pack_float32", "pack_int32", "pack_uint32"]
+    assert length["pack_float32"][0] == 12 + 5 + 8 + 6  # the three small w, then w2; "big" saved alone
+    assert len(where) == len(jax.tree.leaves(state)) - 1
+    ck = Checkpointer(tmp_path / "ck")
+    ck.save(3, state)
+    ck.wait()
+    saved = sorted(ck.manager.item_metadata(3).keys())  # the arrays orbax wrote
+    back = ck.restore(jax.tree.map(jax.numpy.zeros_like, state) | {"rng": jax.random.key(0)})
+    ck.close()
+    _same(state, back)
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(back))
+    assert saved == ["leaf_00000", *sorted(length)]  # "big" (the first leaf) alone, then the packs
+
+
+def test_a_checkpoint_saved_one_array_per_leaf_still_restores(tmp_path):
+    """Checkpoints written before packing (one array per leaf: ``leaf_00000`` ...), also in a folder
+    whose newer checkpoints are packed (a run resumed after the change)."""
+    import json
+
+    import orbax.checkpoint as ocp
+
+    from genjax.train.checkpoint import _flat
+
+    state = _mixed_state()
+    arrays, spec, _, _ = _flat(state)
+    with ocp.CheckpointManager(tmp_path / "ck", options=ocp.CheckpointManagerOptions(create=True)) as m:
+        m.save(2, args=ocp.args.StandardSave(arrays))
+        m.wait_until_finished()
+    (tmp_path / "ck" / "structure.json").write_text(json.dumps(spec))
+    ck = Checkpointer(tmp_path / "ck")
+    _same(state, ck.restore(state))
+    ck.save(3, jax.tree.map(lambda x: x, state))
+    ck.wait()
+    _same(state, ck.restore(state, 2))
+    _same(state, ck.restore(state, 3))
+    ck.close()
+
+
 def test_vmapped_epoch_equals_separate_runs(smoke_cfg):
     """The epoch is one pure function of the state: vmap over two seeds gives each seed's run."""
     splits, fam = _setup(smoke_cfg)
