@@ -336,12 +336,15 @@ def test_resume_extends_a_finished_run_to_the_longer_runs_result(tmp_path, capsy
 
 def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys):
     """genjax bench on the smoke VAE: compile cold and cached, the epoch, MFU, and the plain-JAX
-    twin's epochs interleaved with genjax's (the ratio is the median of those rounds)."""
+    twin's epochs interleaved with genjax's (the ratio is the median of those rounds); with
+    --whole, genjax train's whole run and the twin's, alternately, three rounds."""
     twin_covers = "--config.model.vae.kl_schedule=constant"  # the MLP VAE twin's plain ELBO
-    assert main(["genjax", "bench", SMOKE, twin_covers, "--epochs=3", f"--json={tmp_path}"]) == 0
+    assert main(["genjax", "bench", SMOKE, twin_covers, "--epochs=3", "--whole", f"--json={tmp_path}"]) == 0
     out = capsys.readouterr().out
     r = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert r["compile_cold_s"] > 0 and r["compile_cached_s"] > 0 and r["epoch_s"] > r["val_s"] >= 0
     assert r["steps_per_s"] == pytest.approx(r["steps_per_epoch"] / (r["epoch_s"] - r["val_s"]), rel=1e-6)
     assert 0 < r["mfu"] < 1 and "compile:" in out
     assert r["twin"]["rounds"] == 3 and 0.2 < r["ratio"] < 5  # the same math and shapes: the same order
+    assert r["whole_rounds"] == 3 and r["whole_s"] > 3 * r["epoch_s"] and r["twin"]["whole_s"] > 3 * r["val_s"]
+    assert 0.05 < r["whole_ratio"] < 5 and "whole genjax train" in out
