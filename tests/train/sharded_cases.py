@@ -117,10 +117,12 @@ def case_refusals(_):
     return out
 
 
-def case_multiprocess(_):
-    """One of two processes (GENJAX_COORDINATOR etc. in the environment), one device each."""
+def case_multiprocess(workdir):
+    """One of two processes (GENJAX_COORDINATOR etc. in the environment), one device each: the
+    run stopped after epoch 1 (both processes join the checkpoint save) and resumed from it."""
     initialize_distributed()
-    r = run_fit("vae", "data=-1")
+    run_fit("vae", "data=-1", workdir, stop_after=1)
+    r = run_fit("vae", "data=-1", workdir, resume=True)
     return r | {"process": jax.process_index(), "processes": jax.process_count()}
 
 

@@ -97,15 +97,19 @@ def test_impossible_meshes_are_refused_in_one_sentence(cases):
     assert parse_mesh("members=5, data=2") == {"members": 5, "data": 2} and parse_mesh("") == {}
 
 
-def test_two_processes_equal_one(cases):
-    """jax.distributed over two CPU processes on 127.0.0.1 (gloo), one device each, data axis 2."""
+def test_two_processes_equal_one(cases, tmp_path):
+    """jax.distributed over two CPU processes on 127.0.0.1 (gloo), one device each, data axis 2,
+    stopped after epoch 1 and resumed from the checkpoint both wrote: the uninterrupted one-device run."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {"GENJAX_COORDINATOR": f"127.0.0.1:{port}", "GENJAX_NUM_PROCESSES": "2"}
-    procs = [run_case("multiprocess", devices=1, env=env | {"GENJAX_PROCESS_ID": str(i)}, wait=False) for i in (0, 1)]
+    procs = [run_case("multiprocess", tmp_path / "run", devices=1, env=env | {"GENJAX_PROCESS_ID": str(i)}, wait=False)
+             for i in (0, 1)]  # fmt: skip
     out = [finish(p) for p in procs]
     single = cases["data_parallel_vae"]["one"]
+    single = dict(single, history={k: v[1:] for k, v in single["history"].items()})  # the resumed call: epoch 2
     assert [o["process"] for o in out] == [0, 1] and all(o["processes"] == 2 and o["devices"] == 2 for o in out)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir()) == ["1", "2"]
     for o in out:
         assert_same_run(single, o)
