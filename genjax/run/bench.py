@@ -194,8 +194,7 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
     tw = twins.twin_for(cfg, splits) if twins is not None else None
     if tw is not None:
         t = time.perf_counter()
-        fn = tw.epoch if hasattr(tw.epoch, "lower") else jax.jit(tw.epoch, donate_argnums=0)  # a host-loop twin
-        tw_epoch = fn.lower(tw.init(), tw.data).compile()
+        tw_epoch = _twin_compiled(tw, tw.init())
         tw_compile = time.perf_counter() - t
         # genjax and twin epochs alternate, so a drift of the machine's speed hits both alike; the
         # ratio is the median over the rounds of twin / genjax training part (validation taken out)
@@ -244,6 +243,13 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
     return out
 
 
+def _twin_compiled(tw, state):
+    """The twin's epoch compiled for ``state``: jitted with the state donated, or its own host loop
+    (a Python loop over one jitted step, which compiles that step in its first epoch)."""
+    fn = tw.epoch if hasattr(tw.epoch, "lower") else jax.jit(tw.epoch, donate_argnums=0)
+    return fn.lower(state, tw.data).compile()
+
+
 def _twin_whole(tw, epochs: int) -> float:
     """Seconds of a plain-JAX script's whole training with ``tw``: its state made, its epoch
     compiled (from the persistent cache, JAX's in-memory caches cleared first) and run ``epochs``
@@ -251,8 +257,7 @@ def _twin_whole(tw, epochs: int) -> float:
     jax.clear_caches()
     t = time.perf_counter()
     state = tw.init()
-    fn = tw.epoch if hasattr(tw.epoch, "lower") else jax.jit(tw.epoch, donate_argnums=0)  # a host-loop twin
-    epoch = fn.lower(state, tw.data).compile()
+    epoch = _twin_compiled(tw, state)
     for _ in range(epochs):
         state, m = epoch(state, tw.data)
     jax.block_until_ready((state, m))
