@@ -15,6 +15,7 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -176,7 +177,7 @@ def make_step(
 
         def cut(a):
             unit = a.shape[0] // mult
-            return a[start * unit : (start + pl.per_update) * unit]
+            return jax.lax.dynamic_slice_in_dim(a, start * unit, pl.per_update * unit)
 
         return jax.tree.map(cut, batch)
 
@@ -217,6 +218,15 @@ def make_step(
         metrics |= {prefix + "loss": loss} | ({prefix + "grad_norm": optax.global_norm(g)} if grad_norm else {})
         return metrics | {prefix + n: v for n, v in m.items()}
 
+    def one_update(state, batch, key, i: int, pl: Player, params, own_opt, j):
+        """Player ``pl``'s update ``j`` (a traced index) in an alternating step: jitted and called
+        once per update, so its loss is traced once however many updates a step makes (XLA
+        inlines the calls: the same program as writing each out)."""
+        g, loss, m = grads(params, state, pl, slice_of(batch, pl, j), keys.update_key(key, i, j))
+        o = {pl.name: own_opt}
+        params = apply(params, o, pl, g, m)
+        return params, o[pl.name], g, loss, m
+
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
         key = keys.stream(state.rng, "step", state.step)
         params, opt, metrics = dict(state.params), dict(state.opt), {}
@@ -234,9 +244,9 @@ def make_step(
                     params = pl.post_update(params, ctx)
         else:
             for i, pl in enumerate(players):
+                update = jax.jit(functools.partial(one_update, state, batch, key, i, pl))
                 for j in range(pl.n_steps):
-                    g, loss, m = grads(params, state, pl, slice_of(batch, pl, j), keys.update_key(key, i, j))
-                    params = apply(params, opt, pl, g, m)
+                    params, opt[pl.name], g, loss, m = update(params, opt[pl.name], jnp.int32(j))
                 if pl.post_update is not None:
                     params = pl.post_update(params, ctx)
                 metrics = log(metrics, pl, loss, g, m)

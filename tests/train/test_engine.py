@@ -64,6 +64,26 @@ def test_two_players_update_in_order_with_n_steps():
     assert float(state.params["a"]["w"][...]) == pytest.approx(2 * c, abs=1e-3)
 
 
+def test_a_player_with_several_updates_has_its_loss_traced_once():
+    """b's three updates a step call one jitted update: its loss is traced once, not three times
+    (a WGAN critic's five updates traced its loss five times; the values are the test above's)."""
+    fam = _two_player_family()
+    traced = {"b": 0}
+    loss_b = fam.players[0].loss
+
+    def counted(*args):
+        traced["b"] += 1
+        return loss_b(*args)
+
+    players = (fam.players[0]._replace(loss=counted), fam.players[1])
+    txs = {"a": optax.sgd(0.1), "b": optax.sgd(0.1)}
+    state = init_state(fam.init(None), txs, jax.random.key(0))
+    state, _ = jax.jit(make_step(players, txs))(state, {"x": jnp.full((4,), 1.5)})
+    assert traced["b"] == 1
+    assert float(state.params["b"]["w"][...]) == pytest.approx(1.5 * (1 - 0.8**3), rel=1e-6)
+    assert int(state.params["b"]["calls"][...]) == 3
+
+
 def test_simultaneous_updates_take_every_gradient_at_the_old_parameters():
     """Hand-written Jacobi step on the same game (b fits c, a chases 2b, SGD lr 0.1):
     b <- 0.8 b + 0.2 c and a <- 0.8 a + 0.4 b_old, both from the incoming (a, b)."""
