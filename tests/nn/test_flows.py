@@ -128,6 +128,25 @@ def test_spline_identity_tails_and_no_nan_out_of_range():
     )
 
 
+def test_spline_is_elementwise_over_batched_parameters_and_bins_like_searchsorted():
+    from genjax.nn.flows.spline import _bin, _knots
+
+    k = jax.random.split(jax.random.key(3), 4)
+    x = 2.5 * jax.random.normal(k[0], (5, 3))
+    w, h, d = (jax.random.normal(k_, (5, 3, n)) for k_, n in ((k[1], 6), (k[2], 6), (k[3], 5)))
+    for fn in (rqs_forward, rqs_inverse):
+        batched = fn(x, w, h, d, 3.0)
+        one = jax.vmap(jax.vmap(fn, (0, 0, 0, 0, None)), (0, 0, 0, 0, None))(x, w, h, d, 3.0)
+        for a, b in zip(batched, one):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+            assert not np.allclose(a[0], b[1])  # the rows differ, so a mixed-up row would fail
+    cw = np.asarray(_knots(w[0, 0], h[0, 0], d[0, 0], 3.0)[0])
+    # values on the knots themselves, between them and at both ends of (-3, 3)
+    v = np.concatenate([cw[1:-1], (cw[:-1] + cw[1:]) / 2, [-3.0 + 1e-6, 3.0 - 1e-6]]).astype(np.float32)
+    want = np.clip(np.searchsorted(cw, v, side="right") - 1, 0, len(cw) - 2)
+    np.testing.assert_array_equal(_bin(jnp.asarray(cw), jnp.asarray(v)), want)
+
+
 @pytest.mark.parametrize("style", ["glow", "realnvp"])
 def test_multiscale_image_flow_inverts_with_exact_logdet(style):
     from genjax.nn.flows import ConvCoupling, MultiScale, squeeze, unsqueeze

@@ -97,7 +97,7 @@ class Coupling(nnx.Module):
         p, m = self._params(x, ctx)
         if self.kind == "spline":
             w, h, d = p[:, : self.bins], p[:, self.bins : 2 * self.bins], p[:, 2 * self.bins :]
-            y, ld = jax.vmap(rqs_forward, (0, 0, 0, 0, None))(x, w, h, d, self.bound)
+            y, ld = rqs_forward(x, w, h, d, self.bound)
         elif self.kind == "additive":
             y, ld = x + p[:, 0], jnp.zeros_like(x)
         else:
@@ -109,7 +109,7 @@ class Coupling(nnx.Module):
         p, m = self._params(z, ctx)  # z_A == x_A
         if self.kind == "spline":
             w, h, d = p[:, : self.bins], p[:, self.bins : 2 * self.bins], p[:, 2 * self.bins :]
-            x, ld = jax.vmap(rqs_inverse, (0, 0, 0, 0, None))(z, w, h, d, self.bound)
+            x, ld = rqs_inverse(z, w, h, d, self.bound)
         elif self.kind == "additive":
             x, ld = z - p[:, 0], jnp.zeros_like(z)
         else:

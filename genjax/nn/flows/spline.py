@@ -3,8 +3,11 @@ Flows", Sec. 3.1; the algebra follows Gregory & Delbourgo 1982).
 
 On [-B, B] the map is a K-bin rational-quadratic spline whose knots are set by unnormalized bin
 widths, heights and interior derivatives; outside it is the identity (derivative 1 at both
-boundary knots, so the map is C^1 there). Element-wise; all functions take one scalar input and
-its ``[K]``, ``[K]``, ``[K - 1]`` parameters and are vmapped by the caller.
+boundary knots, so the map is C^1 there). Element-wise: an input of any shape ``[...]`` with
+its parameters ``[..., K]``, ``[..., K]``, ``[..., K - 1]`` (a scalar with ``[K]``, ... as well).
+Written batched rather than as a scalar function vmapped twice (over dimensions and examples):
+the same arithmetic, traced faster (the 2-D spline flow's epoch: 1.55 -> 1.35 s). The bin's knots
+are read with a vmapped index (``_gather``): ``take_along_axis`` made that epoch 15% slower on CPU.
 """
 
 from __future__ import annotations
@@ -19,30 +22,36 @@ MIN_DERIV = 1e-3
 _D0 = math.log(math.expm1(1.0 - MIN_DERIV))  # interior derivative 1 (the identity) at d = 0
 
 
+def _edges(u, bound):
+    """Knot positions [..., K + 1] from unnormalized bin sizes ``u [..., K]``: softmax sizes
+    floored at MIN_BIN, cumulated onto [-bound, bound] (both ends set exactly)."""
+    k = u.shape[-1]
+    sizes = MIN_BIN + (1 - MIN_BIN * k) * jax.nn.softmax(u, axis=-1)
+    zero = jnp.zeros((*u.shape[:-1], 1), u.dtype)
+    c = jnp.concatenate([zero, jnp.cumsum(sizes, axis=-1)], -1) * 2 * bound - bound
+    return c.at[..., 0].set(-bound).at[..., -1].set(bound)
+
+
 def _knots(w, h, d, bound):
-    k = w.shape[-1]
-    widths = MIN_BIN + (1 - MIN_BIN * k) * jax.nn.softmax(w)
-    heights = MIN_BIN + (1 - MIN_BIN * k) * jax.nn.softmax(h)
-    cw = jnp.concatenate([jnp.zeros(1), jnp.cumsum(widths)]) * 2 * bound - bound
-    ch = jnp.concatenate([jnp.zeros(1), jnp.cumsum(heights)]) * 2 * bound - bound
-    cw = cw.at[0].set(-bound).at[-1].set(bound)
-    ch = ch.at[0].set(-bound).at[-1].set(bound)
-    deriv = jnp.concatenate([jnp.ones(1), MIN_DERIV + jax.nn.softplus(d + _D0), jnp.ones(1)])
-    return cw, ch, deriv
+    one = jnp.ones((*d.shape[:-1], 1), d.dtype)
+    deriv = jnp.concatenate([one, MIN_DERIV + jax.nn.softplus(d + _D0), one], -1)
+    return _edges(w, bound), _edges(h, bound), deriv
 
 
 def _bin(knots, v):
-    return jnp.clip(jnp.searchsorted(knots, v, side="right") - 1, 0, knots.shape[0] - 2)
+    """The bin of ``v`` in (-bound, bound): how many interior knots are <= v (searchsorted, right)."""
+    return jnp.sum(knots[..., 1:-1] <= v[..., None], -1)
 
 
 def _gather(cw, ch, deriv, i):
-    x0, y0 = cw[i], ch[i]
-    bw, bh = cw[i + 1] - x0, ch[i + 1] - y0
-    return x0, y0, bw, bh, bh / bw, deriv[i], deriv[i + 1]
+    at = jnp.vectorize(lambda a, j: a[j], signature="(n),()->()")
+    x0, y0, x1, y1 = at(cw, i), at(ch, i), at(cw, i + 1), at(ch, i + 1)
+    bw, bh = x1 - x0, y1 - y0
+    return x0, y0, bw, bh, bh / bw, at(deriv, i), at(deriv, i + 1)
 
 
 def rqs_forward(x, w, h, d, bound: float):
-    """(y, log|dy/dx|) for scalar ``x``."""
+    """(y, log|dy/dx|), element-wise in ``x``."""
     inside = jnp.abs(x) < bound
     xs = jnp.clip(x, -bound + 1e-6, bound - 1e-6)
     cw, ch, deriv = _knots(w, h, d, bound)
@@ -57,7 +66,7 @@ def rqs_forward(x, w, h, d, bound: float):
 
 
 def rqs_inverse(y, w, h, d, bound: float):
-    """(x, log|dx/dy|) for scalar ``y``: the root of the quadratic in the bin's local coordinate."""
+    """(x, log|dx/dy|), element-wise in ``y``: the root of the quadratic in the bin's local coordinate."""
     inside = jnp.abs(y) < bound
     ys = jnp.clip(y, -bound + 1e-6, bound - 1e-6)
     cw, ch, deriv = _knots(w, h, d, bound)
