@@ -12,7 +12,6 @@ Examples are ``x [N, 1]`` with real targets ``y [N, 1]`` (float32).
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 TOY1D = ("hetero", "hetero_t")
 X_RANGE = (-4.0, 4.0)
@@ -43,6 +42,8 @@ def toy1d_sample(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 def toy1d_interval(name: str, x, level: float) -> tuple[np.ndarray, np.ndarray]:
     """The true central ``level`` interval of y given x."""
+    from scipy import stats  # here, not at import: scipy.stats costs ~0.6 s to import
+
     q = stats.norm.ppf(0.5 + level / 2) if name == "hetero" else stats.t.ppf(0.5 + level / 2, 3)
     m, s = toy1d_mean(x), toy1d_scale(x)
     return m - q * s, m + q * s
@@ -50,6 +51,8 @@ def toy1d_interval(name: str, x, level: float) -> tuple[np.ndarray, np.ndarray]:
 
 def toy1d_log_prob(name: str, x, y) -> np.ndarray:
     """The true log p(y | x) ``[N]`` of ``[N, 1]`` inputs and targets."""
+    from scipy import stats
+
     m, s = toy1d_mean(x), toy1d_scale(x)
     lp = stats.norm.logpdf(y, m, s) if name == "hetero" else stats.t.logpdf(y, 3, m, s)
     return np.sum(lp, axis=-1)

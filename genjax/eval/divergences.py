@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.optimize
-import scipy.stats
 
 
 def _check_probs(p, name):
@@ -70,6 +68,8 @@ def histogram_divergences(x, y, bins: int = 50, alpha: float = 0.5, bounds=None)
 
 def wasserstein_1d(x, y) -> float:
     """Exact W_1 between two 1-D samples."""
+    import scipy.stats  # here, not at import (~0.6 s)
+
     return float(scipy.stats.wasserstein_distance(np.ravel(x), np.ravel(y)))
 
 
@@ -80,6 +80,8 @@ def wasserstein_exact(x, y, p: int = 1) -> float:
     if len(x) != len(y):
         raise ValueError(f"wasserstein_exact needs sets of equal size, got {len(x)} and {len(y)}.")
     cost = np.linalg.norm(x[:, None] - y[None], axis=-1) ** p
+    import scipy.optimize
+
     r, c = scipy.optimize.linear_sum_assignment(cost)
     return float(cost[r, c].mean() ** (1.0 / p))
 
