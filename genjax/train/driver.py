@@ -67,6 +67,16 @@ def _scalar(v):
     return bool(v) if v.dtype == bool else (int(v) if np.issubdtype(v.dtype, np.integer) else float(v))
 
 
+def _live_mean(v: np.ndarray, was: np.ndarray) -> float:
+    """The mean of ``v [members]`` over the members still training, NaN values skipped (NaN when
+    none is left): ``np.nanmean`` of the live values without its ~40 us of overhead a call, which a
+    short epoch's bookkeeping paid ~20 times (the demo: 0.9 of its 17 ms an epoch)."""
+    keep = v[~was]
+    if keep.dtype.kind == "f":
+        keep = keep[~np.isnan(keep)]
+    return float(np.mean(keep)) if keep.size else float("nan")
+
+
 def read_history(path: Path, upto: int) -> list[dict]:
     """The rows of ``metrics.jsonl`` up to epoch ``upto`` (a line cut short by a kill is dropped)."""
     if not path.exists():
@@ -351,8 +361,8 @@ def drive(
                         f.write(json.dumps(row) + "\n")
                 if tb is not None:
                     for k, v in m.items():
-                        if v.dtype != bool and np.isfinite(np.nanmean(np.where(was, np.nan, v))):
-                            tb.add_scalar(k, float(np.nanmean(np.where(was, np.nan, v))), e)
+                        if v.dtype != bool and np.isfinite(mu := _live_mean(v, was)):
+                            tb.add_scalar(k, mu, e)
                 if tb is not None and images is not None and images[0] > 0 and e % images[0] == 0:
                     tb.add_images("samples", np.clip(np.asarray(images[1](state)), 0, 1), e, dataformats="NHWC")
                 if "loss" in m:
@@ -371,7 +381,7 @@ def drive(
                 post = {}
                 for k in [*shown, "val_nll"]:
                     if k in m and not np.all(was):
-                        post[k] = f"{np.nanmean(np.where(was, np.nan, m[k])):.3f}"
+                        post[k] = f"{_live_mean(m[k], was):.3f}"
                 if n > 1:
                     post["stopped"] = f"{int(stopped.sum())}/{n}"
                 bar.set_postfix(post, refresh=False)

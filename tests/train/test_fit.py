@@ -243,3 +243,15 @@ def test_the_compiled_init_equals_the_op_by_op_one(smoke_cfg):
             np.testing.assert_array_equal(a, b)
     other = jax.tree.leaves(prog.init(jax.random.key(cfg.seed + 1)).params)
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(state.params), other))
+
+
+def test_the_live_mean_skips_stopped_members_and_nan_values():
+    """What TensorBoard and the progress bar show of a stacked run: the mean over the members
+    still training, NaN values skipped (np.nanmean of the live values), NaN when none is left."""
+    from genjax.train.driver import _live_mean
+
+    v = np.array([1.0, np.nan, 4.0, 100.0])
+    was = np.array([False, False, False, True])
+    assert _live_mean(v, was) == 2.5 == np.nanmean(np.where(was, np.nan, v))
+    assert np.isnan(_live_mean(v, np.ones(4, bool))) and np.isnan(_live_mean(np.array([np.nan]), np.zeros(1, bool)))
+    assert _live_mean(np.array([1, 2, 9], np.int32), np.array([False, False, True])) == 1.5
