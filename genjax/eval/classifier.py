@@ -164,7 +164,8 @@ def get_classifier(dataset: str, train, test, directory: str | Path, n_classes: 
     name = f"{safe}_classifier"
     fp = fingerprint(x, y)
     path = Path(directory).absolute() / f"{safe}-{fp}-c{n_classes}"
-    template = DomainNet(x.shape[1:], n_classes, rngs=nnx.Rngs(0))
+    # shapes only: the weights come from the checkpoint (an eager init cost ~0.3 s of op-by-op compiles)
+    template = nnx.eval_shape(lambda: DomainNet(x.shape[1:], n_classes, rngs=nnx.Rngs(0)))
     if not (path / "classifier.json").exists():
         log(f"training the domain classifier {name} on {len(x)} labelled images (once; saved in {path})")
         module, acc = train_classifier((x, y), test, n_classes)
