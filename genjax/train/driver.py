@@ -206,6 +206,16 @@ def _compile_epoch(epoch_fn: Callable, state, data: dict, stacked: bool, data_ax
                         lambda: jax.jit(fn, donate_argnums=0).lower(*shapes).compile())  # fmt: skip
 
 
+def _run_epoch(compiled: Callable, state, data: dict, meanwhile: Callable):
+    """``compiled(state, data)``, running ``meanwhile()`` on the host after the epoch is dispatched
+    and before anything waits for it."""
+    if isinstance(compiled, CheckedEpoch):
+        return compiled(state, data, meanwhile)
+    out = compiled(state, data)
+    meanwhile()
+    return out
+
+
 class CheckedEpoch:
     """An epoch run unguarded first (``make_epoch``'s ``epoch.fast``, or its ``fast_pieces`` as a
     host loop; the state it is given is not donated, so the epoch's start survives it) and, only
@@ -217,8 +227,10 @@ class CheckedEpoch:
     def __init__(self, fast, compile_guarded: Callable):
         self.fast, self._compile_guarded, self.guarded, self.reruns = fast, compile_guarded, None, 0
 
-    def __call__(self, state, data):
+    def __call__(self, state, data, meanwhile: Callable | None = None):
         new, metrics, clean = self.fast(state, data)
+        if meanwhile is not None:  # host work while the epoch computes (dispatch is asynchronous)
+            meanwhile()
         if bool(np.all(np.asarray(to_host(clean)))):
             return new, metrics
         del new, metrics
@@ -322,7 +334,6 @@ def drive(
                 compiled = compile_epoch(epoch_fn, state, data, plan.stacked, data_axes, host_loop)
             compile_s = time.perf_counter() - t0
 
-            host = lambda tree: {k: np.asarray(v) for k, v in to_host(tree).items()}  # noqa: E731
             stopped = np.atleast_1d(to_host(state.es.stopped))
             n = len(stopped)
             start = int(np.max(to_host(state.epoch)))
@@ -338,69 +349,87 @@ def drive(
             saved, t_saved = None, time.perf_counter()
             low, warned = np.full(n, np.inf), np.zeros(n, bool)
             t_train = time.perf_counter()
+            pending: list[tuple] = []  # epochs whose rows, scalars and progress are yet to be written
+
+            def book():
+                """Write the pending epochs' rows (metrics.jsonl, TensorBoard scalars, the history,
+                the progress bar): called while the next epoch computes, so the device is not idle
+                for them; always before a checkpoint, a break or an error, so every checkpoint has
+                its epoch's row and no row is lost on a way out the run handles."""
+                nonlocal low, warned
+                while pending:
+                    e, m, was, step, t = pending.pop(0)
+                    for k, v in m.items():
+                        hist.setdefault(k, []).append(v if v.dtype == bool else np.where(was, np.nan, v))
+                    row = {"epoch": e, "step": _scalar(step) if n > 1 else int(step)}
+                    row |= {k: _scalar(v if n > 1 else v[0]) for k, v in m.items()}
+                    row["time"] = t
+                    rows.append(row)
+                    if metrics_path is not None and main:
+                        with metrics_path.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                    if tb is not None:
+                        for k, v in m.items():
+                            if v.dtype != bool and np.isfinite(mu := _live_mean(v, was)):
+                                tb.add_scalar(k, mu, e)
+                    if "loss" in m:
+                        loss = np.where(was, np.nan, m["loss"])
+                        rose = ~warned & np.array([loss_rose(a, b, loss_rise) for a, b in zip(loss, low)])
+                        for i in np.flatnonzero(rose):
+                            who = "" if n == 1 else f" of member {i}"
+                            bar.write(f"genjax: warning: the training loss{who} {loss[i]:.4g} in epoch {e} is more "
+                                      f"than {loss_rise:g} x |{low[i]:.4g}| above its minimum; the run may be "
+                                      "diverging.", file=sys.stderr)  # fmt: skip
+                        warned |= rose
+                        low = np.fmin(low, loss)
+                    post = {}
+                    for k in [*shown, "val_nll"]:
+                        if k in m and not np.all(was):
+                            post[k] = f"{_live_mean(m[k], was):.3f}"
+                    if n > 1:
+                        post["stopped"] = f"{int(np.sum(m['stopped']))}/{n}"
+                    bar.set_postfix(post, refresh=False)
+
             for _ in [] if stopped.all() else bar:
                 was = stopped
-                state, m = compiled(state, data)
-                m = {k: np.reshape(v, (n,)) for k, v in host(m).items()}
+                state, m = _run_epoch(compiled, state, data, book)  # book(): the previous epoch's rows
+                m, step, epoch = to_host((m, state.step, state.epoch))
+                m = {k: np.reshape(np.asarray(v), (n,)) for k, v in m.items()}
                 bad_terms = {k.split("/", 1)[1]: m.pop(k) for k in list(m) if k.startswith("nonfinite/")}
                 halted, first_bad = m.pop("halted", np.zeros(n, bool)).astype(bool), m.pop("nonfinite_at")
-                e = int(np.max(to_host(state.epoch)))
+                e = int(np.max(epoch))
                 bad = np.flatnonzero(~was & (halted | ~np.isfinite(m.get("val_nll", np.zeros(n)))))
                 if len(bad):
+                    book()
                     raise TrainingError(_diverged(workdir, ckpt, state, e, n, bad, halted, first_bad, bad_terms, m))
                 epochs_run += ~was
                 stopped = m["stopped"].astype(bool)
-                for k, v in m.items():
-                    hist.setdefault(k, []).append(v if v.dtype == bool else np.where(was, np.nan, v))
-                row = {"epoch": e, "step": _scalar(to_host(state.step)) if n > 1 else int(to_host(state.step))}
-                row |= {k: _scalar(v if n > 1 else v[0]) for k, v in m.items()}
-                row["time"] = round(time.perf_counter() - t_train, 3)
-                rows.append(row)
-                if metrics_path is not None and main:
-                    with metrics_path.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
-                if tb is not None:
-                    for k, v in m.items():
-                        if v.dtype != bool and np.isfinite(mu := _live_mean(v, was)):
-                            tb.add_scalar(k, mu, e)
+                pending.append((e, m, was, step, round(time.perf_counter() - t_train, 3)))
                 if tb is not None and images is not None and images[0] > 0 and e % images[0] == 0:
                     tb.add_images("samples", np.clip(np.asarray(images[1](state)), 0, 1), e, dataformats="NHWC")
-                if "loss" in m:
-                    loss = np.where(was, np.nan, m["loss"])
-                    rose = ~warned & np.array([loss_rose(a, b, loss_rise) for a, b in zip(loss, low)])
-                    for i in np.flatnonzero(rose):
-                        who = "" if n == 1 else f" of member {i}"
-                        bar.write(f"genjax: warning: the training loss{who} {loss[i]:.4g} in epoch {e} is more than "
-                                  f"{loss_rise:g} x |{low[i]:.4g}| above its minimum; the run may be diverging.",
-                                  file=sys.stderr)  # fmt: skip
-                    warned |= rose
-                    low = np.fmin(low, loss)
                 if callback is not None:
                     callback(e, state, m)
                 fault_point("epoch", e)
-                post = {}
-                for k in [*shown, "val_nll"]:
-                    if k in m and not np.all(was):
-                        post[k] = f"{_live_mean(m[k], was):.3f}"
-                if n > 1:
-                    post["stopped"] = f"{int(stopped.sum())}/{n}"
-                bar.set_postfix(post, refresh=False)
                 if ckpt is not None and (
                     should_checkpoint(e, checkpoint_every, checkpoint_minutes, time.perf_counter() - t_saved)
                     or e == end
                     or stopped.all()
                     or caught
                 ):
+                    book()
                     ckpt.save(e, state)
                     saved, t_saved = e, time.perf_counter()
                     fault_point("save", e)
                 if caught:
+                    book()
                     raise Interrupted(caught[0], e, saved=ckpt is not None)
                 if stopped.all():
+                    book()
                     if n == 1 and "best_val_nll" in m:
                         bar.write(f"early stopping at epoch {e}: best validation NLL {m['best_val_nll'][0]:.4f} "
                                   f"at epoch {int(to_host(state.es.best_epoch))}")  # fmt: skip
                     break
+            book()
             bar.close()
             jax.block_until_ready(state)
             train_s = time.perf_counter() - t_train

@@ -255,3 +255,37 @@ def test_the_live_mean_skips_stopped_members_and_nan_values():
     assert _live_mean(v, was) == 2.5 == np.nanmean(np.where(was, np.nan, v))
     assert np.isnan(_live_mean(v, np.ones(4, bool))) and np.isnan(_live_mean(np.array([np.nan]), np.zeros(1, bool)))
     assert _live_mean(np.array([1, 2, 9], np.int32), np.array([False, False, True])) == 1.5
+
+
+def test_rows_are_written_while_the_next_epoch_runs_and_before_every_checkpoint(smoke_cfg, tmp_path, monkeypatch):
+    """The driver writes an epoch's row (metrics.jsonl, TensorBoard, the history) after the next
+    epoch is dispatched, so the device does not wait for it; but a checkpoint is only saved once
+    its epoch's row is written (a resume keeps the rows up to its checkpoint), and every row is
+    written by the end."""
+    import json
+
+    import genjax.train.driver as driver
+
+    cfg = smoke_cfg
+    cfg.train.epochs, cfg.train.checkpoint_every = 7, 3
+    splits, fam = _setup(cfg)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    lines = lambda: len(metrics.read_text().splitlines()) if metrics.exists() else 0  # noqa: E731
+    at_dispatch, at_save = [], {}
+    run_epoch, save = driver._run_epoch, driver.Checkpointer.save
+
+    def spy_run(compiled, state, data, meanwhile):
+        at_dispatch.append(lines())
+        return run_epoch(compiled, state, data, meanwhile)
+
+    def spy_save(self, epoch, state):
+        at_save[epoch] = [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()][-1]
+        return save(self, epoch, state)
+
+    monkeypatch.setattr(driver, "_run_epoch", spy_run)
+    monkeypatch.setattr(driver.Checkpointer, "save", spy_save)
+    res = fit(cfg, fam, splits, tmp_path / "run", progress=False)
+    assert at_save == {1: 1, 3: 3, 6: 6, 7: 7}  # each checkpoint after its own epoch's row
+    # when epoch k + 1 is dispatched, row k is still to be written unless epoch k was checkpointed
+    assert at_dispatch == [0, 1, 1, 3, 3, 4, 6]
+    assert [r["epoch"] for r in res.history] == list(range(1, 8)) and lines() == 7
