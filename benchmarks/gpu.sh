@@ -10,15 +10,29 @@
 #
 # Python: $PYTHON, else .venv-gpu/bin/python if it exists, else python3. It needs jax with the GPU
 # backend and genjax's dependencies; genjax itself is taken from this checkout (PYTHONPATH).
-# Without a network, bring missing packages as wheels (pip download on a networked machine, then
-# `pip install --no-index --no-deps --target DIR wheels/*.whl` and PYTHONPATH=DIR).
+# Without a network, bring missing packages as wheels in .whl/ (installed into /tmp/genjax-site
+# and put on PYTHONPATH first). The H200 machines lent here (image of 2026-11: Python 3.12, jax
+# 0.11 with CUDA 13, flax, optax, orbax, chex, scipy, scikit-learn, matplotlib, tqdm, pyyaml,
+# protobuf) lack ml_collections and tensorboardX; on the networked machine, once:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+#     ml_collections==1.1.0 tensorboardX==2.6.5
+# (0.16 MB), then run `benchmarks/gpu.sh` there with .whl carried along.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
   if [ -x .venv-gpu/bin/python ]; then PY=.venv-gpu/bin/python; else PY=python3; fi
 fi
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/genjax-site .whl/*.whl
+  export PYTHONPATH="/tmp/genjax-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 GENJAX_CACHE_DIR=${GENJAX_CACHE_DIR:-/tmp/genjax-xla}
+if ! "$PY" -c 'import jax' 2>/dev/null; then
+  echo "gpu.sh: $PY cannot import jax; set PYTHON to a Python with jax's GPU backend (see the header)." >&2
+  exit 2
+fi
 device=$("$PY" -c 'import jax; d = jax.devices()[0]; print(d.platform if d.platform == "cpu" else d.device_kind.replace(" ", "-").lower())')
 if [ "$("$PY" -c 'import jax; print(jax.default_backend())')" = cpu ]; then
   echo "gpu.sh: jax sees no accelerator (backend cpu); run it where one is, or see the header." >&2
