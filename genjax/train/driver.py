@@ -408,7 +408,7 @@ def drive(
                 if tb is not None and images is not None and images[0] > 0 and e % images[0] == 0:
                     tb.add_images("samples", np.clip(np.asarray(images[1](state)), 0, 1), e, dataformats="NHWC")
                 if callback is not None:
-                    callback(e, state, m)
+                    callback(e, state, dict(m))  # its own dict: the row is written after it
                 fault_point("epoch", e)
                 if ckpt is not None and (
                     should_checkpoint(e, checkpoint_every, checkpoint_minutes, time.perf_counter() - t_saved)
