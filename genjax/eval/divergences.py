@@ -75,13 +75,13 @@ def wasserstein_1d(x, y) -> float:
 
 def wasserstein_exact(x, y, p: int = 1) -> float:
     """Exact W_p between two equal-size empirical distributions (optimal assignment)."""
+    import scipy.optimize  # here, not at import
+
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     x, y = x.reshape(len(x), -1), y.reshape(len(y), -1)
     if len(x) != len(y):
         raise ValueError(f"wasserstein_exact needs sets of equal size, got {len(x)} and {len(y)}.")
     cost = np.linalg.norm(x[:, None] - y[None], axis=-1) ** p
-    import scipy.optimize
-
     r, c = scipy.optimize.linear_sum_assignment(cost)
     return float(cost[r, c].mean() ** (1.0 / p))
 
