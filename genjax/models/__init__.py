@@ -8,6 +8,7 @@ module in this package and one entry here; nothing outside ``genjax/models/`` ch
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 
 from genjax.fields import check_block, defaults
@@ -60,12 +61,23 @@ def build_family(cfg, data) -> Family:
     spec = FAMILIES[cfg.model.family]
     check_block(block, spec.fields, f"model.{cfg.model.family}.")  # each field's type and range
     family = spec.make(block, data)
+    # what the family was made from, for the traced-program cache (genjax.train.programs): a
+    # family made otherwise, or changed after (dataclasses.replace), carries none and is traced
+    object.__setattr__(family, "origin", origin_of(cfg.model.family, block, data))
     if data.vocab and not family.tokens:
         raise ValueError(
             f"model.family={cfg.model.family!r} does not model token sequences (data.name={cfg.data.name!r} is "
             "text); use a family that does, e.g. model.family='autoregressive'."
         )
     return family
+
+
+def origin_of(name: str, block, data: DataInfo) -> str:
+    """A digest of what ``build_family`` makes a family from: its name, its config block and the
+    ``DataInfo``."""
+    from genjax.train.programs import digest
+
+    return digest(name, json.loads(block.to_json_best_effort(sort_keys=True)), dataclasses.asdict(data))
 
 
 def upgrade_legacy(saved: dict) -> dict:

@@ -314,7 +314,6 @@ def build(cfg, splits):
     """The family of ``cfg`` for ``splits``, its labels checked and its whole program built
     abstractly (``jax.eval_shape`` of the initial state): every config value the model cannot
     take fails here in one sentence."""
-    import jax
 
     from genjax.models import DataInfo, build_family
     from genjax.train import build_program
@@ -323,7 +322,7 @@ def build(cfg, splits):
         family = build_family(cfg, DataInfo.of(splits))
         if family.labelled:
             splits.require_labels(f"the {family.name} model scores labelled examples")
-        jax.eval_shape(build_program(cfg, family, splits).init)
+        build_program(cfg, family, splits).shapes()  # jax.eval_shape of the initial state (or its kept program)
     except (TypeError, KeyError, IndexError, ZeroDivisionError) as e:  # a config value the model cannot take
         raise UsageError(f"the config does not build a {cfg.model.family} model ({type(e).__name__}: {e}).") from None
     return family

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from genjax.train.checkpoint import Checkpointer, why_skipped
 from genjax.train.engine import TrainState, host_epoch
+from genjax.train.programs import digest, lower
 from genjax.train.sharding import Plan, is_main_process, to_host
 
 
@@ -192,18 +193,20 @@ def _compile_epoch(epoch_fn: Callable, state, data: dict, stacked: bool, data_ax
                    host_loop: bool) -> Callable:  # fmt: skip
     axes = {k: (data_axes or {}).get(k) for k in data}
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), (state, data))
+    base = getattr(epoch_fn, "program_key", None)  # the traced programs kept on disk (genjax.train.programs)
+    key = lambda piece: None if base is None else digest(base, piece, stacked, repr(axes), host_loop)  # noqa: E731
     if host_loop:
-        host = lambda pieces: host_epoch(pieces, (0, axes) if stacked else None)  # noqa: E731
+        host = lambda pieces, k: host_epoch(pieces, (0, axes) if stacked else None, key=k)  # noqa: E731
         if getattr(epoch_fn, "fast_pieces", None) is None:
-            return host(epoch_fn.pieces).lower(state, data).compile()
-        return CheckedEpoch(host(epoch_fn.fast_pieces).lower(state, data).compile(),
-                            lambda: host(epoch_fn.pieces).lower(*shapes).compile())  # fmt: skip
+            return host(epoch_fn.pieces, key("epoch")).lower(state, data).compile()
+        return CheckedEpoch(host(epoch_fn.fast_pieces, key("fast")).lower(state, data).compile(),
+                            lambda: host(epoch_fn.pieces, key("guarded")).lower(*shapes).compile())  # fmt: skip
     vm = lambda f: jax.vmap(f, in_axes=(0, axes), spmd_axis_name="members") if stacked else f  # noqa: E731
     fn = vm(epoch_fn)
     if getattr(epoch_fn, "fast", None) is None:
-        return jax.jit(fn, donate_argnums=0).lower(state, data).compile()
-    return CheckedEpoch(jax.jit(vm(epoch_fn.fast)).lower(state, data).compile(),
-                        lambda: jax.jit(fn, donate_argnums=0).lower(*shapes).compile())  # fmt: skip
+        return lower(fn, state, data, key=key("epoch"), donate_argnums=0).compile()
+    return CheckedEpoch(lower(vm(epoch_fn.fast), state, data, key=key("fast")).compile(),
+                        lambda: lower(fn, *shapes, key=key("guarded"), donate_argnums=0).compile())  # fmt: skip
 
 
 def _run_epoch(compiled: Callable, state, data: dict, meanwhile: Callable):

@@ -32,6 +32,7 @@ from genjax.data.batching import epoch_batches
 from genjax.models.base import Context, Player, batch_multiple
 from genjax.objectives.regularizers import penalty
 from genjax.train.optim import plateau_scale
+from genjax.train.programs import digest, lower
 
 
 class EarlyStopState(NamedTuple):
@@ -340,7 +341,7 @@ class EpochPieces(NamedTuple):
     steps: int
 
 
-def host_epoch(pieces: EpochPieces, vmap_axes=None):
+def host_epoch(pieces: EpochPieces, vmap_axes=None, key: str | None = None):
     """The same epoch as ``lax.scan`` over the steps, run as a Python loop that dispatches one
     compiled step per training step (its batch read from the epoch's device array by index, its
     metrics stacked at the end). For convolution networks on a CPU, where an
@@ -348,7 +349,8 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
     for minutes, this compiles one step and trains at the unrolled speed.
 
     ``vmap_axes``: ``(state_axis, data_axes)`` to vmap every piece over a members axis (folds,
-    seeds, settings), as the driver vmaps the scanned epoch. Returns an object with
+    seeds, settings), as the driver vmaps the scanned epoch. ``key``: the pieces' traced programs are
+    kept on disk under it (``genjax.train.programs``; None: traced). Returns an object with
     ``lower(state, data).compile()`` -> a callable ``(state, data) -> (state, metrics)``."""
     start, body, end, steps = pieces
 
@@ -396,7 +398,8 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
                     state = st(sl)
                     return start(state, d), jax.tree.leaves(begin(state))
 
-                lo_first = jax.jit(first).lower(s_leaves, data)
+                piece = lambda name: None if key is None else digest(key, name)  # noqa: E731
+                lo_first = lower(first, s_leaves, data, key=piece("first"))
                 c_first = pool.submit(lo_first.compile)
                 batches = lo_first.out_info[0]
 
@@ -404,21 +407,16 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
                     new, outs = step_at(jax.tree.unflatten(tdef, xs), b, i)
                     return jax.tree.leaves(new), outs
 
-                lo_step = jax.jit(flat_step, donate_argnums=0).lower(leaves, batches, jnp.int32(0))
+                lo_step = lower(flat_step, leaves, batches, jnp.int32(0), key=piece("step"), donate_argnums=0)
                 c_step = pool.submit(lo_step.compile)
                 outs = lo_step.out_info[1]
-                new_def = []  # the new state's structure, recorded while tracing ``finish``
 
                 def flat_finish(sl, xs, outs, d):
-                    new, *rest = finish(st(sl), *jax.tree.unflatten(tdef, xs), outs, d)
-                    leaves_, d_ = jax.tree.flatten(new)
-                    new_def.append(d_)
-                    return leaves_, rest
+                    return finish(st(sl), *jax.tree.unflatten(tdef, xs), outs, d)
 
-                lo_end = jax.jit(flat_finish, donate_argnums=1).lower(s_leaves, leaves, [outs] * steps, data)
+                lo_end = lower(flat_finish, s_leaves, leaves, [outs] * steps, data, key=piece("end"), donate_argnums=1)
                 c_end = pool.submit(lo_end.compile)
                 c_first, c_step, c_end = c_first.result(), c_step.result(), c_end.result()
-            n_def = new_def[0]
 
             def run(state, data):
                 sl = jax.tree.leaves(state)
@@ -427,8 +425,7 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None):
                 for i in range(steps):
                     xs, o = c_step(xs, batches, jnp.int32(i))
                     outs.append(o)
-                new, rest = c_end(sl, xs, outs, data)
-                return jax.tree.unflatten(n_def, new), *rest
+                return c_end(sl, xs, outs, data)
 
             return run
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,10 +22,11 @@ from genjax.data.batching import eval_set
 from genjax.data.pipeline import DataSplits
 from genjax.data.transforms import epoch_transform
 from genjax.models.base import Family
-from genjax.train import curriculum, sharding
+from genjax.train import curriculum, programs, sharding
 from genjax.train.driver import TrainingError, drive, gc_paused
 from genjax.train.engine import TrainState, batched_mean, init_state, make_epoch, make_step
 from genjax.train.optim import make_optimizers, plateau_observer
+from genjax.train.programs import digest
 
 BASE_SWEEPABLE = ("optim.lr", "optim.weight_decay", "objective.l1", "objective.l2")
 
@@ -42,6 +44,7 @@ class Program:
     host_loop: bool = False  # train.loop: run the epoch's steps as a host loop over one compiled step
     step: Callable | None = None  # the pure training step (state, batch) -> (state, metrics) the epoch scans
     val_nll: Callable | None = None  # (params, eval batches, key) -> the validation NLL the epoch computes
+    shapes: Callable | None = None  # () -> the initial state's shapes and dtypes, as jax.eval_shape(init) gives
 
 
 def build_program(
@@ -118,12 +121,22 @@ def build_program(
 
     # an example batch in evaluation form, for data-dependent initialization (ActNorm)
     example = jax.numpy.asarray(splits.eval_view(splits.train["x"][: tc.batch_size]))
+    epoch.program_key = program_key(cfg, family, splits, swept, steps_per_epoch, n_members, mesh)
 
-    @jax.jit
-    def fresh(root, example):
+    def make_fresh(root, example):
         params = family.init(keys.stream(root, "init"), example)
         return init_state(params, txs, keys.stream(root, "train"), hparams, window=max(int(tc.patience), 1),
                           players=family.players)  # fmt: skip
+
+    fresh = jax.jit(make_fresh)
+    made = []  # the compiled init, once lowered (kept on disk under the program's key)
+
+    def run_fresh(root, example):
+        if epoch.program_key is None or isinstance(root, jax.core.Tracer) or jax.config.jax_disable_jit:
+            return fresh(root, example)
+        if not made:
+            made.append(programs.lower(make_fresh, root, example, key=digest(epoch.program_key, "init")).compile())
+        return made[0](root, example)
 
     def init(key=None):
         """A fresh state from the root ``key`` (default ``jax.random.key(cfg.seed)``), made by one
@@ -136,13 +149,36 @@ def build_program(
         most families, ActNorm's data init and the GPT's scaled projections differ by an ulp or two."""
         root = jax.random.key(cfg.seed) if key is None else key
         with gc_paused():
-            return fresh(root, example)
+            return run_fresh(root, example)
+
+    def shapes():
+        """``jax.eval_shape(init)``, from the kept program when there is one (no tracing)."""
+        key = None if epoch.program_key is None else digest(epoch.program_key, "init")
+        with gc_paused():
+            return programs.shapes(make_fresh, jax.random.key(cfg.seed), example, key=key)
 
     loop = str(tc.get("loop", "auto"))
     host = loop == "host" or (loop == "auto" and family.convolutional and int(tc.unroll) == 1
                               and jax.default_backend() == "cpu")  # fmt: skip
     return Program(init=init, epoch=epoch, plan=plan, steps=steps, per_step=per_step, host_loop=host, step=step,
-                   val_nll=val_nll)  # fmt: skip
+                   val_nll=val_nll, shapes=shapes)  # fmt: skip
+
+
+def program_key(cfg, family: Family, splits: DataSplits, *args) -> str | None:
+    """The key under which the run's traced programs are kept (``genjax.train.programs``): the
+    whole config, the family's origin (None, so nothing is kept, for a family ``build_family`` did
+    not make from this config's block and these data), what the programs take from the splits,
+    and ``build_program``'s other arguments ``args``."""
+    from genjax.models import DataInfo, family_config, origin_of
+
+    origin = getattr(family, "origin", None)
+    if origin is None or origin != origin_of(cfg.model.family, family_config(cfg), DataInfo.of(splits)):
+        return None
+    data = {f: repr(getattr(splits, f)) for f in ("name", "shape", "epoch_transform", "levels", "discrete", "bin_width",
+                                                   "scale", "seed", "vocab", "tokens")}  # fmt: skip
+    data["arrays"] = {part: {k: (np.shape(v), str(np.asarray(v).dtype)) for k, v in getattr(splits, part).items()}
+                      for part in ("train", "val", "test")}  # fmt: skip
+    return digest(json.loads(cfg.to_json_best_effort(sort_keys=True)), origin, repr(data), repr(args))
 
 
 def split_data(cfg, splits: DataSplits, scores=None, labels: bool = False) -> dict:

@@ -34,6 +34,19 @@ def test_digits_splits_are_deterministic_and_disjoint():
     assert not np.array_equal(a.train["x"], c.train["x"])
 
 
+def test_digits_are_scikit_learns_read_without_importing_it():
+    """The embedded digits come from the file scikit-learn ships, read directly (no sklearn
+    import at a run's start): the very images and labels ``sklearn.datasets.load_digits`` gives."""
+    from sklearn.datasets import load_digits
+
+    from genjax.data.sources import _digits_arrays
+
+    images, target = _digits_arrays()
+    ref = load_digits()
+    np.testing.assert_array_equal(images, ref.images)
+    np.testing.assert_array_equal(target, ref.target)
+
+
 def test_binarization_static_and_dynamic():
     s = load_splits(_dcfg("digits", binarize="dynamic"), 64)
     assert s.epoch_transform == "binarize" and s.discrete

@@ -1,0 +1,149 @@
+"""Traced programs kept on disk (``genjax.train.programs``): a run that reads its programs back
+trains bit for bit as one that traced them, and as one with the cache off; the key changes with
+what the trace depends on; a bad entry is made again; what does not export is traced."""
+
+import copy
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax.run.prepare import prepare
+from genjax.train import fit, programs
+from genjax.train.loop import build_program, program_key
+
+
+def leaves(tree):
+    out = []
+    for x in jax.tree.leaves(tree):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        out.append(np.asarray(x))
+    return out
+
+
+def assert_same(a, b):
+    assert [sorted(r) for r in a.history] == [sorted(r) for r in b.history]
+    for ra, rb in zip(a.history, b.history):
+        for k in ra:
+            if isinstance(ra[k], float) and k != "time":
+                assert ra[k] == rb[k] or (np.isnan(ra[k]) and np.isnan(rb[k])), k
+    la, lb = leaves(a.state), leaves(b.state)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture
+def kept(tmp_path, monkeypatch):
+    """Programs kept in a folder of this test's own, none read yet in this process."""
+    where = tmp_path / "programs"
+    monkeypatch.setattr(programs, "folder", lambda: where)
+    monkeypatch.setattr(programs, "_MEMO", {})
+    return where
+
+
+@pytest.mark.parametrize("loop", ["scan", "host"])
+def test_a_run_that_reads_its_programs_trains_as_one_that_traced_them(smoke_cfg, kept, monkeypatch, loop):
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.train.epochs, cfg.train.loop = 2, loop
+    splits, family = prepare(cfg)
+    made = fit(cfg, family, splits, progress=False)  # traced, exported and kept
+    files = sorted(kept.glob("*.jaxexport"))
+    # the initial state (read by prepare's check, then by fit), the epoch or its host pieces
+    assert len(files) == (2 if loop == "scan" else 4), files
+
+    def no_trace(*a, **k):
+        raise AssertionError("a kept program was traced again")
+
+    monkeypatch.setattr(programs, "_MEMO", {})  # as a new process: read from the folder
+    monkeypatch.setattr(programs, "_export", no_trace)
+    read = fit(cfg, family, splits, progress=False)
+    assert sorted(kept.glob("*.jaxexport")) == files
+    monkeypatch.setattr(programs, "folder", lambda: None)  # the cache off: jax.jit as before
+    plain = fit(cfg, family, splits, progress=False)
+    assert_same(made, read)
+    assert_same(made, plain)
+
+
+def test_a_bad_entry_is_made_again(smoke_cfg, kept, monkeypatch):
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.train.epochs = 1
+    splits, family = prepare(cfg)
+    first = fit(cfg, family, splits, progress=False)
+    files = sorted(kept.glob("*.jaxexport"))
+    files[0].write_bytes(b"")  # truncated
+    files[1].write_bytes(files[1].read_bytes()[:100])  # cut short
+    monkeypatch.setattr(programs, "_MEMO", {})
+    again = fit(cfg, family, splits, progress=False)
+    assert_same(first, again)
+    assert all(f.stat().st_size > 1000 for f in files)  # both written whole again
+
+
+def test_the_key_changes_with_what_the_trace_depends_on(smoke_cfg):
+    cfg = copy.deepcopy(smoke_cfg)
+    splits, family = prepare(cfg)
+    key = program_key(cfg, family, splits)
+    assert key is not None and key == program_key(copy.deepcopy(cfg), family, splits)
+    other = copy.deepcopy(cfg)
+    other.optim.lr = cfg.optim.lr * 2  # the optimizer's constant
+    assert program_key(other, family, splits) not in (None, key)
+    assert program_key(cfg, family, splits, frozenset({"optim.lr"}), None, 3, None) != key  # a members axis
+    # a family not made from this config's block, or changed by hand, keeps nothing
+    other = copy.deepcopy(cfg)
+    other.model.vae.latent_dim = 5
+    assert program_key(other, family, splits) is None
+    assert program_key(cfg, dataclasses.replace(family, name="mine"), splits) is None
+    # and the epoch the program builds carries it
+    built = build_program(cfg, family, splits).epoch.program_key
+    assert built == program_key(cfg, family, splits, frozenset(), None, None, None)
+
+
+def test_the_environment_names_jax_config(smoke_cfg):
+    before = programs.environment()
+    with jax.default_matmul_precision("highest"):
+        assert programs.environment() != before
+    assert programs.environment() == before
+
+
+def test_what_does_not_export_is_traced_and_marked(kept, monkeypatch):
+    def doubled(x):
+        return jax.pure_callback(lambda a: np.asarray(a) * 2, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    x = jnp.arange(3.0)
+    np.testing.assert_array_equal(programs.lower(doubled, x, key="cb").compile()(x), [0.0, 2.0, 4.0])
+    assert len(list(kept.glob("*.jaxexport"))) == 1  # the marker
+
+    def no_export(*a, **k):
+        raise AssertionError("tried to export a program marked as not exporting")
+
+    monkeypatch.setattr(programs, "_MEMO", {})
+    monkeypatch.setattr(programs, "_export", no_export)
+    np.testing.assert_array_equal(programs.lower(doubled, x, key="cb").compile()(x), [0.0, 2.0, 4.0])
+
+
+def test_an_error_of_the_program_is_raised_and_leaves_nothing(kept):
+    def bad(x):
+        return x @ jnp.ones((4,))
+
+    with pytest.raises(TypeError):
+        programs.lower(bad, jnp.ones(3), key="bad")
+    with pytest.raises(TypeError):
+        programs.shapes(bad, jnp.ones(3), key="bad")
+    assert not list(kept.glob("*.jaxexport"))
+
+
+def test_kept_program_donates_and_gives_the_same_pytrees(kept):
+    def f(state, x):
+        return {"w": state["w"] + x, "n": state["n"] + 1}, {"sum": jnp.sum(x)}
+
+    state = {"w": jnp.zeros(4), "n": jnp.int32(0)}
+    x = jnp.arange(4.0)
+    assert programs.shapes(f, state, x, key="f") == jax.eval_shape(f, state, x)
+    compiled = programs.lower(f, state, x, key="f", donate_argnums=0).compile()
+    new, m = compiled(state, x)
+    assert state["w"].is_deleted()  # donated: updated in place
+    np.testing.assert_array_equal(new["w"], np.arange(4.0))
+    assert int(new["n"]) == 1 and float(m["sum"]) == 6.0
