@@ -166,7 +166,8 @@ def build_program(
 
 def program_key(cfg, family: Family, splits: DataSplits, *args) -> str | None:
     """The key under which the run's traced programs are kept (``genjax.train.programs``): the
-    whole config, the family's origin (None, so nothing is kept, for a family ``build_family`` did
+    config (all of it but the run's ``name`` and the ``eval`` section, which no training program
+    reads), the family's origin (None, so nothing is kept, for a family ``build_family`` did
     not make from this config's block and these data), what the programs take from the splits,
     and ``build_program``'s other arguments ``args``."""
     from genjax.models import DataInfo, family_config, origin_of
@@ -178,7 +179,8 @@ def program_key(cfg, family: Family, splits: DataSplits, *args) -> str | None:
                                                    "scale", "seed", "vocab", "tokens")}  # fmt: skip
     data["arrays"] = {part: {k: (np.shape(v), str(np.asarray(v).dtype)) for k, v in getattr(splits, part).items()}
                       for part in ("train", "val", "test")}  # fmt: skip
-    return digest(json.loads(cfg.to_json_best_effort(sort_keys=True)), origin, repr(data), repr(args))
+    recipe = {k: v for k, v in json.loads(cfg.to_json_best_effort(sort_keys=True)).items() if k not in ("name", "eval")}
+    return digest(recipe, origin, repr(data), repr(args))
 
 
 def split_data(cfg, splits: DataSplits, scores=None, labels: bool = False) -> dict:

@@ -41,7 +41,7 @@ import jax
 
 FORMAT = 1  # of an entry on disk; a change of layout bumps it (and so every key)
 _ENV: str | None = None
-_MEMO: dict[str, tuple] = {}  # key -> (exported, out_tree): entries this process read or made
+_MEMO: dict[str, tuple] = {}  # key -> (exported, out_tree): entries this process read or made (the last 32)
 
 
 def digest(*parts) -> str:
@@ -156,7 +156,15 @@ def _entry(fn: Callable, args: tuple, key: str | None, donate_argnums):
 
             return None, mark
     _MEMO[full] = found
+    while len(_MEMO) > 32:
+        _MEMO.pop(next(iter(_MEMO)))
     return (None, None) if found == "plain" else (found, None)
+
+
+def forget() -> None:
+    """Forget the programs this process has read or made (they stay on disk): the next ``lower``
+    reads its program as a new process would (with ``jax.clear_caches()``, for timing one)."""
+    _MEMO.clear()
 
 
 def shapes(fn: Callable, *args, key: str | None):
@@ -209,4 +217,4 @@ def _export(fn: Callable, in_tree, avals, path: Path):
     return exported, out_trees[0]
 
 
-__all__ = ["digest", "environment", "folder", "lower", "shapes"]
+__all__ = ["digest", "environment", "folder", "forget", "lower", "shapes"]

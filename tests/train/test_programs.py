@@ -91,6 +91,12 @@ def test_the_key_changes_with_what_the_trace_depends_on(smoke_cfg):
     other.optim.lr = cfg.optim.lr * 2  # the optimizer's constant
     assert program_key(other, family, splits) not in (None, key)
     assert program_key(cfg, family, splits, frozenset({"optim.lr"}), None, 3, None) != key  # a members axis
+    other = copy.deepcopy(cfg)
+    other.train.epochs += 1  # the learning-rate schedule's length
+    assert program_key(other, family, splits) not in (None, key)
+    other = copy.deepcopy(cfg)
+    other.name, other.eval.n_samples = "another", 7  # read by no training program
+    assert program_key(other, family, splits) == key
     # a family not made from this config's block, or changed by hand, keeps nothing
     other = copy.deepcopy(cfg)
     other.model.vae.latent_dim = 5
