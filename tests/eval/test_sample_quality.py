@@ -110,3 +110,26 @@ def test_pca_comparison_spectra():
     assert same["spectrum_l1"] == pytest.approx(0.0, abs=1e-9)
     iso = pca_comparison(real, rng.normal(size=(500, 5)))
     assert iso["spectrum_l1"] > 0.5 and iso["fake_2d"].shape == (500, 2)
+
+
+@pytest.mark.parametrize("shape", [(359, 64), (40, 784), (300, 3)])
+def test_pca_comparison_is_scikit_learns_pca(shape):
+    """The hand-written PCA equals scikit-learn's exact one (``svd_solver='full'``; its default
+    for over 500 features is a randomized, approximate SVD): spectra (shares of the total
+    variance), the projections on the real set's first two axes, signs included."""
+    from sklearn.decomposition import PCA
+
+    from genjax.eval.sample_quality import pca_comparison
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=shape) @ rng.normal(size=(shape[1], shape[1])) + rng.normal(size=shape[1])
+    fake = rng.normal(size=(shape[0] + 7, shape[1])) * 2.0
+    out = pca_comparison(real, fake, n_components=20)
+    n = min(20, *shape)
+    pr, pf = PCA(n, svd_solver="full").fit(real), PCA(n, svd_solver="full").fit(fake)  # exact, as ours
+    np.testing.assert_allclose(out["real_spectrum"], pr.explained_variance_ratio_, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(out["fake_spectrum"], pf.explained_variance_ratio_, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(out["real_2d"], pr.transform(real)[:, :2], rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(out["fake_2d"], pr.transform(fake)[:, :2], rtol=1e-8, atol=1e-9)
+    ref_l1 = np.abs(pr.explained_variance_ratio_ - pf.explained_variance_ratio_).sum()
+    assert out["spectrum_l1"] == pytest.approx(ref_l1, rel=1e-9)
