@@ -101,13 +101,19 @@ def _describe(avals) -> list:
 
 
 def _write(path: Path, blob: bytes) -> None:
-    """``blob`` to ``path`` by an atomic rename (a reader sees the whole entry or none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    """``blob`` to ``path`` by an atomic rename (a reader sees the whole entry or none); a folder
+    that cannot be written (read-only, full, not a folder) keeps nothing and stops nothing."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    except OSError:
+        return
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
         os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

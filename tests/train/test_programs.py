@@ -153,3 +153,17 @@ def test_kept_program_donates_and_gives_the_same_pytrees(kept):
     assert state["w"].is_deleted()  # donated: updated in place
     np.testing.assert_array_equal(new["w"], np.arange(4.0))
     assert int(new["n"]) == 1 and float(m["sum"]) == 6.0
+
+
+def test_a_folder_that_cannot_be_written_stops_nothing(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the programs' folder would be")
+    monkeypatch.setattr(programs, "folder", lambda: blocker / "programs")
+    monkeypatch.setattr(programs, "_MEMO", {})
+    x = jnp.arange(3.0)
+    np.testing.assert_array_equal(programs.lower(lambda a: a * 3, x, key="ro").compile()(x), [0.0, 3.0, 6.0])
+
+    def doubled(a):
+        return jax.pure_callback(lambda v: np.asarray(v) * 2, jax.ShapeDtypeStruct(a.shape, a.dtype), a)
+
+    np.testing.assert_array_equal(programs.lower(doubled, x, key="ro-cb").compile()(x), [0.0, 2.0, 4.0])
