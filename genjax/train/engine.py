@@ -382,9 +382,10 @@ def host_epoch(pieces: EpochPieces, vmap_axes=None, key: str | None = None):
 
         def compile(self):
             state, data = self.args
-            # every piece takes and gives the state as a flat list of arrays, which a dispatch
-            # passes on the C++ fast path: a Python flatten or unflatten of the state's ~N nnx
-            # variables costs ~2-7 us each (Glow's 431: 1-3 ms a time, ~9 ms an epoch over the pieces)
+            # every piece takes the state as a flat list of arrays, and the step gives it back so,
+            # which a dispatch passes on the C++ fast path: a Python flatten or unflatten of the
+            # state's ~N nnx variables costs ~2-7 us each (Glow's 431: 1-3 ms a time, ~9 ms an
+            # epoch over the pieces); the end gives the new state whole, unflattened once an epoch
             s_def = jax.tree.structure(state)
             st = lambda sl: jax.tree.unflatten(s_def, sl)  # noqa: E731
             s_leaves = jax.tree.leaves(state)
