@@ -13,11 +13,12 @@
 # Without a network, bring missing packages as wheels in .whl/ (installed into /tmp/genjax-site
 # and put on PYTHONPATH first). The H200 machines lent here (image of 2026-11: Python 3.12, jax
 # 0.11 with CUDA 13, flax, optax, orbax, chex, scipy, scikit-learn, matplotlib, tqdm, pyyaml,
-# protobuf) lack ml_collections and tensorboardX; on the networked machine, once:
+# protobuf) lack ml_collections and tensorboardX (and may lack flatbuffers, which genjax's kept
+# programs need: without it every program is traced, as before); on the networked machine, once:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
-#     ml_collections==1.1.0 tensorboardX==2.6.5
-# (0.16 MB), then run `benchmarks/gpu.sh` there with .whl carried along.
+#     ml_collections==1.1.0 tensorboardX==2.6.5 flatbuffers==25.12.19
+# (0.2 MB), then run `benchmarks/gpu.sh` there with .whl carried along.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-}
