@@ -23,6 +23,8 @@ made or changed by hand (``dataclasses.replace``) is always traced.
 
 The programs live in ``<compilation cache>/genjax-programs`` (the folder ``GENJAX_CACHE_DIR``
 names); with the compilation cache off, or ``GENJAX_PROGRAM_CACHE=0``, everything is traced.
+The key sees genjax's source files, not code replaced while a process runs (a genjax function
+monkeypatched in a notebook): such work sets ``GENJAX_PROGRAM_CACHE=0``.
 """
 
 from __future__ import annotations
