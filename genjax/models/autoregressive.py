@@ -204,7 +204,7 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
             return None
         return jax.random.randint(key, (n,), 0, n_cls) if cond is None else jnp.asarray(cond, jnp.int32)
 
-    cached = arch in ("bigram", "transformer")
+    cached = arch in ("bigram", "transformer", "made")
 
     def drawer(temp, k_top, prompt):
         """``draw(key, logits, i) -> tokens``: a categorical draw of the adjusted logits at
@@ -237,12 +237,26 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
 
     def cached_(params, key, n, cond=None, temp=temperature, k_top=top_k, prompt=None):
         """Transformer: one position per step of a ``lax.scan``, keys and values of the earlier
-        positions cached; bigram: the table row of the previous token."""
+        positions cached; bigram: the table row of the previous token; MADE: its first layer's
+        pre-activation updated by each drawn input and only the drawn position's outputs computed
+        (``MADE.sampler``; the same keys, order and draws as ``full``)."""
         net = module(params)
         k_y, key = jax.random.split(key)
         y = labels(k_y, n, cond)
-        first = start_of(y, n)
         draw = drawer(temp, k_top, prompt)
+        if arch == "made":
+            positions = jnp.argsort(net.orders[...][0])
+            a, add, out = net.sampler(n, None if not n_cls else jax.nn.one_hot(y, n_cls))
+
+            def made_body(i, carry):
+                tok, a = carry
+                p = positions[i]
+                t = draw(jax.random.fold_in(key, i), full_logits(out(a, p)), i)
+                return tok.at[:, p].set(t), add(a, p, t.astype(jnp.float32) / (k - 1))
+
+            tok, _ = jax.lax.fori_loop(0, d, made_body, (jnp.zeros((n, d), jnp.int32), a))
+            return from_tokens(tok)
+        first = start_of(y, n)
 
         if arch == "bigram":
 
@@ -303,7 +317,7 @@ def make_autoregressive(mcfg, data: DataInfo) -> Family:
         modules=module,
         progress=("loss", "bits_per_token"),
         curves=Curves("nll", 1.0, "train NLL"),
-        samplers={"uncached": sample_full} if arch == "transformer" else {},
+        samplers={"uncached": sample_full} if arch in ("transformer", "made") else {},
         generate=generate,
         info={"arch": arch, "tokens": k, "positions": d},
         tokens=True,

@@ -92,6 +92,33 @@ class MADE(nnx.Module):
                 h = jax.nn.relu(h)
         return h.reshape(*x.shape[:-1], self.dim, self.n_out)
 
+    def sampler(self, n: int, ctx=None, which=0):
+        """The pieces of sampling one position at a time with the first layer kept up to date
+        instead of recomputed: ``(a, add, out)`` — ``a [n, H1]`` the first layer's pre-activation
+        for all-zero inputs, ``add(a, p, v)`` that pre-activation once input ``p`` takes the values
+        ``v [n]`` (a rank-one update, ``a + v W1[p]``: the masked first layer is linear in the
+        inputs), ``out(a, p)`` the outputs of position ``p`` ``[n, n_out]`` (the hidden layers,
+        then only position p's columns of the last). Per position that is H1 + the middle layers
+        + H_last * n_out multiply-adds instead of the whole network's D * H1 + ... + H_last * D *
+        n_out: the same function, rounded differently (``__call__`` sums the inputs in one matmul)."""
+        first, *rest = [layer.kernel[...] * m[...][which] for layer, m in zip(self.layers, self.masks)]
+        a = jnp.broadcast_to(self.layers[0].bias[...], (n, first.shape[1]))
+        if self.ctx is not None:
+            a = a + self.ctx(ctx)
+        last = rest[-1].reshape(rest[-1].shape[0], self.dim, self.n_out)
+        last_b = self.layers[-1].bias[...].reshape(self.dim, self.n_out)
+
+        def add(a, p, v):
+            return a + v[:, None] * first[p]
+
+        def out(a, p):
+            h = jax.nn.relu(a)
+            for w, layer in zip(rest[:-1], self.layers[1:-1]):
+                h = jax.nn.relu(h @ w + layer.bias[...])
+            return h @ last[:, p] + last_b[p]
+
+        return a, add, out
+
 
 def conv_mask(k: int, kind: str, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A spatial mask ``[kh, kw]`` for a raster-order masked convolution: ``A`` — the rows above

@@ -162,6 +162,38 @@ def test_cached_sampling_equals_uncached_and_is_deterministic():
     assert not np.array_equal(a, fam.sample(params, jax.random.key(5), 5, cond))
 
 
+@pytest.mark.parametrize("levels,conditional,random_order", [(2, False, False), (5, True, True)])
+def test_made_sampler_updates_its_first_layer_and_equals_the_whole_network(levels, conditional, random_order):
+    """MADE's sampler keeps its first layer's pre-activation up to date (one rank-one update per
+    drawn input) and computes only the drawn position's outputs: teacher-forced in the sampling
+    order, the same outputs as the whole network at every position; its samples are the
+    whole-network sampler's (same keys, draws and order), on the data's levels."""
+    info = DataInfo((4, 3, 1), levels=levels, n_classes=3 if conditional else 0)
+    fam, params = ar(info, arch="made", hidden=(24, 20), conditional=conditional, random_order=random_order)
+
+    def nudged(path, v):  # biases start at zero: give every weight and bias a value of its own
+        name = jax.tree_util.keystr(path)
+        if "bias" not in name and "kernel" not in name:
+            return v  # the masks and orderings stay
+        return v + 0.3 * jax.random.normal(jax.random.key(len(name)), v.shape, v.dtype)
+
+    params = jax.tree_util.tree_map_with_path(nudged, params)
+    net = fam.modules(params)
+    d, k = 12, levels
+    tok = jax.random.randint(jax.random.key(3), (5, d), 0, k)
+    x = tok.astype(jnp.float32) / (k - 1)
+    ctx = jax.nn.one_hot(jnp.array([0, 1, 2, 1, 0]), 3) if conditional else None
+    full = net(x, ctx)  # [5, d, n_out]
+    a, add, out = net.sampler(5, ctx)
+    for p in np.argsort(np.asarray(net.orders[...][0])):  # the sampling order: position p sees what came before
+        np.testing.assert_allclose(out(a, p), full[:, p], rtol=1e-5, atol=1e-5)
+        a = add(a, p, x[:, p])
+    key, cond = jax.random.key(4), (jnp.array([0, 1, 2, 2, 1, 0]) if conditional else None)
+    s = fam.sample(params, key, 6, cond)
+    np.testing.assert_array_equal(s, fam.samplers["uncached"](params, key, 6, cond))
+    assert set(np.unique(np.round(np.asarray(s) * (k - 1), 4))) <= set(range(k))
+
+
 @pytest.mark.parametrize("arch", ["made", "pixelcnn"])
 def test_image_samples_are_deterministic_and_on_the_levels(arch):
     fam, params = ar(DataInfo((4, 4, 1), levels=3, n_classes=2), arch=arch, hidden=(8,), channels=4,
