@@ -258,7 +258,15 @@ def fit(
     prog = build_program(cfg, family, splits)
     images = None
     if len(splits.shape) == 3 and int(cfg.train.tb_images_every) > 0 and family.predictor is None:
-        sample = jax.jit(lambda params: family.sample(params, keys.key(cfg.seed, "tb_samples"), 16))
+        key = None if prog.epoch.program_key is None else digest(prog.epoch.program_key, "tb_samples")
+        draw = lambda params: family.sample(params, keys.key(cfg.seed, "tb_samples"), 16)  # noqa: E731
+        made = []  # the grid's sampler, compiled at its first use (its traced program kept on disk)
+
+        def sample(params):
+            if not made:
+                made.append(programs.lower(draw, params, key=key).compile())
+            return made[0](params)
+
         images = (int(cfg.train.tb_images_every), lambda st: splits.to_unit(sample(select_params(st, False))))
     res = drive(
         prog.epoch,

@@ -167,3 +167,20 @@ def test_a_folder_that_cannot_be_written_stops_nothing(tmp_path, monkeypatch):
         return jax.pure_callback(lambda v: np.asarray(v) * 2, jax.ShapeDtypeStruct(a.shape, a.dtype), a)
 
     np.testing.assert_array_equal(programs.lower(doubled, x, key="ro-cb").compile()(x), [0.0, 2.0, 4.0])
+
+
+def test_the_sample_grids_program_is_kept_too(smoke_cfg, kept, monkeypatch, tmp_path):
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.train.epochs, cfg.train.tb_images_every = 1, 1
+    splits, family = prepare(cfg)
+    fit(cfg, family, splits, tmp_path / "made", progress=False)
+    files = sorted(kept.glob("*.jaxexport"))
+    assert len(files) == 3  # the initial state, the epoch, TensorBoard's sample grid
+
+    def no_trace(*a, **k):
+        raise AssertionError("a kept program was traced again")
+
+    monkeypatch.setattr(programs, "_MEMO", {})
+    monkeypatch.setattr(programs, "_export", no_trace)
+    fit(cfg, family, splits, tmp_path / "read", progress=False)
+    assert sorted(kept.glob("*.jaxexport")) == files
