@@ -128,19 +128,12 @@ def build_program(
         return init_state(params, txs, keys.stream(root, "train"), hparams, window=max(int(tc.patience), 1),
                           players=family.players)  # fmt: skip
 
-    fresh = jax.jit(make_fresh)
-    made = []  # the compiled init, once lowered (kept on disk under the program's key)
-
-    def run_fresh(root, example):
-        if epoch.program_key is None or isinstance(root, jax.core.Tracer) or jax.config.jax_disable_jit:
-            return fresh(root, example)
-        if not made:
-            made.append(programs.lower(make_fresh, root, example, key=digest(epoch.program_key, "init")).compile())
-        return made[0](root, example)
+    init_key = None if epoch.program_key is None else digest(epoch.program_key, "init")
+    fresh = programs.jit(make_fresh, key=init_key)  # its traced program kept on disk
 
     def init(key=None):
         """A fresh state from the root ``key`` (default ``jax.random.key(cfg.seed)``), made by one
-        compiled program (``fresh``, kept by the persistent cache). Run op by op, as it was, each
+        compiled program (``fresh``: its trace and its compile kept on disk). Run op by op, as it was, each
         small op was compiled and dispatched on its own. A new process's first init (2-core CPU,
         idle; warm cache / empty cache): Glow 1.7-2.0 -> 1.2 s / 7.5 -> 4.2 s, the DDPM U-Net
         1.4-1.6 -> 1.1-1.2 s / 5.6 -> 4.6 s, the MLP VAE 0.49 -> 0.28 s / 1.8 -> 1.0 s; a second
@@ -149,13 +142,12 @@ def build_program(
         most families, ActNorm's data init and the GPT's scaled projections differ by an ulp or two."""
         root = jax.random.key(cfg.seed) if key is None else key
         with gc_paused():
-            return run_fresh(root, example)
+            return fresh(root, example)
 
     def shapes():
         """``jax.eval_shape(init)``, from the kept program when there is one (no tracing)."""
-        key = None if epoch.program_key is None else digest(epoch.program_key, "init")
         with gc_paused():
-            return programs.shapes(make_fresh, jax.random.key(cfg.seed), example, key=key)
+            return programs.shapes(make_fresh, jax.random.key(cfg.seed), example, key=init_key)
 
     loop = str(tc.get("loop", "auto"))
     host = loop == "host" or (loop == "auto" and family.convolutional and int(tc.unroll) == 1
@@ -259,14 +251,7 @@ def fit(
     images = None
     if len(splits.shape) == 3 and int(cfg.train.tb_images_every) > 0 and family.predictor is None:
         key = None if prog.epoch.program_key is None else digest(prog.epoch.program_key, "tb_samples")
-        draw = lambda params: family.sample(params, keys.key(cfg.seed, "tb_samples"), 16)  # noqa: E731
-        made = []  # the grid's sampler, compiled at its first use (its traced program kept on disk)
-
-        def sample(params):
-            if not made:
-                made.append(programs.lower(draw, params, key=key).compile())
-            return made[0](params)
-
+        sample = programs.jit(lambda params: family.sample(params, keys.key(cfg.seed, "tb_samples"), 16), key=key)
         images = (int(cfg.train.tb_images_every), lambda st: splits.to_unit(sample(select_params(st, False))))
     res = drive(
         prog.epoch,

@@ -114,11 +114,10 @@ def _write(path: Path, blob: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
         os.replace(tmp, path)
-    except OSError:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if not isinstance(e, OSError):
+            raise
 
 
 def _read(path: Path, in_tree):
@@ -133,9 +132,7 @@ def _read(path: Path, in_tree):
         if entry["format"] != FORMAT or entry["in_tree"] != in_tree:
             return None
         return export.deserialize(bytearray(entry["exported"])), entry["out_tree"]
-    except FileNotFoundError:
-        return None
-    except Exception:  # a truncated or foreign file: made again
+    except Exception:  # none there, or a truncated or foreign file: made again
         return None
 
 
@@ -206,6 +203,24 @@ def lower(fn: Callable, *args, key: str | None, donate_argnums: int | tuple = ()
     return jax.jit(call, donate_argnums=donate_argnums).lower(*args)
 
 
+def jit(fn: Callable, *, key: str | None) -> Callable:
+    """``jax.jit(fn)`` whose program is kept under ``key`` (``lower``): compiled at the first call
+    for each shape of the arguments; plain ``jax.jit`` without a key, under a trace (e.g.
+    ``jax.eval_shape``) or with jit disabled."""
+    plain, compiled = jax.jit(fn), {}
+
+    def call(*args):
+        leaves, tree = jax.tree.flatten(args)
+        if key is None or jax.config.jax_disable_jit or any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return plain(*args)
+        sig = repr((tree, _describe(_avals(leaves))))
+        if sig not in compiled:
+            compiled[sig] = lower(fn, *args, key=key).compile()
+        return compiled[sig](*args)
+
+    return call
+
+
 def _export(fn: Callable, in_tree, avals, path: Path):
     """Trace and export ``fn`` for ``avals`` and keep it at ``path``: ``(exported, out_tree)``;
     raises what tracing, exporting or serializing raised."""
@@ -225,4 +240,4 @@ def _export(fn: Callable, in_tree, avals, path: Path):
     return exported, out_trees[0]
 
 
-__all__ = ["digest", "environment", "folder", "forget", "lower", "shapes"]
+__all__ = ["digest", "environment", "folder", "forget", "jit", "lower", "shapes"]
