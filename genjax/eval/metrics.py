@@ -19,12 +19,31 @@ import numpy as np
 
 from genjax.data.batching import eval_set
 from genjax.objectives.likelihood import bits_per_dim
+from genjax.train import programs
 from genjax.train.engine import batched_mean
+
+_KEPT: dict = {}  # (origin, what) -> the kept program's callable, the last 8 this process used
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _mean(fn, params, batches, key):
     return batched_mean(fn, params, batches, key)
+
+
+def _family_mean(family, what: str):
+    """``(params, batches, key) -> `` the mean of ``family.<what>`` (``log_prob`` or ``bound``)
+    over the batches: a kept program (``genjax.train.programs``, under the family's origin, so a
+    later ``genjax eval`` of the run reads it instead of tracing it again), or the plain jitted
+    ``_mean`` for a family that carries no origin."""
+    fn, origin = getattr(family, what), getattr(family, "origin", None)
+    if origin is None:
+        return functools.partial(_mean, fn)
+    if (origin, what) not in _KEPT:
+        _KEPT[origin, what] = programs.jit(functools.partial(batched_mean, fn),
+                                           key=programs.digest("heldout mean", origin, what))  # fmt: skip
+        while len(_KEPT) > 8:
+            _KEPT.pop(next(iter(_KEPT)))
+    return _KEPT[origin, what]
 
 
 def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, bin_width=None, y=None,
@@ -38,7 +57,7 @@ def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, b
         raise ValueError(f"the {family.name} model scores labelled examples; the evaluation split has no labels.")
     batches = jax.device_put(eval_set(np.asarray(x), batch_size, y if family.labelled else None))
     k_nll, k_elbo = jax.random.split(key)
-    nll = -float(_mean(family.log_prob, params, batches, k_nll))
+    nll = -float(_family_mean(family, "log_prob")(params, batches, k_nll))
     out = {
         "n": int(x.shape[0]),
         "nll": nll,
@@ -52,7 +71,7 @@ def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, b
     if family.val_estimator:
         out["validation_estimator"] = family.val_estimator
     if family.bound is not None:
-        b = float(_mean(family.bound, params, batches, k_elbo))
+        b = float(_family_mean(family, "bound")(params, batches, k_elbo))
         out |= {"bound_name": family.bound_name, family.bound_name: b,
                 f"{family.bound_name}_bits_per_dim": float(bits_per_dim(-b, num_dims, bin_width))}  # fmt: skip
     out |= dict(family.info)

@@ -184,3 +184,34 @@ def test_the_sample_grids_program_is_kept_too(smoke_cfg, kept, monkeypatch, tmp_
     monkeypatch.setattr(programs, "_export", no_trace)
     fit(cfg, family, splits, tmp_path / "read", progress=False)
     assert sorted(kept.glob("*.jaxexport")) == files
+
+
+def test_the_heldout_figures_programs_are_kept_and_read_back(smoke_cfg, kept, monkeypatch):
+    """``genjax eval`` reads the NLL's and the bound's programs that an earlier evaluation kept,
+    and reports the same figures as a traced one (a family without an origin is traced)."""
+    from genjax.eval import metrics
+
+    splits, family = prepare(copy.deepcopy(smoke_cfg))
+    params = family.init(jax.random.key(0))
+    x = splits.test["x"][:40]
+
+    def figures(fam):
+        m = metrics.heldout_metrics(fam, params, x, jax.random.key(1), batch_size=20, num_dims=64)
+        return m["nll"], m[m["bound_name"]]
+
+    monkeypatch.setattr(metrics, "_KEPT", {})
+    before = set(kept.glob("*.jaxexport"))  # prepare's check keeps the initial state's
+    made = figures(family)
+    files = sorted(kept.glob("*.jaxexport"))
+    assert len(set(files) - before) == 2  # the mean of log_prob, the mean of the bound
+
+    def no_trace(*a, **k):
+        raise AssertionError("a kept program was traced again")
+
+    monkeypatch.setattr(metrics, "_KEPT", {})
+    monkeypatch.setattr(programs, "_MEMO", {})  # as a new process
+    monkeypatch.setattr(programs, "_export", no_trace)
+    assert figures(family) == made
+    assert sorted(kept.glob("*.jaxexport")) == files
+    traced = figures(dataclasses.replace(family))  # no origin: jax.jit as before
+    assert traced == pytest.approx(made, rel=1e-6)
