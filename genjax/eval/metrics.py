@@ -22,8 +22,6 @@ from genjax.objectives.likelihood import bits_per_dim
 from genjax.train import programs
 from genjax.train.engine import batched_mean
 
-_KEPT: dict = {}  # (origin, what) -> the kept program's callable, the last 8 this process used
-
 
 @functools.partial(jax.jit, static_argnums=0)
 def _mean(fn, params, batches, key):
@@ -38,12 +36,7 @@ def _family_mean(family, what: str):
     fn, origin = getattr(family, what), getattr(family, "origin", None)
     if origin is None:
         return functools.partial(_mean, fn)
-    if (origin, what) not in _KEPT:
-        _KEPT[origin, what] = programs.jit(functools.partial(batched_mean, fn),
-                                           key=programs.digest("heldout mean", origin, what))  # fmt: skip
-        while len(_KEPT) > 8:
-            _KEPT.pop(next(iter(_KEPT)))
-    return _KEPT[origin, what]
+    return programs.jit(functools.partial(batched_mean, fn), key=programs.digest("heldout mean", origin, what))
 
 
 def heldout_metrics(family, params, x, key, *, batch_size: int, num_dims: int, bin_width=None, y=None,

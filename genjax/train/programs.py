@@ -44,6 +44,7 @@ import jax
 FORMAT = 1  # of an entry on disk; a change of layout bumps it (and so every key)
 _ENV: str | None = None
 _MEMO: dict[str, tuple] = {}  # key -> (exported, out_tree): entries this process read or made (the last 32)
+_COMPILED: dict[str, Callable] = {}  # jit's executables this process compiled, by key and arguments (the last 16)
 
 
 def digest(*parts) -> str:
@@ -167,9 +168,10 @@ def _entry(fn: Callable, args: tuple, key: str | None, donate_argnums):
 
 
 def forget() -> None:
-    """Forget the programs this process has read or made (they stay on disk): the next ``lower``
-    reads its program as a new process would (with ``jax.clear_caches()``, for timing one)."""
+    """Forget the programs this process has read, made or compiled (they stay on disk): the next
+    ``lower`` reads its program as a new process would (with ``jax.clear_caches()``, for timing one)."""
     _MEMO.clear()
+    _COMPILED.clear()
 
 
 def shapes(fn: Callable, *args, key: str | None):
@@ -205,18 +207,21 @@ def lower(fn: Callable, *args, key: str | None, donate_argnums: int | tuple = ()
 
 def jit(fn: Callable, *, key: str | None) -> Callable:
     """``jax.jit(fn)`` whose program is kept under ``key`` (``lower``): compiled at the first call
-    for each shape of the arguments; plain ``jax.jit`` without a key, under a trace (e.g.
-    ``jax.eval_shape``) or with jit disabled."""
-    plain, compiled = jax.jit(fn), {}
+    for each shape of the arguments in this process (the executable is shared by every ``jit`` of
+    the same key); plain ``jax.jit`` without a key, under a trace (e.g. ``jax.eval_shape``) or with
+    jit disabled."""
+    plain = jax.jit(fn)
 
     def call(*args):
         leaves, tree = jax.tree.flatten(args)
         if key is None or jax.config.jax_disable_jit or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return plain(*args)
-        sig = repr((tree, _describe(_avals(leaves))))
-        if sig not in compiled:
-            compiled[sig] = lower(fn, *args, key=key).compile()
-        return compiled[sig](*args)
+        sig = digest(key, environment(), repr(tree), _describe(_avals(leaves)))
+        if sig not in _COMPILED:
+            _COMPILED[sig] = lower(fn, *args, key=key).compile()
+            while len(_COMPILED) > 16:
+                _COMPILED.pop(next(iter(_COMPILED)))
+        return _COMPILED[sig](*args)
 
     return call
 

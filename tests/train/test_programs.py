@@ -42,6 +42,7 @@ def kept(tmp_path, monkeypatch):
     where = tmp_path / "programs"
     monkeypatch.setattr(programs, "folder", lambda: where)
     monkeypatch.setattr(programs, "_MEMO", {})
+    monkeypatch.setattr(programs, "_COMPILED", {})
     return where
 
 
@@ -59,6 +60,8 @@ def test_a_run_that_reads_its_programs_trains_as_one_that_traced_them(smoke_cfg,
         raise AssertionError("a kept program was traced again")
 
     monkeypatch.setattr(programs, "_MEMO", {})  # as a new process: read from the folder
+
+    monkeypatch.setattr(programs, "_COMPILED", {})
     monkeypatch.setattr(programs, "_export", no_trace)
     read = fit(cfg, family, splits, progress=False)
     assert sorted(kept.glob("*.jaxexport")) == files
@@ -77,6 +80,7 @@ def test_a_bad_entry_is_made_again(smoke_cfg, kept, monkeypatch):
     files[0].write_bytes(b"")  # truncated
     files[1].write_bytes(files[1].read_bytes()[:100])  # cut short
     monkeypatch.setattr(programs, "_MEMO", {})
+    monkeypatch.setattr(programs, "_COMPILED", {})
     again = fit(cfg, family, splits, progress=False)
     assert_same(first, again)
     assert all(f.stat().st_size > 1000 for f in files)  # both written whole again
@@ -126,6 +130,8 @@ def test_what_does_not_export_is_traced_and_marked(kept, monkeypatch):
         raise AssertionError("tried to export a program marked as not exporting")
 
     monkeypatch.setattr(programs, "_MEMO", {})
+
+    monkeypatch.setattr(programs, "_COMPILED", {})
     monkeypatch.setattr(programs, "_export", no_export)
     np.testing.assert_array_equal(programs.lower(doubled, x, key="cb").compile()(x), [0.0, 2.0, 4.0])
 
@@ -160,6 +166,7 @@ def test_a_folder_that_cannot_be_written_stops_nothing(tmp_path, monkeypatch):
     blocker.write_text("a file where the programs' folder would be")
     monkeypatch.setattr(programs, "folder", lambda: blocker / "programs")
     monkeypatch.setattr(programs, "_MEMO", {})
+    monkeypatch.setattr(programs, "_COMPILED", {})
     x = jnp.arange(3.0)
     np.testing.assert_array_equal(programs.lower(lambda a: a * 3, x, key="ro").compile()(x), [0.0, 3.0, 6.0])
 
@@ -181,6 +188,8 @@ def test_the_sample_grids_program_is_kept_too(smoke_cfg, kept, monkeypatch, tmp_
         raise AssertionError("a kept program was traced again")
 
     monkeypatch.setattr(programs, "_MEMO", {})
+
+    monkeypatch.setattr(programs, "_COMPILED", {})
     monkeypatch.setattr(programs, "_export", no_trace)
     fit(cfg, family, splits, tmp_path / "read", progress=False)
     assert sorted(kept.glob("*.jaxexport")) == files
@@ -199,7 +208,6 @@ def test_the_heldout_figures_programs_are_kept_and_read_back(smoke_cfg, kept, mo
         m = metrics.heldout_metrics(fam, params, x, jax.random.key(1), batch_size=20, num_dims=64)
         return m["nll"], m[m["bound_name"]]
 
-    monkeypatch.setattr(metrics, "_KEPT", {})
     before = set(kept.glob("*.jaxexport"))  # prepare's check keeps the initial state's
     made = figures(family)
     files = sorted(kept.glob("*.jaxexport"))
@@ -208,10 +216,12 @@ def test_the_heldout_figures_programs_are_kept_and_read_back(smoke_cfg, kept, mo
     def no_trace(*a, **k):
         raise AssertionError("a kept program was traced again")
 
-    monkeypatch.setattr(metrics, "_KEPT", {})
-    monkeypatch.setattr(programs, "_MEMO", {})  # as a new process
+    programs.forget()  # as a new process
     monkeypatch.setattr(programs, "_export", no_trace)
+    read, reads = programs._read, []
+    monkeypatch.setattr(programs, "_read", lambda *a: reads.append(a[0]) or read(*a))
     assert figures(family) == made
+    assert len(reads) == 2  # both read from the folder, none from this process's memory
     assert sorted(kept.glob("*.jaxexport")) == files
     traced = figures(dataclasses.replace(family))  # no origin: jax.jit as before
     assert traced == pytest.approx(made, rel=1e-6)
