@@ -231,7 +231,9 @@ def forward(w, x):
     return pool, logits
 
 
-_FORWARD = jax.jit(lambda w, x, size: forward(w, preprocess(x, size)), static_argnums=2)
+# two programs: the network's is compiled once per batch size, whatever the images' size before the resize
+_PREPROCESS = jax.jit(preprocess, static_argnums=1)
+_FORWARD = jax.jit(forward)
 
 
 class InceptionFeatures:
@@ -264,7 +266,7 @@ class InceptionFeatures:
         for i in range(0, len(x01), b):
             chunk = x01[i : i + b]
             pad = np.concatenate([chunk, np.zeros((b - len(chunk), *chunk.shape[1:]), np.float32)])
-            p, lg = _FORWARD(self.weights, jnp.asarray(pad), self.size)
+            p, lg = _FORWARD(self.weights, _PREPROCESS(jnp.asarray(pad), self.size))
             pools.append(np.asarray(p)[: len(chunk)])
             logits.append(np.asarray(lg)[: len(chunk)])
         self._memo[tag] = (np.concatenate(pools), np.concatenate(logits))
