@@ -31,12 +31,23 @@ from genjax.eval import plots
 from genjax.eval import sample_quality as sq
 from genjax.eval.classifier import get_classifier
 from genjax.eval.conditional import conditional_metrics
+from genjax.train import programs
+
+
+def _sampler(family, m: int):
+    """``(params, key) -> m samples``: a kept program (``genjax.train.programs``) under the
+    family's origin, so a later ``genjax eval`` reads it instead of tracing the sampler again; the
+    plain jitted sampler for a family that carries no origin."""
+    origin = getattr(family, "origin", None)
+    key = None if origin is None else programs.digest("sample metrics draw", origin, m)
+    return programs.jit(lambda params, k: family.sample(params, k, m), key=key)
 
 
 def draw(family, params, key, n: int, batch: int = 1000) -> np.ndarray:
     """``n`` samples, drawn ``batch`` at a time."""
-    sample = jax.jit(family.sample, static_argnums=2)
-    out = [np.asarray(sample(params, jax.random.fold_in(key, i), min(batch, n - i))) for i in range(0, n, batch)]
+    sizes = {min(batch, n - i) for i in range(0, n, batch)}
+    sample = {m: _sampler(family, m) for m in sizes}  # at most two programs: the full batches and the rest
+    out = [np.asarray(sample[min(batch, n - i)](params, jax.random.fold_in(key, i))) for i in range(0, n, batch)]
     return np.concatenate(out)[:n]
 
 

@@ -225,3 +225,32 @@ def test_the_heldout_figures_programs_are_kept_and_read_back(smoke_cfg, kept, mo
     assert sorted(kept.glob("*.jaxexport")) == files
     traced = figures(dataclasses.replace(family))  # no origin: jax.jit as before
     assert traced == pytest.approx(made, rel=1e-6)
+
+
+def test_the_sample_metrics_sampler_is_kept_and_read_back(smoke_cfg, kept, monkeypatch):
+    """``genjax eval``'s sample-based metrics read the sampler an earlier evaluation kept (one
+    program per batch size: the full batches and the rest) and draw the same samples as a traced
+    one; a family without an origin is traced."""
+    from genjax.eval import suite
+
+    splits, family = prepare(copy.deepcopy(smoke_cfg))
+    params = family.init(jax.random.key(0))
+    before = set(kept.glob("*.jaxexport"))
+    made = suite.draw(family, params, jax.random.key(3), 25, batch=10)  # batches of 10, 10 and 5
+    assert made.shape == (25, *splits.shape)
+    files = sorted(kept.glob("*.jaxexport"))
+    assert len(set(files) - before) == 2
+
+    def no_trace(*a, **k):
+        raise AssertionError("a kept program was traced again")
+
+    programs.forget()  # as a new process
+    monkeypatch.setattr(programs, "_export", no_trace)
+    read, reads = programs._read, []
+    monkeypatch.setattr(programs, "_read", lambda *a: reads.append(a[0]) or read(*a))
+    np.testing.assert_array_equal(suite.draw(family, params, jax.random.key(3), 25, batch=10), made)
+    assert len(reads) == 2 and sorted(kept.glob("*.jaxexport")) == files
+    # the batches are drawn with their own keys: the first 10 of 25 are the draw of 10
+    np.testing.assert_array_equal(suite.draw(family, params, jax.random.key(3), 10, batch=10), made[:10])
+    traced = suite.draw(dataclasses.replace(family), params, jax.random.key(3), 25, batch=10)  # no origin
+    np.testing.assert_allclose(traced, made, rtol=1e-6, atol=1e-6)
