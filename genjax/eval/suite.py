@@ -34,19 +34,22 @@ from genjax.eval.conditional import conditional_metrics
 from genjax.train import programs
 
 
-def _sampler(family, m: int):
-    """``(params, key) -> m samples``: a kept program (``genjax.train.programs``) under the
-    family's origin, so a later ``genjax eval`` reads it instead of tracing the sampler again; the
-    plain jitted sampler for a family that carries no origin."""
+def sampler(family, m: int, conditional: bool = False):
+    """``(params, key[, cond]) -> m samples`` of ``family`` (with ``conditional``, given ``cond``:
+    labels, or the inputs of a model of y given x): a kept program (``genjax.train.programs``)
+    under the family's origin, so a later process reads it instead of tracing the sampler again;
+    the plain jitted sampler for a family that carries no origin."""
     origin = getattr(family, "origin", None)
-    key = None if origin is None else programs.digest("sample metrics draw", origin, m)
+    key = None if origin is None else programs.digest("sampler", origin, m, conditional)
+    if conditional:
+        return programs.jit(lambda params, k, cond: family.sample(params, k, m, cond), key=key)
     return programs.jit(lambda params, k: family.sample(params, k, m), key=key)
 
 
 def draw(family, params, key, n: int, batch: int = 1000) -> np.ndarray:
     """``n`` samples, drawn ``batch`` at a time."""
     sizes = {min(batch, n - i) for i in range(0, n, batch)}
-    sample = {m: _sampler(family, m) for m in sizes}  # at most two programs: the full batches and the rest
+    sample = {m: sampler(family, m) for m in sizes}  # at most two programs: the full batches and the rest
     out = [np.asarray(sample[min(batch, n - i)](params, jax.random.fold_in(key, i))) for i in range(0, n, batch)]
     return np.concatenate(out)[:n]
 

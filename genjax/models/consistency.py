@@ -129,7 +129,7 @@ def make_consistency(mcfg, data: DataInfo) -> Family:
         log_prob=None,
         log_prob_kind="none",
         estimator="none: a consistency model defines no density; it is scored by its samples",
-        modules=lambda params: nnx.merge(graphdef, params["model"]),
+        modules=lambda params: nnx.merge(graphdef(), params["model"]),
         curves=Curves("ct", 1.0, "consistency training loss (pseudo-Huber / level gap)"),
         info={"nfe": 1 + len(mids), "mid_sigmas": list(mids), "curriculum_steps": int(mcfg.curriculum_steps)},
     )

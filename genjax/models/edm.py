@@ -176,7 +176,7 @@ def make_edm(mcfg, data: DataInfo) -> Family:
                    + ")"),  # fmt: skip
         val_log_prob=ode_log_prob(val_steps),
         val_estimator=f"the same ODE likelihood with {val_steps} RK4 steps",
-        modules=lambda params: nnx.merge(graphdef, params["model"]),
+        modules=lambda params: nnx.merge(graphdef(), params["model"]),
         curves=Curves("edm", 1.0, "EDM weighted denoising loss"),
         samplers={other: sampler(other)},
         info={"sampler": mcfg.sampler, "sample_steps": n, "nfe": nfe, "s_churn": float(mcfg.s_churn),

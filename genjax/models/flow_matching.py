@@ -203,7 +203,7 @@ def make_flow_matching(mcfg, data: DataInfo) -> Family:
         estimator=estimator,
         val_log_prob=None if one else ode_log_prob(val_steps),
         val_estimator="" if one else f"the same ODE likelihood with {val_steps} RK4 steps",
-        modules=lambda params: nnx.merge(graphdef, params["model"]),
+        modules=lambda params: nnx.merge(graphdef(), params["model"]),
         curves=Curves("cfm", 1.0, "conditional flow matching"),
         samplers={m: sampler(m) for m in ode.METHODS if m != mcfg.sampler},
         decode_noise=decoder(mcfg.sampler),

@@ -59,9 +59,8 @@ class ScoreMLP(nnx.Module):
 
     def __init__(self, dim: int, hidden: Sequence[int] = (128, 128, 128), act: str = "silu", n_classes: int = 0,
                  *, rngs: nnx.Rngs):  # fmt: skip
+        self.check(hidden)
         width = int(hidden[0])
-        if any(int(h) != width for h in hidden):
-            raise ValueError(f"model.diffusion.hidden: the residual MLP needs equal widths, got {list(hidden)}.")
         self.cond = Conditioning(width, n_classes, act, rngs=rngs)
         self.inp = nnx.Linear(dim, width, rngs=rngs)
         self.blocks = nnx.List(
@@ -78,6 +77,12 @@ class ScoreMLP(nnx.Module):
         )
         self.out = nnx.Linear(width, dim, rngs=rngs)
         self.act = activation(act)
+
+    @staticmethod
+    def check(hidden: Sequence[int]) -> None:
+        """Raise on widths the constructor cannot build (without building anything)."""
+        if any(int(h) != int(hidden[0]) for h in hidden):
+            raise ValueError(f"model.diffusion.hidden: the residual MLP needs equal widths, got {list(hidden)}.")
 
     def __call__(self, x, t, y=None):
         emb = self.cond(t, y)
@@ -135,14 +140,9 @@ class UNet(nnx.Module):
 
     def __init__(self, shape: Sequence[int], channels: Sequence[int] = (32, 64), groups: int = 8,
                  attention: bool = True, n_classes: int = 0, *, rngs: nnx.Rngs):  # fmt: skip
-        h, w, c_img = (int(s) for s in shape)
+        self.check(shape, channels)
+        c_img = int(shape[2])
         channels = tuple(int(c) for c in channels)
-        for i in range(len(channels) - 1):
-            if (h >> i) % 2 or (w >> i) % 2:
-                raise ValueError(
-                    f"model.diffusion.channels={list(channels)}: {len(channels)} levels halve {h}x{w} "
-                    f"{len(channels) - 1} times, and {h >> i}x{w >> i} is odd; use fewer levels."
-                )
         emb = 4 * channels[0]
         self.cond = Conditioning(emb, n_classes, "silu", rngs=rngs)
         self.inp = nnx.Conv(c_img, channels[0], (3, 3), rngs=rngs)
@@ -168,6 +168,17 @@ class UNet(nnx.Module):
         self.up = nnx.List(up)
         self.norm = nnx.GroupNorm(c, _groups(c, groups), rngs=rngs)
         self.out = nnx.Conv(c, c_img, (3, 3), rngs=rngs, kernel_init=nnx.initializers.zeros_init())
+
+    @staticmethod
+    def check(shape: Sequence[int], channels: Sequence[int]) -> None:
+        """Raise on a shape the levels cannot halve (without building anything)."""
+        h, w = int(shape[0]), int(shape[1])
+        for i in range(len(channels) - 1):
+            if (h >> i) % 2 or (w >> i) % 2:
+                raise ValueError(
+                    f"model.diffusion.channels={[int(c) for c in channels]}: {len(channels)} levels halve {h}x{w} "
+                    f"{len(channels) - 1} times, and {h >> i}x{w >> i} is odd; use fewer levels."
+                )
 
     def __call__(self, x, t, y=None):
         emb = self.cond(t, y)

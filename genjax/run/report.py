@@ -105,6 +105,7 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
 
     from genjax import keys
     from genjax.eval import plots
+    from genjax.eval.suite import sampler
 
     key = keys.key(seed, "figures")
     out = [plots.curves(history, run_dir / "curves.png", cfg.name, family.curves)] if history else []
@@ -114,12 +115,12 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
     if family.predictor is not None:  # its figures (calibration, confusion) come with its metrics
         return out
     if splits.vocab is not None:  # text: decoded samples, one per block, in samples.txt
-        s = np.asarray(family.sample(params, key, min(int(cfg.eval.n_samples), 16)))
+        s = np.asarray(sampler(family, min(int(cfg.eval.n_samples), 16))(params, key))
         path = run_dir / "samples.txt"
         path.write_text(splits.samples_text(s))
         return out
     if len(splits.shape) != 3:  # 2-D toy data
-        s = np.asarray(family.sample(params, key, min(len(test), 2000)))
+        s = np.asarray(sampler(family, min(len(test), 2000))(params, key))
         return out + [plots.scatter2d(test[:2000], s, run_dir / "samples.png", cfg.name)]
     lat = family.latent
     n = int(cfg.eval.n_samples)
@@ -138,7 +139,7 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
             imgs = lat.decode_mean(params, jax.random.normal(key, (c * m, lat.dim)), y)
             title = "decoder means E[x|z, class], z ~ N(0, I); one row per class"
         else:
-            imgs, title = family.sample(params, key, c * m, y), "samples, one row per class"
+            imgs, title = sampler(family, c * m, True)(params, key, y), "samples, one row per class"
         grid = to01(imgs).reshape(c, m, *splits.shape)
         out.append(plots.class_grid(grid, run_dir / "samples.png", title))
     else:
@@ -146,7 +147,7 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
             z = jax.random.normal(key, (n, lat.dim))
             imgs, title = lat.decode_mean(params, z, *cond(slice(0, n))), "decoder means E[x|z], z ~ N(0, I)"
         else:
-            imgs, title = family.sample(params, key, n), "samples"
+            imgs, title = sampler(family, n)(params, key), "samples"
         out.append(plots.image_grid(to01(imgs), run_dir / "samples.png", title))
     if lat is not None:
         x = test[:32]
@@ -172,6 +173,7 @@ def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int,
     import numpy as np
 
     from genjax.eval import plots
+    from genjax.eval.suite import sampler
 
     stem = run_dir / f"samples-seed{seed}"
     record = {"n": n, "seed": seed,
@@ -180,14 +182,14 @@ def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int,
     key = jax.random.key(seed)
     if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
         cond = splits.test["x"][:n]
-        np.save(stem.with_suffix(".npy"), np.asarray(family.sample(params, key, len(cond), cond)))
+        np.save(stem.with_suffix(".npy"), np.asarray(sampler(family, len(cond), True)(params, key, cond)))
         return [f"wrote {stem.with_suffix('.npy')}: y ~ p(y | x) for the first {len(cond)} test inputs"]
     if splits.stage is not None:  # codes of a first stage: kept, and decoded to its data
         codes, x = splits.stage.sample(family, params, key, n, None, splits.scale)
         np.save(run_dir / f"samples-seed{seed}-codes.npy", np.asarray(codes))
         x, splits = np.asarray(x), splits.stage.splits
     else:
-        x = np.asarray(family.sample(params, key, n))
+        x = np.asarray(sampler(family, n)(params, key))
     np.save(stem.with_suffix(".npy"), x)
     if splits.kind == "tokens":
         stem.with_suffix(".txt").write_text(splits.samples_text(x))

@@ -254,3 +254,28 @@ def test_the_sample_metrics_sampler_is_kept_and_read_back(smoke_cfg, kept, monke
     np.testing.assert_array_equal(suite.draw(family, params, jax.random.key(3), 10, batch=10), made[:10])
     traced = suite.draw(dataclasses.replace(family), params, jax.random.key(3), 25, batch=10)  # no origin
     np.testing.assert_allclose(traced, made, rtol=1e-6, atol=1e-6)
+
+
+def test_a_process_that_reads_every_program_never_builds_the_network(tmp_path, kept, monkeypatch):
+    """The U-Net's graphdef is built at its first use: a second ``genjax train`` of a diffusion
+    config (init, epoch, TensorBoard grid, held-out NLL and bound, the figures' sampler), its
+    programs all kept by the first, never constructs the network; the first did."""
+    from genjax.cli import main
+    from genjax.nn.score import UNet
+
+    built = []
+    init = UNet.__init__
+
+    def counted(self, *a, **k):
+        built.append(1)
+        init(self, *a, **k)
+
+    monkeypatch.setattr(UNet, "__init__", counted)
+    args = ["--config=experiments/ddpm_digits/config.py:smoke", "--noprogress", "--config.eval.sample_metrics=False"]
+    assert main(["genjax", "train", *args, f"--workdir={tmp_path / 'a'}"]) == 0
+    assert built  # traced: the init, the epoch, the samplers, the held-out figures
+    programs.forget()  # as a new process
+    monkeypatch.setattr(programs, "_export", lambda *a, **k: pytest.fail("a kept program was traced again"))
+    built.clear()
+    assert main(["genjax", "train", *args, f"--workdir={tmp_path / 'b'}"]) == 0
+    assert not built
