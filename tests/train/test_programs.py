@@ -46,6 +46,16 @@ def kept(tmp_path, monkeypatch):
     return where
 
 
+def as_a_new_process(monkeypatch) -> list:
+    """Forget the programs this process read or compiled and refuse to trace any again (the
+    folder's must serve); returns the list of the entries then read from the folder."""
+    programs.forget()  # what genjax bench's "new process" calls: the programs read and the executables
+    monkeypatch.setattr(programs, "_export", lambda *a, **k: pytest.fail("a kept program was traced again"))
+    read, reads = programs._read, []
+    monkeypatch.setattr(programs, "_read", lambda *a: reads.append(a[0]) or read(*a))
+    return reads
+
+
 @pytest.mark.parametrize("loop", ["scan", "host"])
 def test_a_run_that_reads_its_programs_trains_as_one_that_traced_them(smoke_cfg, kept, monkeypatch, loop):
     cfg = copy.deepcopy(smoke_cfg)
@@ -56,13 +66,7 @@ def test_a_run_that_reads_its_programs_trains_as_one_that_traced_them(smoke_cfg,
     # the initial state (read by prepare's check, then by fit), the epoch or its host pieces
     assert len(files) == (2 if loop == "scan" else 4), files
 
-    def no_trace(*a, **k):
-        raise AssertionError("a kept program was traced again")
-
-    monkeypatch.setattr(programs, "_MEMO", {})  # as a new process: read from the folder
-
-    monkeypatch.setattr(programs, "_COMPILED", {})
-    monkeypatch.setattr(programs, "_export", no_trace)
+    as_a_new_process(monkeypatch)
     read = fit(cfg, family, splits, progress=False)
     assert sorted(kept.glob("*.jaxexport")) == files
     monkeypatch.setattr(programs, "folder", lambda: None)  # the cache off: jax.jit as before
@@ -184,13 +188,7 @@ def test_the_sample_grids_program_is_kept_too(smoke_cfg, kept, monkeypatch, tmp_
     files = sorted(kept.glob("*.jaxexport"))
     assert len(files) == 3  # the initial state, the epoch, TensorBoard's sample grid
 
-    def no_trace(*a, **k):
-        raise AssertionError("a kept program was traced again")
-
-    monkeypatch.setattr(programs, "_MEMO", {})
-
-    monkeypatch.setattr(programs, "_COMPILED", {})
-    monkeypatch.setattr(programs, "_export", no_trace)
+    as_a_new_process(monkeypatch)
     fit(cfg, family, splits, tmp_path / "read", progress=False)
     assert sorted(kept.glob("*.jaxexport")) == files
 
@@ -213,13 +211,7 @@ def test_the_heldout_figures_programs_are_kept_and_read_back(smoke_cfg, kept, mo
     files = sorted(kept.glob("*.jaxexport"))
     assert len(set(files) - before) == 2  # the mean of log_prob, the mean of the bound
 
-    def no_trace(*a, **k):
-        raise AssertionError("a kept program was traced again")
-
-    programs.forget()  # as a new process
-    monkeypatch.setattr(programs, "_export", no_trace)
-    read, reads = programs._read, []
-    monkeypatch.setattr(programs, "_read", lambda *a: reads.append(a[0]) or read(*a))
+    reads = as_a_new_process(monkeypatch)
     assert figures(family) == made
     assert len(reads) == 2  # both read from the folder, none from this process's memory
     assert sorted(kept.glob("*.jaxexport")) == files
@@ -241,13 +233,7 @@ def test_the_sample_metrics_sampler_is_kept_and_read_back(smoke_cfg, kept, monke
     files = sorted(kept.glob("*.jaxexport"))
     assert len(set(files) - before) == 2
 
-    def no_trace(*a, **k):
-        raise AssertionError("a kept program was traced again")
-
-    programs.forget()  # as a new process
-    monkeypatch.setattr(programs, "_export", no_trace)
-    read, reads = programs._read, []
-    monkeypatch.setattr(programs, "_read", lambda *a: reads.append(a[0]) or read(*a))
+    reads = as_a_new_process(monkeypatch)
     np.testing.assert_array_equal(suite.draw(family, params, jax.random.key(3), 25, batch=10), made)
     assert len(reads) == 2 and sorted(kept.glob("*.jaxexport")) == files
     # the batches are drawn with their own keys: the first 10 of 25 are the draw of 10
@@ -274,8 +260,7 @@ def test_a_process_that_reads_every_program_never_builds_the_network(tmp_path, k
     args = ["--config=experiments/ddpm_digits/config.py:smoke", "--noprogress", "--config.eval.sample_metrics=False"]
     assert main(["genjax", "train", *args, f"--workdir={tmp_path / 'a'}"]) == 0
     assert built  # traced: the init, the epoch, the samplers, the held-out figures
-    programs.forget()  # as a new process
-    monkeypatch.setattr(programs, "_export", lambda *a, **k: pytest.fail("a kept program was traced again"))
+    as_a_new_process(monkeypatch)
     built.clear()
     assert main(["genjax", "train", *args, f"--workdir={tmp_path / 'b'}"]) == 0
     assert not built
