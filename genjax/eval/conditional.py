@@ -15,9 +15,10 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from genjax.eval.sampling import sampler
 
 
 def pluralistic_diversity(x) -> float:
@@ -34,7 +35,7 @@ def pluralistic_diversity(x) -> float:
 def class_samples(family, params, key, n_classes: int, per_class: int) -> np.ndarray:
     """``[C, M, ...]``: ``per_class`` samples of each class, drawn with ``cond`` = the class."""
     cond = jnp.repeat(jnp.arange(n_classes), per_class)
-    x = jax.jit(family.sample, static_argnums=2)(params, key, n_classes * per_class, cond)
+    x = sampler(family, n_classes * per_class, True)(params, key, cond)
     return np.asarray(x).reshape(n_classes, per_class, *np.shape(x)[1:])
 
 

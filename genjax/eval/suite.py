@@ -31,19 +31,7 @@ from genjax.eval import plots
 from genjax.eval import sample_quality as sq
 from genjax.eval.classifier import get_classifier
 from genjax.eval.conditional import conditional_metrics
-from genjax.train import programs
-
-
-def sampler(family, m: int, conditional: bool = False):
-    """``(params, key[, cond]) -> m samples`` of ``family`` (with ``conditional``, given ``cond``:
-    labels, or the inputs of a model of y given x): a kept program (``genjax.train.programs``)
-    under the family's origin, so a later process reads it instead of tracing the sampler again;
-    the plain jitted sampler for a family that carries no origin."""
-    origin = getattr(family, "origin", None)
-    key = None if origin is None else programs.digest("sampler", origin, m, conditional)
-    if conditional:
-        return programs.jit(lambda params, k, cond: family.sample(params, k, m, cond), key=key)
-    return programs.jit(lambda params, k: family.sample(params, k, m), key=key)
+from genjax.eval.sampling import sampler
 
 
 def draw(family, params, key, n: int, batch: int = 1000) -> np.ndarray:
