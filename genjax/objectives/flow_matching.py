@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax import hostcall
 from genjax.objectives.score import LOG_2PI, Process, _bcast, _sum_event
 
 PATHS = ("ot", "vp", "ve")
@@ -104,23 +105,30 @@ def velocity_from_eps(path: Path, x_t, eps_hat, t):
 
 
 def _assignment(cost):
+    """Each [B, B] cost matrix's (any leading axes: vmapped members) minimizing column permutation."""
     from scipy.optimize import linear_sum_assignment
 
     cost = np.asarray(cost, np.float64)
-    if not np.all(np.isfinite(cost)):  # a diverged batch: keep the independent pairing
-        return np.arange(cost.shape[0], dtype=np.int32)
-    return linear_sum_assignment(cost)[1].astype(np.int32)
+    flat = cost.reshape((-1,) + cost.shape[-2:])
+    out = np.empty(flat.shape[:2], np.int32)
+    for i, c in enumerate(flat):  # a diverged batch (a non-finite cost) keeps the independent pairing
+        out[i] = linear_sum_assignment(c)[1] if np.all(np.isfinite(c)) else np.arange(c.shape[0])
+    return out.reshape(cost.shape[:-1])
+
+
+hostcall.register("genjax_ot_assignment", _assignment)
 
 
 def ot_pairing(x, z):
     """The permutation ``perm [B]`` that minimizes sum_i ||x_i - z_(perm_i)||^2: the exact
     minibatch OT coupling of equal-size batches (a Hungarian solve on the host, scipy's
-    ``linear_sum_assignment``, called from inside the jitted step; vmapped members solve in turn)."""
+    ``linear_sum_assignment``, called from inside the jitted step as a named host function
+    (``genjax.hostcall``: the step stays cacheable); vmapped members are solved in one call)."""
     b = x.shape[0]
     xf, zf = x.reshape(b, -1).astype(jnp.float32), z.reshape(b, -1).astype(jnp.float32)
     cost = jnp.sum(xf**2, 1)[:, None] + jnp.sum(zf**2, 1)[None, :] - 2.0 * xf @ zf.T
     out = jax.ShapeDtypeStruct((b,), jnp.int32)
-    return jax.lax.stop_gradient(jax.pure_callback(_assignment, out, cost, vmap_method="sequential"))
+    return jax.lax.stop_gradient(hostcall.call("genjax_ot_assignment", out, cost))
 
 
 def straightness(v_fn, x1, times):

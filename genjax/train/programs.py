@@ -16,8 +16,9 @@ compile from the cache. ``lower`` keeps the traced and lowered program itself
 A hit reads the program back and lowers a call to it (~0.1 s); a miss traces and exports it and
 runs that same exported program, so a run computes the same numbers whether it found its
 program or made it (the exported call is bit for bit the direct one: ``tests/train/test_programs.py``).
-What cannot be exported (a host callback, as OT-CFM's coupling) is lowered as before, and a
-marker keeps later runs from trying again. A family built from a config (``build_family``) is
+What cannot be exported (a ``jax.pure_callback``) is lowered as before, and a marker keeps later
+runs from trying again; a host function called by name (``genjax.hostcall``, OT-CFM's coupling)
+is exported and kept. A family built from a config (``build_family``) is
 stamped with its origin; ``build_program`` gives a key only to a family so stamped, so a family
 made or changed by hand (``dataclasses.replace``) is always traced.
 
@@ -231,6 +232,8 @@ def _export(fn: Callable, in_tree, avals, path: Path):
     raises what tracing, exporting or serializing raised."""
     from jax import export
 
+    from genjax import hostcall
+
     out_trees = []
 
     def flat(*leaves):
@@ -238,7 +241,7 @@ def _export(fn: Callable, in_tree, avals, path: Path):
         out_trees.append(tree)
         return out
 
-    exported = export.export(jax.jit(flat))(*avals)
+    exported = export.export(jax.jit(flat), disabled_checks=hostcall.targets_allowed())(*avals)
     blob = pickle.dumps({"format": FORMAT, "in_tree": in_tree, "out_tree": out_trees[0],
                          "exported": bytes(exported.serialize())})  # fmt: skip
     _write(path, blob)

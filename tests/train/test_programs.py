@@ -140,6 +140,24 @@ def test_what_does_not_export_is_traced_and_marked(kept, monkeypatch):
     np.testing.assert_array_equal(programs.lower(doubled, x, key="cb").compile()(x), [0.0, 2.0, 4.0])
 
 
+def test_the_ot_couplings_program_is_kept_and_read_back(kept, monkeypatch):
+    """OT-CFM's step calls the host for its assignment by name (``genjax.hostcall``), so it is
+    exported and read back like any other program, where a ``pure_callback`` is marked and traced."""
+    from genjax.objectives import flow_matching as fm
+
+    x = jax.random.normal(jax.random.key(0), (3, 16, 2))
+    z = jax.random.normal(jax.random.key(1), (3, 16, 2))
+    pair = jax.vmap(fm.ot_pairing)  # three members, as a k-fold run's
+    got = programs.lower(pair, x, z, key="ot").compile()(x, z)
+    (entry,) = kept.glob("*.jaxexport")
+    assert b"genjax_ot_assignment" in entry.read_bytes()  # the program itself, not the marker
+    reads = as_a_new_process(monkeypatch)
+    np.testing.assert_array_equal(programs.lower(pair, x, z, key="ot").compile()(x, z), got)
+    assert reads == [entry]
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], fm._assignment(np.sum((x[i][:, None] - z[i][None]) ** 2, -1)))
+
+
 def test_an_error_of_the_program_is_raised_and_leaves_nothing(kept):
     def bad(x):
         return x @ jnp.ones((4,))
