@@ -409,8 +409,9 @@ def restore(cfg, run_dir: Path, splits, family):
     if not (run_dir / "checkpoints").is_dir():
         raise UsageError(f"{str(run_dir)!r} has no checkpoints/ folder; was the run trained?")
     ckpt = Checkpointer(run_dir / "checkpoints")
-    try:
-        state, epoch, skipped = ckpt.restore_newest(build_program(cfg, family, splits).init())
+    program = build_program(cfg, family, splits)
+    try:  # onto the run's mesh, as training left it: evaluation then reads the programs training kept
+        state, epoch, skipped = ckpt.restore_newest(program.plan.put_state(program.init()))
     finally:
         ckpt.close()
     if epoch is None:

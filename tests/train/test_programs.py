@@ -263,7 +263,8 @@ def test_the_sample_metrics_sampler_is_kept_and_read_back(smoke_cfg, kept, monke
 def test_a_process_that_reads_every_program_never_builds_the_network(tmp_path, kept, monkeypatch):
     """The U-Net's graphdef is built at its first use: a second ``genjax train`` of a diffusion
     config (init, epoch, TensorBoard grid, held-out NLL and bound, the figures' sampler), its
-    programs all kept by the first, never constructs the network; the first did."""
+    programs all kept by the first, never constructs the network; the first did; nor does a
+    ``genjax eval`` of the first run."""
     from genjax.cli import main
     from genjax.nn.score import UNet
 
@@ -281,4 +282,8 @@ def test_a_process_that_reads_every_program_never_builds_the_network(tmp_path, k
     as_a_new_process(monkeypatch)
     built.clear()
     assert main(["genjax", "train", *args, f"--workdir={tmp_path / 'b'}"]) == 0
+    assert not built
+    # genjax eval restores the parameters onto the run's mesh, as training left them, so it reads
+    # the held-out figures' and the sampler's programs training kept, and builds no network either
+    assert main(["genjax", "eval", str(tmp_path / "a"), "--noprogress"]) == 0
     assert not built
