@@ -124,7 +124,7 @@ def build_flow(mcfg, shape, context_dim: int = 0, *, rngs: nnx.Rngs) -> Flow:
                     rngs=rngs,
                 )
             )
-    return Flow(layers)
+    return Flow(layers, scan=kind == "spline")  # repeated couplings as one scan: Flow's docstring
 
 
 def make_flow(mcfg, data: DataInfo) -> Family:

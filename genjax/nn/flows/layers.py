@@ -299,14 +299,45 @@ class Reshape(nnx.Module):
         return z.reshape(self.shape_in), jnp.zeros(())
 
 
+def _signature(layer: nnx.Module):
+    """What must match for two layers to share one traced body: the graph (type, static
+    attributes) and every variable's shape and dtype."""
+    graphdef, state = nnx.split(layer)
+    return graphdef, jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), state)
+
+
+def _repeats(sigs: list, i: int, longest: int = 3) -> tuple[int, int]:
+    """``(period, count)``: the layers from ``i`` on are ``count`` repeats of a block of
+    ``period`` layers (the count largest over periods up to ``longest``; (1, 1): no repeat)."""
+    best = (1, 1)
+    for p in range(1, longest + 1):
+        n = 1
+        while i + (n + 1) * p <= len(sigs) and all(sigs[i + n * p + j] == sigs[i + j] for j in range(p)):
+            n += 1
+        if n > 1 and n * p > best[0] * best[1]:
+            best = (p, n)
+    return best
+
+
 class Flow(nnx.Module):
     """A composition f = f_L o ... o f_1; log|det J_f| = sum_l log|det J_{f_l}|. ``batched``: every
     layer takes a batch (leading axes) itself, so callers need not vmap it (the image flows: a
-    vmapped convolution of one example costs XLA layout copies a batch convolution does not)."""
+    vmapped convolution of one example costs XLA layout copies a batch convolution does not).
 
-    def __init__(self, layers: Sequence[nnx.Module], *, batched: bool = False):
+    ``scan``: repeated layers (a block of up to three layers, e.g. ActNorm then a coupling,
+    repeated with the same structure and shapes; their masks and weights differ) run as one
+    ``lax.scan`` over their stacked variables, so XLA compiles one block instead of every layer;
+    the same arithmetic in the same order as the layers one after another. It pays where a layer
+    is many small kernels and little arithmetic, and costs where large weights are stacked at
+    every call (measured on the 2-core CPU, ``genjax bench``: the 2-D spline flow's 8 couplings of
+    64-64, epoch kernels 1,319 -> 717, compile 10.5 -> 8.3 s cold and 1.6 -> 0.8 s from the
+    caches, 5.96 -> 5.31 ms a step; RealNVP's 8 couplings of 256-256 went from 0.94-1.02 of its
+    plain-JAX twin's speed to 0.74-0.77), so ``build_flow`` scans the spline flows only. Not for
+    convolutions on CPU (a convolution inside a loop is pathological there)."""
+
+    def __init__(self, layers: Sequence[nnx.Module], *, batched: bool = False, scan: bool = False):
         self.layers = nnx.List(list(layers))
-        self.batched = bool(batched)
+        self.batched, self.scan = bool(batched), bool(scan)
 
     def over_batch(self, method: str, x, ctx=None):
         """``forward`` or ``inverse`` of a batch ``x [B, ...]`` (contexts ``ctx [B, C]`` or None):
@@ -315,15 +346,35 @@ class Flow(nnx.Module):
         return fn(x, ctx) if self.batched else jax.vmap(fn)(x, ctx)
 
     def forward(self, x, ctx=None):
-        total = jnp.zeros(())
-        for layer in self.layers:
-            x, ld = layer.forward(x, ctx)
-            total = total + ld
-        return x, total
+        return _compose(list(self.layers), "forward", x, ctx, self.scan)
 
     def inverse(self, z, ctx=None):
-        total = jnp.zeros(())
-        for layer in reversed(self.layers):
-            z, ld = layer.inverse(z, ctx)
-            total = total + ld
-        return z, total
+        return _compose(list(reversed(self.layers)), "inverse", z, ctx, self.scan)
+
+
+def _compose(layers: list, method: str, x, ctx, scan: bool):
+    """Apply ``layers`` in order (``method`` of each), summing their log-dets; with ``scan``,
+    repeated blocks (``_repeats``) as one ``lax.scan``."""
+    sigs = [_signature(layer) for layer in layers] if scan else None
+    total = jnp.zeros(())
+    i = 0
+    while i < len(layers):
+        period, count = _repeats(sigs, i) if scan else (1, 1)
+        if count == 1:
+            x, ld = getattr(layers[i], method)(x, ctx)
+            total, i = total + ld, i + 1
+            continue
+        graphdefs = [sigs[i + j][0] for j in range(period)]
+        states = [[nnx.state(layers[i + n * period + j]) for j in range(period)] for n in range(count)]
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+
+        def block(carry, state, graphdefs=graphdefs):
+            x, total = carry
+            for graphdef, st in zip(graphdefs, state, strict=True):
+                x, ld = getattr(nnx.merge(graphdef, st), method)(x, ctx)
+                total = total + ld
+            return (x, total), None
+
+        (x, total), _ = jax.lax.scan(block, (x, total), stacked)
+        i += period * count
+    return x, total
