@@ -299,10 +299,9 @@ class Reshape(nnx.Module):
         return z.reshape(self.shape_in), jnp.zeros(())
 
 
-def _signature(layer: nnx.Module):
+def _signature(graphdef, state):
     """What must match for two layers to share one traced body: the graph (type, static
     attributes) and every variable's shape and dtype."""
-    graphdef, state = nnx.split(layer)
     return graphdef, jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), state)
 
 
@@ -355,7 +354,8 @@ class Flow(nnx.Module):
 def _compose(layers: list, method: str, x, ctx, scan: bool):
     """Apply ``layers`` in order (``method`` of each), summing their log-dets; with ``scan``,
     repeated blocks (``_repeats``) as one ``lax.scan``."""
-    sigs = [_signature(layer) for layer in layers] if scan else None
+    parts = [nnx.split(layer) for layer in layers] if scan else None  # (graphdef, state) of each
+    sigs = [_signature(*part) for part in parts] if scan else None
     total = jnp.zeros(())
     i = 0
     while i < len(layers):
@@ -364,8 +364,8 @@ def _compose(layers: list, method: str, x, ctx, scan: bool):
             x, ld = getattr(layers[i], method)(x, ctx)
             total, i = total + ld, i + 1
             continue
-        graphdefs = [sigs[i + j][0] for j in range(period)]
-        states = [[nnx.state(layers[i + n * period + j]) for j in range(period)] for n in range(count)]
+        graphdefs = [parts[i + j][0] for j in range(period)]
+        states = [[parts[i + n * period + j][1] for j in range(period)] for n in range(count)]
         stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
 
         def block(carry, state, graphdefs=graphdefs):
