@@ -75,6 +75,7 @@ def test_transformer_logits_at_t_ignore_later_tokens():
             assert not np.allclose(net(a)[:, t + 1 :], net(b)[:, t + 1 :], atol=1e-4)
 
 
+@jax.jit  # one program per model, not an eager draw per weight shape
 def jiggle(params):
     """Random trainable weights (the zero-initialized last layers would give a uniform model);
     masks and other non-trainable variables untouched."""
@@ -177,7 +178,7 @@ def test_made_sampler_updates_its_first_layer_and_equals_the_whole_network(level
             return v  # the masks and orderings stay
         return v + 0.3 * jax.random.normal(jax.random.key(len(name)), v.shape, v.dtype)
 
-    params = jax.tree_util.tree_map_with_path(nudged, params)
+    params = jax.jit(lambda p: jax.tree_util.tree_map_with_path(nudged, p))(params)  # one program, not a draw per shape
     net = fam.modules(params)
     d, k = 12, levels
     tok = jax.random.randint(jax.random.key(3), (5, d), 0, k)
