@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from genjax.eval.sampling import sampler
+from genjax.train.sampling import sampler
 
 
 def pluralistic_diversity(x) -> float:

@@ -31,7 +31,7 @@ from genjax.eval import plots
 from genjax.eval import sample_quality as sq
 from genjax.eval.classifier import get_classifier
 from genjax.eval.conditional import conditional_metrics
-from genjax.eval.sampling import sampler
+from genjax.train.sampling import sampler
 
 
 def draw(family, params, key, n: int, batch: int = 1000) -> np.ndarray:

@@ -105,7 +105,7 @@ def figures(cfg, splits, family, params, history, run_dir: Path, seed: int = 0) 
 
     from genjax import keys
     from genjax.eval import plots
-    from genjax.eval.sampling import sampler
+    from genjax.train.sampling import sampler
 
     key = keys.key(seed, "figures")
     out = [plots.curves(history, run_dir / "curves.png", cfg.name, family.curves)] if history else []
@@ -173,7 +173,7 @@ def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int,
     import numpy as np
 
     from genjax.eval import plots
-    from genjax.eval.sampling import sampler
+    from genjax.train.sampling import sampler
 
     stem = run_dir / f"samples-seed{seed}"
     record = {"n": n, "seed": seed,

@@ -27,6 +27,7 @@ from genjax.train.driver import TrainingError, drive, gc_paused
 from genjax.train.engine import TrainState, batched_mean, init_state, make_epoch, make_step
 from genjax.train.optim import make_optimizers, plateau_observer
 from genjax.train.programs import digest
+from genjax.train.sampling import sampler
 
 BASE_SWEEPABLE = ("optim.lr", "optim.weight_decay", "objective.l1", "objective.l2")
 
@@ -250,9 +251,8 @@ def fit(
     prog = build_program(cfg, family, splits)
     images = None
     if len(splits.shape) == 3 and int(cfg.train.tb_images_every) > 0 and family.predictor is None:
-        key = None if prog.epoch.program_key is None else digest(prog.epoch.program_key, "tb_samples")
-        sample = programs.jit(lambda params: family.sample(params, keys.key(cfg.seed, "tb_samples"), 16), key=key)
-        images = (int(cfg.train.tb_images_every), lambda st: splits.to_unit(sample(select_params(st, False))))
+        sample, tb_key = sampler(family, 16), keys.key(cfg.seed, "tb_samples")
+        images = (int(cfg.train.tb_images_every), lambda st: splits.to_unit(sample(select_params(st, False), tb_key)))
     res = drive(
         prog.epoch,
         prog.init(),

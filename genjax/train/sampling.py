@@ -1,4 +1,5 @@
-"""A family's sampler as a kept program, for the evaluation, the figures and ``genjax sample``."""
+"""A family's sampler as a kept program, for TensorBoard's sample grids, the evaluation, the figures
+and ``genjax sample``."""
 
 from __future__ import annotations
 
