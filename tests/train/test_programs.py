@@ -4,6 +4,7 @@ what the trace depends on; a bad entry is made again; what does not export is tr
 
 import copy
 import dataclasses
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -287,3 +288,57 @@ def test_a_process_that_reads_every_program_never_builds_the_network(tmp_path, k
     # the held-out figures' and the sampler's programs training kept, and builds no network either
     assert main(["genjax", "eval", str(tmp_path / "a"), "--noprogress"]) == 0
     assert not built
+
+
+@pytest.fixture
+def xla_cache(tmp_path):
+    """JAX's persistent compilation cache in a folder of this test's own (restored after)."""
+    from jax._src import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla"))
+    compilation_cache.reset_cache()
+    yield tmp_path / "xla"
+    jax.config.update("jax_compilation_cache_dir", before)
+    compilation_cache.reset_cache()
+
+
+def test_a_kept_executable_is_loaded_without_lowering_and_only_a_fresh_one_is_kept(kept, xla_cache, monkeypatch):
+    """A kept program's executable is kept beside it after a fresh compile; a new process loads it
+    and lowers nothing (the same numbers, the state still donated); a truncated one is compiled
+    again and replaced; one that XLA's persistent cache answered is not kept (it would load
+    without its kernels)."""
+
+    def f(state, x):
+        return {"w": jnp.tanh(state["w"] * 1.5 + x), "n": state["n"] + 1}, {"sum": jnp.sum(x ** 2)}
+
+    fresh = lambda: {"w": jnp.linspace(-1.0, 1.0, 5), "n": jnp.int32(0)}  # noqa: E731
+    x = jnp.arange(5.0) / 3
+    want = programs.lower(f, fresh(), x, key="exe", donate_argnums=0).compile()(fresh(), x)
+    (exe,) = kept.glob("*.xlaexec")
+    as_a_new_process(monkeypatch)
+    lower = programs.Kept.lower
+    monkeypatch.setattr(programs.Kept, "lower", lambda self: pytest.fail("a kept executable was lowered again"))
+    state = fresh()
+    got = programs.lower(f, state, x, key="exe", donate_argnums=0).compile()(state, x)
+    assert state["w"].is_deleted()  # still donated
+    for a, b in zip(leaves(want), leaves(got)):
+        np.testing.assert_array_equal(a, b)
+
+    monkeypatch.setattr(programs.Kept, "lower", lower)
+    size = exe.stat().st_size
+    exe.write_bytes(exe.read_bytes()[:100])  # truncated: compiled again (XLA's cache answers)...
+    programs.forget()
+    got = programs.lower(f, fresh(), x, key="exe", donate_argnums=0).compile()(fresh(), x)
+    for a, b in zip(leaves(want), leaves(got)):
+        np.testing.assert_array_equal(a, b)
+    assert exe.stat().st_size == 100  # ... and that executable is not kept
+    exe.unlink()
+    shutil.rmtree(xla_cache)  # XLA's cache misses: a fresh compile, kept
+    xla_cache.mkdir()
+    jax.clear_caches()
+    programs.forget()
+    got = programs.lower(f, fresh(), x, key="exe", donate_argnums=0).compile()(fresh(), x)
+    for a, b in zip(leaves(want), leaves(got)):
+        np.testing.assert_array_equal(a, b)
+    assert len(list(kept.glob("*.xlaexec"))) == 1 and next(kept.glob("*.xlaexec")).stat().st_size > size // 2
