@@ -16,6 +16,8 @@ compile from the cache. ``lower`` keeps the traced and lowered program itself
 A hit reads the program back and lowers a call to it (~0.1 s); a miss traces and exports it and
 runs that same exported program, so a run computes the same numbers whether it found its
 program or made it (the exported call is bit for bit the direct one: ``tests/train/test_programs.py``).
+The executable XLA made of that call is kept beside it too (``Kept``), so a later process loads
+it without lowering anything (JAX's cache, keyed by the lowered program, must lower to look).
 What cannot be exported (a ``jax.pure_callback``) is lowered as before, and a marker keeps later
 runs from trying again; a host function called by name (``genjax.hostcall``, OT-CFM's coupling)
 is exported and kept. A family built from a config (``build_family``) is
