@@ -264,8 +264,8 @@ class Kept:
     Loading a kept executable skips the lowering, which for a U-Net's training step is most of
     a compile from the caches: JAX's compilation cache is keyed by the lowered program, so it must
     lower before it can look. An executable that does not load (truncated, foreign, another
-    jaxlib's) is compiled again and replaced. Only a fresh compile is kept: an executable JAX read
-    from its own cache loads again without its kernels."""
+    jaxlib's) is compiled again, and replaced if that compile is fresh: only a fresh compile is
+    kept, since an executable JAX read from its own cache loads again without its kernels."""
 
     def __init__(self, program: Program, path: Path, args: tuple, donate_argnums):
         self.program, self.args, self.donate = program, args, donate_argnums
