@@ -265,7 +265,8 @@ class Kept:
     a compile from the caches: JAX's compilation cache is keyed by the lowered program, so it must
     lower before it can look. An executable that does not load (truncated, foreign, another
     jaxlib's) is compiled again, and replaced if that compile is fresh: only a fresh compile is
-    kept, since an executable JAX read from its own cache loads again without its kernels."""
+    kept, since an executable JAX read from its own cache loads again without its kernels (so a
+    program whose XLA entry outlived its key, e.g. across a genjax upgrade, lowers as before)."""
 
     def __init__(self, program: Program, path: Path, args: tuple, donate_argnums):
         self.program, self.args, self.donate = program, args, donate_argnums
