@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genjax.run.bench import persistent_cache
 from genjax.run.prepare import prepare
 from genjax.train import fit, programs
 from genjax.train.loop import build_program, program_key
@@ -25,16 +26,18 @@ def leaves(tree):
     return out
 
 
+def assert_leaves_equal(a, b):
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def assert_same(a, b):
     assert [sorted(r) for r in a.history] == [sorted(r) for r in b.history]
     for ra, rb in zip(a.history, b.history):
         for k in ra:
             if isinstance(ra[k], float) and k != "time":
                 assert ra[k] == rb[k] or (np.isnan(ra[k]) and np.isnan(rb[k])), k
-    la, lb = leaves(a.state), leaves(b.state)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        np.testing.assert_array_equal(x, y)
+    assert_leaves_equal(a.state, b.state)
 
 
 @pytest.fixture
@@ -292,22 +295,11 @@ def test_a_process_that_reads_every_program_never_builds_the_network(tmp_path, k
     assert not built
 
 
-def assert_leaves_equal(a, b):
-    for x, y in zip(leaves(a), leaves(b), strict=True):
-        np.testing.assert_array_equal(x, y)
-
-
 @pytest.fixture
 def xla_cache(tmp_path):
     """JAX's persistent compilation cache in a folder of this test's own (restored after)."""
-    from jax._src import compilation_cache
-
-    before = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla"))
-    compilation_cache.reset_cache()
-    yield tmp_path / "xla"
-    jax.config.update("jax_compilation_cache_dir", before)
-    compilation_cache.reset_cache()
+    with persistent_cache(str(tmp_path / "xla")):
+        yield tmp_path / "xla"
 
 
 def test_a_kept_executable_is_loaded_without_lowering_and_only_a_fresh_one_is_kept(kept, xla_cache, monkeypatch):
