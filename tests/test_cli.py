@@ -350,6 +350,7 @@ def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys)
     assert r["steps_per_s"] == pytest.approx(r["steps_per_epoch"] / (r["epoch_s"] - r["val_s"]), rel=1e-6)
     assert 0 < r["mfu"] < 1 and "compile:" in out
     assert r["twin"]["rounds"] == 3 and 0.2 < r["ratio"] < 5  # the same math and shapes: the same order
+    assert r["twin"]["compile_cold_s"] > 0 and r["twin"]["compile_s"] > 0 and "s from the persistent cache;" in out
     assert r["whole_rounds"] == 3 and r["whole_s"] > 3 * r["epoch_s"] and r["twin"]["whole_s"] > 3 * r["val_s"]
     assert 0.05 < r["whole_ratio"] < 5 and "whole genjax train" in out
     assert r["whole_fresh_compiles"] == 0 and "compiled 0 program(s)" in out
