@@ -7,6 +7,8 @@ table of them (compile, steady state, MFU, the plain-JAX twin's ratio).
     python benchmarks/bench_all.py --whole --out benchmarks/results/whole-cpu  # + genjax train's whole run
 
 A config that fails (data it cannot load, a time limit) is recorded as such and the rest go on.
+The table and ``all.json`` are rewritten after each config, so a run stopped at a time budget
+keeps the rows it finished.
 """
 
 from __future__ import annotations
@@ -121,14 +123,18 @@ def main(argv=None) -> int:
                     traceback.print_exc()
             print((whole_row if a.whole else row)(r), f"({time.perf_counter() - t:.0f} s)", flush=True)
             rows.append(r)
-    table = HEADER + "\n" + "\n".join(row(r) for r in rows) + "\n"
-    if a.whole:
-        table = WHOLE_HEADER + "\n" + "\n".join(whole_row(r) for r in rows) + "\n"
-    path = Path(a.table) if a.table else out / "table.md"
-    path.write_text(table)
-    (out / "all.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
+            _write(rows, out, a)  # after each config: a run stopped at a time budget keeps its rows
+    print(f"wrote {_write(rows, out, a)}")
     return 0
+
+
+def _write(rows: list, out: Path, a) -> Path:
+    """The markdown table and ``all.json`` of ``rows`` so far; returns the table's path."""
+    header, fmt = (WHOLE_HEADER, whole_row) if a.whole else (HEADER, row)
+    path = Path(a.table) if a.table else out / "table.md"
+    path.write_text(header + "\n" + "\n".join(fmt(r) for r in rows) + "\n")
+    (out / "all.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    return path
 
 
 if __name__ == "__main__":

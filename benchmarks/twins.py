@@ -366,6 +366,12 @@ def realnvp(cfg, splits) -> Twin | None:
     return _twin(f"RealNVP {d}-d, {n} couplings of {'-'.join(map(str, hidden))}", loss, init_params, cfg, splits)
 
 
+def _fresh(params):
+    """New arrays holding ``params``: each ``init()`` gives a state of its own, as a script's
+    initialization does (an epoch donates its state, which deletes the arrays it was given)."""
+    return jax.tree.map(jnp.copy, params)
+
+
 def _host_twin(name, loss, init_params, cfg, splits):
     """A Twin for convolution networks on a CPU: what a plain-JAX script does there, a Python loop
     over one jitted (donated) step, after one jitted shuffle-and-transform per epoch."""
@@ -603,7 +609,7 @@ def ddpm_unet(cfg, splits) -> Twin | None:
         return jnp.mean(jnp.sum(jnp.square(plain_unet.apply(p, static, a * x + s * eps, t) - eps), axis=(1, 2, 3)))
 
     return _host_twin(f"DDPM U-Net {'x'.join(map(str, splits.shape))} {'-'.join(map(str, m.channels))}", loss,
-                      lambda: params, cfg, splits)  # fmt: skip
+                      lambda: _fresh(params), cfg, splits)  # fmt: skip
 
 
 def gpt(cfg, splits) -> Twin | None:
@@ -623,7 +629,8 @@ def gpt(cfg, splits) -> Twin | None:
         return jnp.take_along_axis(rows, start[..., None] + jnp.arange(t), axis=-1)
 
     tw = _twin(f"GPT d {m.d_model}, {m.n_layers} blocks, context {t}",
-               lambda p, x, k: plain_gpt.loss(p, x, vocab, int(m.n_heads)), lambda: params, cfg, splits)  # fmt: skip
+               lambda p, x, k: plain_gpt.loss(p, x, vocab, int(m.n_heads)), lambda: _fresh(params),
+               cfg, splits)  # fmt: skip
     steps, b = len(splits.train["x"]) // int(cfg.train.batch_size), int(cfg.train.batch_size)
     tx = _adam(cfg.optim)
 

@@ -334,6 +334,34 @@ def test_resume_extends_a_finished_run_to_the_longer_runs_result(tmp_path, capsy
     assert "genjax eval cannot change it" in capsys.readouterr().err
 
 
+def test_bench_all_writes_its_table_after_each_config(tmp_path, monkeypatch):
+    """benchmarks/bench_all.py writes its table and all.json after each config, so a run stopped
+    at a time budget (gpu.sh's ``timeout``) keeps the rows it finished."""
+    import importlib.util
+
+    import genjax.run.bench as bench_mod
+
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_all.py"
+    spec = importlib.util.spec_from_file_location("bench_all", script)
+    bench_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_all)
+    real, calls = bench_mod.bench, []
+
+    def stopped_at_the_second(*a, **k):
+        calls.append(a[0].name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a timeout's signal does to the run: not a config's failure
+        return real(*a, **k)
+
+    monkeypatch.setattr(bench_mod, "bench", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        bench_all.main(["--only", "made,predictor", "--epochs", "0", "--out", str(tmp_path)])
+    table = (tmp_path / "table.md").read_text().splitlines()
+    assert calls == ["bench_made", "bench_predictor"] and len(table) == 3  # the header's two lines and MADE's row
+    assert table[2].startswith("| `benchmarks/config.py:made` | float32 | scan | ")
+    assert [r["spec"] for r in json.loads((tmp_path / "all.json").read_text())] == ["benchmarks/config.py:made"]
+
+
 def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys):
     """genjax bench on the smoke VAE: compile cold and cached, the epoch, MFU, and the plain-JAX
     twin's epochs interleaved with genjax's (the ratio is the median of those rounds); with
