@@ -77,16 +77,22 @@ def environment() -> str:
     backend and its devices."""
     global _ENV
     if _ENV is None:
-        versions = {}
-        for dist in ("jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy", "flatbuffers"):
-            try:
-                versions[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                versions[dist] = None
-        _ENV = digest(FORMAT, _source_digest(), versions, sys.version)
+        _ENV = digest(FORMAT, _source_digest(), _versions(), sys.version)
     flags = sorted((k, repr(v)) for k, v in jax.config.values.items())
     devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
     return digest(_ENV, flags, jax.default_backend(), devices, jax.process_count())
+
+
+@functools.cache
+def _versions() -> dict:
+    """The versions of the packages a program's trace and compile depend on (None: not installed)."""
+    versions = {}
+    for dist in ("jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy", "flatbuffers"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
 
 
 def folder() -> Path | None:
@@ -264,9 +270,12 @@ class Kept:
     Loading a kept executable skips the lowering, which for a U-Net's training step is most of
     a compile from the caches: JAX's compilation cache is keyed by the lowered program, so it must
     lower before it can look. An executable that does not load (truncated, foreign, another
-    jaxlib's) is compiled again, and replaced if that compile is fresh: only a fresh compile is
-    kept, since an executable JAX read from its own cache loads again without its kernels (so a
-    program whose XLA entry outlived its key, e.g. across a genjax upgrade, lowers as before)."""
+    jaxlib's) is compiled again. Only a fresh compile's executable is serialized, since one JAX
+    read from its own cache loads again without its kernels; a fresh one is also indexed by the
+    lowered program's ``_fingerprint`` (a ``.xlaprog`` file naming it), so when another key's
+    compile of the same program is answered by JAX's cache, that fresh executable is kept for it
+    too. A program whose XLA entry outlived every fresh executable of it (a JAX cache older than
+    them, e.g. across a genjax upgrade) lowers as before."""
 
     def __init__(self, program: Program, path: Path, args: tuple, donate_argnums):
         self.program, self.args, self.donate = program, args, donate_argnums
@@ -295,16 +304,34 @@ class Kept:
         except Exception:  # none kept yet, or one that does not load here: compiled (again)
             pass
         hits = getattr(_THREAD, "hits", 0)
-        compiled = self.lower().compile()
-        if getattr(_THREAD, "hits", 0) != hits:  # read from XLA's cache: such an executable does not
-            return compiled  # serialize whole (its kernels are missing when it is loaded again)
+        lowered = self.lower()
+        compiled = lowered.compile()
+        fresh = getattr(_THREAD, "hits", 0) == hits
         try:
             blob, in_tree, out_tree = se.serialize(compiled)
             ids = [d.id for d in compiled.runtime_executable().local_devices()]
+            same = self.path.parent / f"{_fingerprint(lowered)}.xlaprog"
         except Exception:  # an executable the backend cannot serialize: compiled each time
             return compiled
+        if not fresh:  # read from XLA's cache: such an executable does not serialize whole (its kernels
+            try:  # are missing when it is loaded again); a fresh one of the same program kept under
+                blob = pickle.loads(zlib.decompress((self.path.parent / same.read_text()).read_bytes()))[0]
+            except Exception:  # another key (a config change that leaves this program as it was) serves
+                return compiled
         _write(self.path, zlib.compress(pickle.dumps((blob, in_tree, out_tree, ids)), 1))
+        if fresh:
+            _write(same, self.path.name.encode())
         return compiled
+
+
+def _fingerprint(lowered: jax.stages.Lowered) -> str:
+    """What decides a lowered program's executable, but which key asked for it: the program's text
+    (its donation, shardings and partitions included; no source locations), and the settings and
+    machine it is compiled for (``_compiler``, every ``jax.config`` value, the versions, the
+    devices). Two keys with one fingerprint share an executable."""
+    flags = sorted((k, repr(v)) for k, v in jax.config.values.items())
+    devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
+    return digest(FORMAT, _compiler(), _versions(), flags, devices, jax.process_count(), lowered.as_text())
 
 
 def jit(fn: Callable, *, key: str | None) -> Callable:

@@ -338,3 +338,29 @@ def test_a_kept_executable_is_loaded_without_lowering_and_only_a_fresh_one_is_ke
     got = programs.lower(f, fresh(), x, key="exe", donate_argnums=0).compile()(fresh(), x)
     assert_leaves_equal(want, got)
     assert len(list(kept.glob("*.xlaexec"))) == 1 and next(kept.glob("*.xlaexec")).stat().st_size > size // 2
+
+
+def test_a_program_compiled_under_another_key_keeps_that_fresh_executable(kept, xla_cache, monkeypatch):
+    """Two keys, one lowered program (a config change that leaves a program as it was, e.g. the
+    init under another ``train.epochs``): the second key's compile is answered by XLA's cache,
+    whose executable does not serialize whole, so the fresh executable kept for the first key is
+    kept for the second too (found by the lowered program's fingerprint); a new process loads it
+    without lowering, with the same numbers. A program that differs (another constant) is not."""
+
+    def f(state, x, c=1.5):
+        return {"w": jnp.tanh(state["w"] * c + x), "n": state["n"] + 1}, {"sum": jnp.sum(x ** 2)}
+
+    fresh = lambda: {"w": jnp.linspace(-1.0, 1.0, 5), "n": jnp.int32(0)}  # noqa: E731
+    x = jnp.arange(5.0) / 3
+    want = programs.lower(f, fresh(), x, key="a", donate_argnums=0).compile()(fresh(), x)
+    for key, g in (("c", lambda s, x: f(s, x, 2.5)), ("b", f)):  # c's fresh compile comes between a's and b's
+        jax.clear_caches()  # JAX's in-memory caches: the compile asks the persistent one
+        programs.forget()
+        programs.lower(g, fresh(), x, key=key, donate_argnums=0).compile()(fresh(), x)
+    assert len(list(kept.glob("*.xlaexec"))) == 3 and len(list(kept.glob("*.xlaprog"))) == 2  # a's (= b's), c's
+    as_a_new_process(monkeypatch)
+    monkeypatch.setattr(programs.Kept, "lower", lambda self: pytest.fail("a kept executable was lowered again"))
+    state = fresh()
+    got = programs.lower(f, state, x, key="b", donate_argnums=0).compile()(state, x)
+    assert state["w"].is_deleted()  # still donated
+    assert_leaves_equal(want, got)
