@@ -310,7 +310,7 @@ class Kept:
         try:
             blob, in_tree, out_tree = se.serialize(compiled)
             ids = [d.id for d in compiled.runtime_executable().local_devices()]
-            same = self.path.parent / f"{_fingerprint(lowered)}.xlaprog"
+            same = self.path.parent / f"{_fingerprint(lowered, ids)}.xlaprog"
         except Exception:  # an executable the backend cannot serialize: compiled each time
             return compiled
         if not fresh:  # read from XLA's cache: such an executable does not serialize whole (its kernels
@@ -324,14 +324,14 @@ class Kept:
         return compiled
 
 
-def _fingerprint(lowered: jax.stages.Lowered) -> str:
+def _fingerprint(lowered: jax.stages.Lowered, ids: list) -> str:
     """What decides a lowered program's executable, but which key asked for it: the program's text
-    (its donation, shardings and partitions included; no source locations), and the settings and
-    machine it is compiled for (``_compiler``, every ``jax.config`` value, the versions, the
-    devices). Two keys with one fingerprint share an executable."""
+    (its donation, shardings and partitions included; no source locations), the devices it runs on
+    (``ids``) and the settings and machine it is compiled for (``_compiler``, every ``jax.config``
+    value, the versions, the devices there are). Two keys with one fingerprint share an executable."""
     flags = sorted((k, repr(v)) for k, v in jax.config.values.items())
     devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
-    return digest(FORMAT, _compiler(), _versions(), flags, devices, jax.process_count(), lowered.as_text())
+    return digest(FORMAT, _compiler(), _versions(), flags, devices, jax.process_count(), ids, lowered.as_text())
 
 
 def jit(fn: Callable, *, key: str | None) -> Callable:
