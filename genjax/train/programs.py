@@ -308,17 +308,16 @@ class Kept:
         compiled = lowered.compile()
         fresh = getattr(_THREAD, "hits", 0) == hits
         try:
-            blob, in_tree, out_tree = se.serialize(compiled)
             ids = [d.id for d in compiled.runtime_executable().local_devices()]
             same = self.path.parent / f"{_fingerprint(lowered, ids)}.xlaprog"
-        except Exception:  # an executable the backend cannot serialize: compiled each time
+            if not fresh:  # read from XLA's cache: such an executable does not serialize whole (its kernels
+                # are missing when it is loaded again); a fresh one of the same program kept under another
+                # key (a config change that leaves this program as it was) serves, where there is one
+                other = pickle.loads(zlib.decompress((self.path.parent / same.read_text()).read_bytes()))[0]
+            blob, in_tree, out_tree = se.serialize(compiled)
+        except Exception:  # no such fresh one, or an executable the backend cannot serialize: compiled each time
             return compiled
-        if not fresh:  # read from XLA's cache: such an executable does not serialize whole (its kernels
-            try:  # are missing when it is loaded again); a fresh one of the same program kept under
-                blob = pickle.loads(zlib.decompress((self.path.parent / same.read_text()).read_bytes()))[0]
-            except Exception:  # another key (a config change that leaves this program as it was) serves
-                return compiled
-        _write(self.path, zlib.compress(pickle.dumps((blob, in_tree, out_tree, ids)), 1))
+        _write(self.path, zlib.compress(pickle.dumps((blob if fresh else other, in_tree, out_tree, ids)), 1))
         if fresh:
             _write(same, self.path.name.encode())
         return compiled
