@@ -78,9 +78,14 @@ def environment() -> str:
     global _ENV
     if _ENV is None:
         _ENV = digest(FORMAT, _source_digest(), _versions(), sys.version)
+    return digest(_ENV, *_settings())
+
+
+def _settings() -> list:
+    """Read at each call: every ``jax.config`` value, the backend, its devices, the process count."""
     flags = sorted((k, repr(v)) for k, v in jax.config.values.items())
     devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
-    return digest(_ENV, flags, jax.default_backend(), devices, jax.process_count())
+    return [flags, jax.default_backend(), devices, jax.process_count()]
 
 
 @functools.cache
@@ -328,9 +333,7 @@ def _fingerprint(lowered: jax.stages.Lowered, ids: list) -> str:
     (its donation, shardings and partitions included; no source locations), the devices it runs on
     (``ids``) and the settings and machine it is compiled for (``_compiler``, every ``jax.config``
     value, the versions, the devices there are). Two keys with one fingerprint share an executable."""
-    flags = sorted((k, repr(v)) for k, v in jax.config.values.items())
-    devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
-    return digest(FORMAT, _compiler(), _versions(), flags, devices, jax.process_count(), ids, lowered.as_text())
+    return digest(FORMAT, _compiler(), _versions(), *_settings(), ids, lowered.as_text())
 
 
 def jit(fn: Callable, *, key: str | None) -> Callable:
