@@ -295,6 +295,15 @@ def test_a_process_that_reads_every_program_never_builds_the_network(tmp_path, k
     assert not built
 
 
+def _update(state, x, c=1.5):
+    """A small donated-state program for the executable tests."""
+    return {"w": jnp.tanh(state["w"] * c + x), "n": state["n"] + 1}, {"sum": jnp.sum(x ** 2)}
+
+
+def _fresh_state():
+    return {"w": jnp.linspace(-1.0, 1.0, 5), "n": jnp.int32(0)}
+
+
 @pytest.fixture
 def xla_cache(tmp_path):
     """JAX's persistent compilation cache in a folder of this test's own (restored after)."""
@@ -307,12 +316,7 @@ def test_a_kept_executable_is_loaded_without_lowering_and_only_a_fresh_one_is_ke
     and lowers nothing (the same numbers, the state still donated); a truncated one is compiled
     again, and that compile, answered by XLA's persistent cache, is not kept (it would load
     without its kernels); with that cache emptied, the fresh compile is kept again."""
-
-    def f(state, x):
-        return {"w": jnp.tanh(state["w"] * 1.5 + x), "n": state["n"] + 1}, {"sum": jnp.sum(x ** 2)}
-
-    fresh = lambda: {"w": jnp.linspace(-1.0, 1.0, 5), "n": jnp.int32(0)}  # noqa: E731
-    x = jnp.arange(5.0) / 3
+    f, fresh, x = _update, _fresh_state, jnp.arange(5.0) / 3
     want = programs.lower(f, fresh(), x, key="exe", donate_argnums=0).compile()(fresh(), x)
     (exe,) = kept.glob("*.xlaexec")
     as_a_new_process(monkeypatch)
@@ -346,12 +350,7 @@ def test_a_program_compiled_under_another_key_keeps_that_fresh_executable(kept, 
     whose executable does not serialize whole, so the fresh executable kept for the first key is
     kept for the second too (found by the lowered program's fingerprint); a new process loads it
     without lowering, with the same numbers. A program that differs (another constant) is not."""
-
-    def f(state, x, c=1.5):
-        return {"w": jnp.tanh(state["w"] * c + x), "n": state["n"] + 1}, {"sum": jnp.sum(x ** 2)}
-
-    fresh = lambda: {"w": jnp.linspace(-1.0, 1.0, 5), "n": jnp.int32(0)}  # noqa: E731
-    x = jnp.arange(5.0) / 3
+    f, fresh, x = _update, _fresh_state, jnp.arange(5.0) / 3
     want = programs.lower(f, fresh(), x, key="a", donate_argnums=0).compile()(fresh(), x)
     for key, g in (("c", lambda s, x: f(s, x, 2.5)), ("b", f)):  # c's fresh compile comes between a's and b's
         jax.clear_caches()  # JAX's in-memory caches: the compile asks the persistent one
