@@ -362,15 +362,26 @@ def test_bench_all_writes_its_table_after_each_config(tmp_path, monkeypatch):
     assert [r["spec"] for r in json.loads((tmp_path / "all.json").read_text())] == ["benchmarks/config.py:made"]
 
 
-def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys):
+def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys, monkeypatch):
     """genjax bench on the smoke VAE: compile cold and cached, the epoch, MFU, and the plain-JAX
     twin's epochs interleaved with genjax's (the ratio is the median of those rounds); with
-    --whole, genjax train's whole run and the twin's, alternately, three rounds, after an untimed
-    run of each: with caches that start empty, the timed rounds compile nothing the cache lacks."""
-    from genjax.run.bench import persistent_cache
+    --whole, genjax train's whole run and the twin's, four rounds in alternating order (the twin
+    running genjax's validation after each of its epochs), after an untimed run of each: with
+    caches that start empty, the timed rounds compile nothing the cache lacks."""
+    import genjax.run.bench as bench_mod
+    import genjax.train.loop as loop_mod
 
+    order, twin_whole, fit = [], bench_mod._twin_whole, loop_mod.fit
+
+    def spied_twin(tw, epochs, validate=None):
+        calls = []
+        order.append(("twin", calls))
+        return twin_whole(tw, epochs, lambda e: calls.append(e) or validate(e))
+
+    monkeypatch.setattr(bench_mod, "_twin_whole", spied_twin)
+    monkeypatch.setattr(loop_mod, "fit", lambda *a, **k: order.append(("genjax", None)) or fit(*a, **k))
     twin_covers = "--config.model.vae.kl_schedule=constant"  # the MLP VAE twin's plain ELBO
-    with persistent_cache(str(tmp_path / "xla")):  # empty: the run's first compiles are fresh ones
+    with bench_mod.persistent_cache(str(tmp_path / "xla")):  # empty: the run's first compiles are fresh ones
         assert main(["genjax", "bench", SMOKE, twin_covers, "--epochs=3", "--whole", f"--json={tmp_path}"]) == 0
     out = capsys.readouterr().out
     r = json.loads(next(tmp_path.glob("*.json")).read_text())
@@ -379,6 +390,8 @@ def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys)
     assert 0 < r["mfu"] < 1 and "compile:" in out
     assert r["twin"]["rounds"] == 3 and 0.2 < r["ratio"] < 5  # the same math and shapes: the same order
     assert r["twin"]["compile_cold_s"] > 0 and r["twin"]["compile_s"] > 0 and "s from the persistent cache;" in out
-    assert r["whole_rounds"] == 3 and r["whole_s"] > 3 * r["epoch_s"] and r["twin"]["whole_s"] > 3 * r["val_s"]
+    assert r["whole_rounds"] == 4 and r["whole_s"] > 3 * r["epoch_s"] and r["twin"]["whole_s"] > 3 * r["val_s"]
+    assert [who for who, _ in order] == ["genjax", "twin"] + ["genjax", "twin", "twin", "genjax"] * 2
+    assert all(calls == [0, 1, 2] for who, calls in order if who == "twin")  # validation after each epoch
     assert 0.05 < r["whole_ratio"] < 5 and "whole genjax train" in out
     assert r["whole_fresh_compiles"] == 0 and "compiled 0 program(s)" in out

@@ -18,12 +18,14 @@ the state donated) and measures:
   the median over those rounds (>= 1 when genjax is as fast);
 * with ``whole``: the whole ``genjax train`` (driver, init, compile, metrics, checkpoints,
   TensorBoard) for those epochs in a temporary folder, against a whole plain-JAX run of the twin
-  (init, compile, the epochs) plus the validation genjax does (timed alone, times the epochs);
-  both after one untimed run of each (so the persistent caches hold what a config's first run
-  compiles and keeps, as for any later run), with JAX's in-memory caches cleared, as in a new
-  process; the two timed alternately, ``whole_rounds`` times, and the ratio the median of the
-  rounds' twin / genjax; ``whole_fresh_compiles``: how many compiles in those timed rounds the
-  persistent cache did not answer (0 when the caches are on and hold the run).
+  (init, compile, the epochs) that also runs genjax's compiled validation after each of its
+  epochs (the validation genjax does, run in the same round rather than added from a separate
+  timing, so a drift of the machine's speed hits it too); both after one untimed run of each (so
+  the persistent caches hold what a config's first run compiles and keeps, as for any later run),
+  with JAX's in-memory caches cleared, as in a new process; ``whole_rounds`` rounds in the order
+  genjax-twin, twin-genjax, genjax-twin, ... (a steady drift favours neither), and the ratio the
+  median of the rounds' twin / genjax; ``whole_fresh_compiles``: how many compiles in those timed
+  rounds the persistent cache did not answer (0 when the caches are on and hold the run).
 """
 
 from __future__ import annotations
@@ -122,11 +124,11 @@ def load_twins():
     return importlib.import_module("benchmarks.twins")
 
 
-def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: bool = False, whole_rounds: int = 3,
+def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: bool = False, whole_rounds: int = 4,
           log=print) -> dict:  # fmt: skip
     """Measure the program ``genjax train`` runs for ``cfg`` (module docstring); ``splits`` and
     ``family`` as ``genjax.run.prepare.prepare`` returns them. ``whole_rounds``: how many times
-    the whole run and the twin's are timed, alternately (medians reported)."""
+    the whole run and the twin's are timed, in alternating order (medians reported)."""
     from genjax.train.driver import compile_epoch
     from genjax.train.loop import build_program, fit, split_data
 
@@ -162,7 +164,7 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
         return out
     out["epoch_s"], state = _time_epochs(compiled, state, data, epochs)
     per_ex = splits.shape[-1] if splits.kind == "tokens" else 1
-    out["val_s"] = 0.0
+    out["val_s"], validate = 0.0, None
     if prog.val_nll is not None:
         val = jax.jit(prog.val_nll).lower(state.params, data["val"], jax.random.key(0)).compile()
         jax.block_until_ready(val(state.params, data["val"], jax.random.key(0)))
@@ -172,6 +174,8 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
             jax.block_until_ready(val(state.params, data["val"], jax.random.key(i)))
             ts.append(time.perf_counter() - t)
         out["val_s"] = statistics.median(ts)
+        params = jax.tree.map(jnp.copy, state.params)  # kept: the timed epochs below donate the state
+        validate = lambda i: val(params, data["val"], jax.random.key(i))  # noqa: E731
     out["val_share"] = out["val_s"] / out["epoch_s"]
     if out["epoch_s"] - out["val_s"] < 0.1 * out["epoch_s"]:  # no figure from a difference of noise
         out["inseparable"] = (f"validation timed alone ({out['val_s']:.4f} s) leaves under a tenth of the epoch "
@@ -235,7 +239,7 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
     if whole:
         c = cfg.copy_and_resolve_references()
         c.train.epochs = int(epochs)
-        twin_whole = lambda: _twin_whole(twins.twin_for(cfg, splits), epochs) + epochs * out["val_s"]  # noqa: E731
+        twin_whole = lambda: _twin_whole(twins.twin_for(cfg, splits), epochs, validate)  # noqa: E731
 
         def genjax_whole() -> float:
             new_process()  # as a new process: what the persistent caches do not keep is done again
@@ -251,9 +255,11 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
             twin_whole()
         g_whole, t_whole = [], []
         with fresh_compiles() as fresh:
-            for _ in range(whole_rounds if tw is not None else 1):
+            for r in range(whole_rounds if tw is not None else 1):
+                if r % 2:  # every other round the twin goes first
+                    t_whole.append(twin_whole())
                 g_whole.append(genjax_whole())
-                if tw is not None:
+                if tw is not None and not r % 2:
                     t_whole.append(twin_whole())
         out["whole_s"] = statistics.median(g_whole)
         out["whole_fresh_compiles"] = fresh["n"]
@@ -297,17 +303,21 @@ def _twin_compiled(tw, state):
     return fn.lower(state, tw.data).compile()
 
 
-def _twin_whole(tw, epochs: int) -> float:
+def _twin_whole(tw, epochs: int, validate=None) -> float:
     """Seconds of a plain-JAX script's whole training with ``tw``: its state made, its epoch
     compiled (from the persistent cache, JAX's in-memory caches cleared first) and run ``epochs``
-    times."""
+    times, each followed by ``validate(epoch)`` where given (genjax's compiled validation: the
+    same work genjax's epochs do besides training)."""
     jax.clear_caches()
     t = time.perf_counter()
     state = tw.init()
     epoch = _twin_compiled(tw, state)
-    for _ in range(epochs):
+    v = None
+    for e in range(epochs):
         state, m = epoch(state, tw.data)
-    jax.block_until_ready((state, m))
+        if validate is not None:
+            v = validate(e)
+    jax.block_until_ready((state, m, v))
     return time.perf_counter() - t
 
 
