@@ -362,6 +362,30 @@ def test_bench_all_writes_its_table_after_each_config(tmp_path, monkeypatch):
     assert [r["spec"] for r in json.loads((tmp_path / "all.json").read_text())] == ["benchmarks/config.py:made"]
 
 
+def test_bench_all_only_reads_arguments_with_commas_whole(tmp_path, capsys):
+    """--only splits on commas, except where consecutive items spell one config argument
+    (the few-step study's ``fm_vp,digits``); an item that is no argument is refused, exit 2,
+    before anything is written."""
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_all.py"
+    spec = importlib.util.spec_from_file_location("bench_all_only", script)
+    bench_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_all)
+    known = {arg for _, arg in bench_all.targets(True)}
+    assert {"fm_vp,digits", "digits", "fm_vp,digits:smoke", "pixelcnn", "flow", "smoke", "flow,smoke"} <= known
+    assert bench_all.chosen("", known) == set()
+    assert bench_all.chosen("fm_vp,digits", known) == {"fm_vp,digits"}  # not conditional_regression's "digits"
+    assert bench_all.chosen("flow,smoke", known) == {"flow,smoke"}  # the longest first: not "flow" and "smoke"
+    assert bench_all.chosen("digits,fm_vp,digits,fm_vp,digits:smoke", known) == {
+        "digits", "fm_vp,digits", "fm_vp,digits:smoke"}  # fmt: skip
+    with pytest.raises(ValueError, match="'fm_vp' is no config argument"):
+        bench_all.chosen("fm_vp", known)
+    out = tmp_path / "out"
+    assert bench_all.main(["--shipped", "--only", "pixelcnn,nosuch", "--out", str(out)]) == 2
+    assert "'nosuch' is no config argument" in capsys.readouterr().err and not out.exists()
+
+
 def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys, monkeypatch):
     """genjax bench on the smoke VAE: compile cold and cached, the epoch, MFU, and the plain-JAX
     twin's epochs interleaved with genjax's (the ratio is the median of those rounds); with
