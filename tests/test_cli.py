@@ -383,6 +383,15 @@ def test_bench_all_only_reads_arguments_with_commas_whole(tmp_path, capsys):
         bench_all.chosen("fm_vp", known)
     out = tmp_path / "out"
     assert bench_all.main(["--shipped", "--only", "pixelcnn,nosuch", "--out", str(out)]) == 2
+    # a row shows the rounds' lowest and highest ratio beside the median, in both tables
+    r = {"spec": "benchmarks/config.py:made", "dtype": "float32", "loop": "scan", "compile_cold_s": 2.0,
+         "compile_cached_s": 0.1, "epoch_s": 1.0, "ms_per_step": 5.0, "unit": "examples", "examples_per_s": 10.0,
+         "mfu": 0.5, "val_share": 0.1, "ratio": 0.98, "ratio_range": [0.9, 1.1], "epochs": 20, "whole_s": 4.0,
+         "whole_ratio": 0.97, "whole_ratio_range": [0.95, 1.01],
+         "twin": {"whole_s": 3.9, "compile_s": 0.2, "compile_cold_s": 1.0}}  # fmt: skip
+    assert bench_all.row(r).endswith("| 10% | 0.980 (0.900-1.100) |")
+    assert "| 0.970 (0.950-1.010) | " in bench_all.whole_row(r) and bench_all.whole_row(r).endswith(
+        "| 0.980 (0.900-1.100) |")  # fmt: skip
     assert "'nosuch' is no config argument" in capsys.readouterr().err and not out.exists()
 
 
@@ -418,4 +427,7 @@ def test_bench_reports_compile_steady_state_and_the_twin_ratio(tmp_path, capsys,
     assert [who for who, _ in order] == ["genjax", "twin"] + ["genjax", "twin", "twin", "genjax"] * 2
     assert all(calls == [0, 1, 2] for who, calls in order if who == "twin")  # validation after each epoch
     assert 0.05 < r["whole_ratio"] < 5 and "whole genjax train" in out
+    for med, (lo, hi) in ((r["ratio"], r["ratio_range"]), (r["whole_ratio"], r["whole_ratio_range"])):
+        assert lo <= med <= hi and lo < hi  # the rounds' lowest and highest, around their median
+    assert f"its rounds {r['ratio_range'][0]:.3f}-" in out and "whose ratios span" in out
     assert r["whole_fresh_compiles"] == 0 and "compiled 0 program(s)" in out

@@ -15,7 +15,8 @@ the state donated) and measures:
 * the plain-JAX twin of the same math and shapes where ``benchmarks/twins.py`` has one (a
   checkout of the repository): its epochs timed alternately with genjax's (a drift of the
   machine's speed hits both), and the ratio twin epoch / genjax training part of the epoch,
-  the median over those rounds (>= 1 when genjax is as fast);
+  the median over those rounds (>= 1 when genjax is as fast), with the rounds' lowest and highest
+  (``ratio_range``: how far one round's figure moves on this machine);
 * with ``whole``: the whole ``genjax train`` (driver, init, compile, metrics, checkpoints,
   TensorBoard) for those epochs in a temporary folder, against a whole plain-JAX run of the twin
   (init, compile, the epochs) that also runs genjax's compiled validation after each of its
@@ -24,7 +25,8 @@ the state donated) and measures:
   the persistent caches hold what a config's first run compiles and keeps, as for any later run),
   with JAX's in-memory caches cleared, as in a new process; ``whole_rounds`` rounds in the order
   genjax-twin, twin-genjax, genjax-twin, ... (a steady drift favours neither), and the ratio the
-  median of the rounds' twin / genjax; ``whole_fresh_compiles``: how many compiles in those timed
+  median of the rounds' twin / genjax (``whole_ratio_range``: their lowest and highest);
+  ``whole_fresh_compiles``: how many compiles in those timed
   rounds the persistent cache did not answer (0 when the caches are on and hold the run).
 """
 
@@ -233,6 +235,7 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
         out["twin"] = {"name": tw.name, "compile_s": tw_cached, "compile_cold_s": tw_cold, "epoch_s": tw_s,
                        "genjax_epoch_s": statistics.median(g_times), "rounds": len(ratios)}  # fmt: skip
         out["ratio"] = statistics.median(ratios)
+        out["ratio_range"] = [min(ratios), max(ratios)]  # the rounds' spread: how far one figure moves here
         log(f"plain-JAX twin {tw.name}: {tw_s:.4f} s per epoch; genjax's training part "
             f"{statistics.median(g_times) - out['val_s']:.4f} s, interleaved over {len(ratios)} rounds (ratio "
             f"twin/genjax {out['ratio']:.3f}, median of the rounds; >= 1 means genjax is as fast)")  # fmt: skip
@@ -265,7 +268,9 @@ def bench(cfg, splits, family, *, epochs: int = 3, twin: bool = True, whole: boo
         out["whole_fresh_compiles"] = fresh["n"]
         if tw is not None:
             out["twin"]["whole_s"] = statistics.median(t_whole)
-            out["whole_ratio"] = statistics.median([b / a for a, b in zip(g_whole, t_whole)])
+            whole_ratios = [b / a for a, b in zip(g_whole, t_whole)]
+            out["whole_ratio"] = statistics.median(whole_ratios)
+            out["whole_ratio_range"] = [min(whole_ratios), max(whole_ratios)]
             out["whole_rounds"] = len(g_whole)
     return out
 
@@ -349,12 +354,14 @@ def report(r: dict) -> str:
         tw = r["twin"]
         lines.append(f"  plain-JAX twin ({tw['name']}): {tw['epoch_s']:.4f} s per epoch, compile "
                      f"{tw['compile_cold_s']:.2f} s cold, {tw['compile_s']:.2f} s from the persistent cache; "
-                     f"ratio twin / genjax training {r['ratio']:.3f} (1 = the floor; higher is better)")  # fmt: skip
+                     f"ratio twin / genjax training {r['ratio']:.3f} (1 = the floor; higher is better; its rounds "
+                     f"{r['ratio_range'][0]:.3f}-{r['ratio_range'][1]:.3f})")  # fmt: skip
     if "whole_s" in r:
         twin_s = r["twin"]["whole_s"] if "whole_ratio" in r else 0.0
         lines.append(f"  whole genjax train for these epochs (driver, init, compile, metrics, checkpoints): "
                      f"{r['whole_s']:.2f} s" + (f"; the twin's whole run + the same validation {twin_s:.2f} s, ratio "
-                     f"{r['whole_ratio']:.3f} (medians of {r['whole_rounds']} alternating rounds; higher is better)"
+                     f"{r['whole_ratio']:.3f} (medians of {r['whole_rounds']} alternating rounds, whose ratios span "
+                     f"{r['whole_ratio_range'][0]:.3f}-{r['whole_ratio_range'][1]:.3f}; higher is better)"
                      if "whole_ratio" in r else ""))  # fmt: skip
         if "whole_fresh_compiles" in r:
             lines.append(f"    after one untimed run of each; the timed rounds compiled {r['whole_fresh_compiles']} "
