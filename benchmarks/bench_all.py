@@ -49,9 +49,7 @@ def row(r: dict) -> str:
         return (f"| `{r['spec']}` | {r['dtype']} | {r['loop']} | {r['compile_cold_s']:.1f} / "
                 f"{r['compile_cached_s']:.2f} | | | | {100 * r['val_share']:.0f}% | not separable |")  # fmt: skip
     unit = r["unit"]
-    ratio = f"{r['ratio']:.3f}" if "ratio" in r else "no twin"
-    if "ratio_range" in r:  # the rounds' lowest and highest
-        ratio += f" ({r['ratio_range'][0]:.3f}-{r['ratio_range'][1]:.3f})"
+    ratio = f"{r['ratio']:.3f}{_spread(r, 'ratio_range')}" if "ratio" in r else "no twin"
     return (f"| `{r['spec']}` | {r['dtype']} | {r['loop']} | {r['compile_cold_s']:.1f} / {r['compile_cached_s']:.2f} | "
             f"{r['ms_per_step']:.2f} | {r[unit + '_per_s']:,.0f} {unit}/s | {100 * r['mfu']:.1f}% | "
             f"{100 * r['val_share']:.0f}% | {ratio} |")  # fmt: skip
@@ -62,11 +60,15 @@ def whole_row(r: dict) -> str:
     if "whole_s" not in r or "twin" not in r:
         return f"| `{r['spec']}` | failed or no twin: {r.get('error', '')} | | | | | | |"
     name = r["spec"].rsplit(":", 1)[-1]
-    spread = lambda k: f" ({r[k][0]:.3f}-{r[k][1]:.3f})" if k in r else ""  # noqa: E731 - the rounds' lowest-highest
     return (f"| `{name}` | {r['epochs']} | {r['whole_s']:.2f} | {r['twin']['whole_s']:.2f} | {r['whole_ratio']:.3f}"
-            f"{spread('whole_ratio_range')} | {r['compile_cached_s']:.2f} cached, {r['compile_cold_s']:.2f} cold | "
+            f"{_spread(r, 'whole_ratio_range')} | {r['compile_cached_s']:.2f} cached, {r['compile_cold_s']:.2f} cold | "
             f"{r['twin']['compile_s']:.2f} cached, {r['twin']['compile_cold_s']:.2f} cold | "
-            f"{r['ratio']:.3f}{spread('ratio_range')} |")  # fmt: skip
+            f"{r['ratio']:.3f}{_spread(r, 'ratio_range')} |")  # fmt: skip
+
+
+def _spread(r: dict, key: str) -> str:
+    """`` (lowest-highest)`` of the rounds' ratios under ``key``, or nothing for a result without them."""
+    return f" ({r[key][0]:.3f}-{r[key][1]:.3f})" if key in r else ""
 
 
 WHOLE_HEADER = ("| config | epochs | genjax train, whole (s) | twin + the same validation (s) | whole-run ratio "

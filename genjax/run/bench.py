@@ -26,8 +26,8 @@ the state donated) and measures:
   with JAX's in-memory caches cleared, as in a new process; ``whole_rounds`` rounds in the order
   genjax-twin, twin-genjax, genjax-twin, ... (a steady drift favours neither), and the ratio the
   median of the rounds' twin / genjax (``whole_ratio_range``: their lowest and highest);
-  ``whole_fresh_compiles``: how many compiles in those timed
-  rounds the persistent cache did not answer (0 when the caches are on and hold the run).
+  ``whole_fresh_compiles``: how many compiles in those timed rounds the persistent cache did not
+  answer (0 when the caches are on and hold the run).
 """
 
 from __future__ import annotations
