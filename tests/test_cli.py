@@ -334,17 +334,23 @@ def test_resume_extends_a_finished_run_to_the_longer_runs_result(tmp_path, capsy
     assert "genjax eval cannot change it" in capsys.readouterr().err
 
 
-def test_bench_all_writes_its_table_after_each_config(tmp_path, monkeypatch):
-    """benchmarks/bench_all.py writes its table and all.json after each config, so a run stopped
-    at a time budget (gpu.sh's ``timeout``) keeps the rows it finished."""
+def _bench_all():
+    """benchmarks/bench_all.py, loaded as a module (a script, not in a package)."""
     import importlib.util
-
-    import genjax.run.bench as bench_mod
 
     script = Path(__file__).parents[1] / "benchmarks" / "bench_all.py"
     spec = importlib.util.spec_from_file_location("bench_all", script)
-    bench_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_all)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_all_writes_its_table_after_each_config(tmp_path, monkeypatch):
+    """benchmarks/bench_all.py writes its table and all.json after each config, so a run stopped
+    at a time budget (gpu.sh's ``timeout``) keeps the rows it finished."""
+    import genjax.run.bench as bench_mod
+
+    bench_all = _bench_all()
     real, calls = bench_mod.bench, []
 
     def stopped_at_the_second(*a, **k):
@@ -366,12 +372,7 @@ def test_bench_all_only_reads_arguments_with_commas_whole(tmp_path, capsys):
     """--only splits on commas, except where consecutive items spell one config argument
     (the few-step study's ``fm_vp,digits``); an item that is no argument is refused, exit 2,
     before anything is written."""
-    import importlib.util
-
-    script = Path(__file__).parents[1] / "benchmarks" / "bench_all.py"
-    spec = importlib.util.spec_from_file_location("bench_all_only", script)
-    bench_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_all)
+    bench_all = _bench_all()
     known = {arg for _, arg in bench_all.targets(True)}
     assert {"fm_vp,digits", "digits", "fm_vp,digits:smoke", "pixelcnn", "flow", "smoke", "flow,smoke"} <= known
     assert bench_all.chosen("", known) == set()
