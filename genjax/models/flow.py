@@ -103,6 +103,7 @@ def build_flow(mcfg, shape, context_dim: int = 0, *, rngs: nnx.Rngs) -> Flow:
         ms = MultiScale(shape, mcfg.levels, mcfg.steps, mcfg.channels, style=style, context_dim=context_dim, rngs=rngs)
         return Flow([LogitTransform(mcfg.logit_alpha, event_ndim=3), ms], batched=True)
     layers = [LogitTransform(mcfg.logit_alpha), Reshape(shape, (dim,))] if image else []
+    scan = kind == "spline"  # repeated couplings as one scan: Flow's docstring
     for i in range(n):
         if mcfg.actnorm:
             layers.append(ActNorm(dim))
@@ -121,10 +122,11 @@ def build_flow(mcfg, shape, context_dim: int = 0, *, rngs: nnx.Rngs) -> Flow:
                     bins=mcfg.bins,
                     bound=mcfg.bound,
                     act=mcfg.activation,
+                    constant_mask=not scan,  # a scanned flow's masks are variables (Coupling)
                     rngs=rngs,
                 )
             )
-    return Flow(layers, scan=kind == "spline")  # repeated couplings as one scan: Flow's docstring
+    return Flow(layers, scan=scan)
 
 
 def make_flow(mcfg, data: DataInfo) -> Family:

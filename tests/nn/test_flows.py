@@ -26,6 +26,9 @@ def _layers(ctx_dim):
     return {
         "affine_alternating": Coupling(alternating_mask(D), (16,), "affine", ctx_dim, rngs=r),
         "affine_half": Coupling(half_mask(D), (16,), "affine", ctx_dim, rngs=r),
+        # its own stream, so the other layers' weights are those the tolerances below were set on
+        "affine_constant_mask": Coupling(alternating_mask(D, 1), (16,), "affine", ctx_dim, constant_mask=True,
+                                         rngs=nnx.Rngs(1)),  # fmt: skip
         "additive": Coupling(alternating_mask(D, 1), (16,), "additive", ctx_dim, rngs=r),
         "spline": Coupling(half_mask(D, False), (16,), "spline", ctx_dim, bins=6, bound=3.0, rngs=r),
         "maf": MAF(D, (16, 16), ctx_dim, rngs=r),
@@ -62,7 +65,10 @@ def test_layers_invert_and_logdet_matches_jacobian(ctx_dim):
     x = jax.random.normal(jax.random.key(1), (D,)) * 1.5
     ctx = jax.random.normal(jax.random.key(2), (ctx_dim,)) if ctx_dim else None
     layers = _layers(ctx_dim)
-    layers["composed"] = Flow([_randomize(m, jax.random.key(9)) for m in _layers(ctx_dim).values()])
+    # the nine kinds (the constant-mask coupling is the alternating one's twin: a tenth random
+    # layer of exp(s) amplification would make the float32 round trip a property of the draw)
+    nine = [m for k, m in _layers(ctx_dim).items() if k != "affine_constant_mask"]
+    layers["composed"] = Flow([_randomize(m, jax.random.key(9)) for m in nine])
     for name, layer in layers.items():
         layer = _randomize(layer, jax.random.key(3)) if name != "composed" else layer
         def there_and_back(x, c, layer=layer):
@@ -120,6 +126,36 @@ def test_repeated_blocks_run_as_one_scan_with_the_layers_values(ctx_dim=2):
     np.testing.assert_allclose(back, want_back, rtol=0, atol=1e-4)
     np.testing.assert_allclose(back, x, atol=5e-3)
     np.testing.assert_allclose(ild, -_logdet_float64(flow, back, ctx), rtol=0, atol=3e-5)
+
+
+def test_a_constant_mask_is_the_variable_masks_coupling_out_of_the_state(ctx_dim=2):
+    """``constant_mask=True``: the same coupling (same weights, same values both ways, bit for
+    bit) with its mask a static attribute, so the state a compiled step takes has no mask in it;
+    ``build_flow`` makes the masks constant except in a scanned flow, whose alternating couplings
+    share one block through their stacked mask variables."""
+    from genjax.models.flow import build_flow, default_config
+
+    for kind in ("affine", "additive", "spline"):
+        var = _randomize(Coupling(alternating_mask(D, 1), (16,), kind, ctx_dim, rngs=nnx.Rngs(3)), jax.random.key(5))
+        const = Coupling(alternating_mask(D, 1), (16,), kind, ctx_dim, constant_mask=True, rngs=nnx.Rngs(3))
+        nnx.update(const, nnx.state(var, nnx.Param))
+        assert "mask" in nnx.state(var) and "mask" not in nnx.state(const), kind
+        x = jax.random.normal(jax.random.key(1), (D,)) * 1.5
+        ctx = jax.random.normal(jax.random.key(2), (ctx_dim,))
+        for method in ("forward", "inverse"):
+            want, got = jax.jit(getattr(var, method))(x, ctx), jax.jit(getattr(const, method))(x, ctx)
+            np.testing.assert_array_equal(got[0], want[0], err_msg=f"{kind} {method}")
+            np.testing.assert_array_equal(got[1], want[1], err_msg=f"{kind} {method}")
+        assert not np.allclose(jax.jit(const.forward)(x, ctx)[0], x), kind  # not the identity
+
+    def masks(kind):
+        mcfg = default_config()
+        mcfg.update(kind=kind, hidden=(8,), n_layers=2)
+        flow = build_flow(mcfg, (D,), rngs=nnx.Rngs(0))
+        return [p for p, _ in nnx.to_flat_state(nnx.state(flow)) if "mask" in p]
+
+    assert masks("realnvp") == [] and masks("nice") == []
+    assert len(masks("spline")) == 2  # one per coupling, stacked by the scan
 
 
 def test_context_changes_conditional_layers():
