@@ -87,7 +87,9 @@ class Model:
         or token ids) its samples start with. A model of a first stage's codes (``data.name =
         'latents:<run>'``) returns them decoded to that stage's data, x ~ p(x | c) (``codes=True``:
         the codes c, as the model's data space has them)."""
-        key = jax.random.key(seed)
+        from genjax import keys
+
+        key = keys.root(seed)
         stage = getattr(self.data, "stage", None)
         if stage is not None and not codes:
             if temperature is not None or top_k is not None or prompt is not None:
@@ -124,7 +126,9 @@ class Model:
         labels = () if y is None else (jax.numpy.asarray(y),)
         if self.family.labelled and not labels:
             raise ValueError(f"the {self.family.name} model scores labelled examples: pass y.")
-        return self.family.log_prob(self.params, jax.numpy.asarray(x), jax.random.key(seed), *labels)
+        from genjax import keys
+
+        return self.family.log_prob(self.params, jax.numpy.asarray(x), keys.root(seed), *labels)
 
     def decode_noise(self, z, cond=None):
         """The model's deterministic sampler applied to standard-normal draws ``z`` (shaped like

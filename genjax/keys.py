@@ -29,6 +29,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _IDS = {
     "step": 0,
@@ -61,8 +62,61 @@ def stream(key: jax.Array, purpose: str, *index) -> jax.Array:
 
 
 def key(seed: int, purpose: str, *index) -> jax.Array:
-    """The stream ``purpose`` of the root key ``jax.random.key(seed)``."""
-    return stream(jax.random.key(int(seed)), purpose, *index)
+    """The stream ``purpose`` of the root key ``jax.random.key(seed)``: the same key as
+    ``stream(jax.random.key(seed), purpose, *index)``, hashed on the host (``root``)."""
+    data = _host_key_data(seed, (_IDS[purpose], *index))
+    return stream(jax.random.key(int(seed)), purpose, *index) if data is None else jax.random.wrap_key_data(data)
+
+
+def root(seed: int) -> jax.Array:
+    """``jax.random.key(seed)``, made on the host.
+
+    Why: an eager ``jax.random.key`` or ``fold_in`` is a small XLA program, traced, lowered and
+    read from the compilation cache in each new process: 17 ms for the key and 35 ms for each
+    fold-in on the 2-core CPU, so ``key(seed, purpose)`` took 100-160 ms in a new process (3% of a
+    whole 20-epoch ``genjax train`` of the MADE benchmark). Here the Threefry-2x32 hash of a fold-in runs in numpy (a
+    few microseconds) and only the 2 x 32 bits become a key (``jax.random.wrap_key_data``, 0.3 ms),
+    bit for bit JAX's (``tests/test_keys.py``). JAX's own path where the hash would differ or
+    the input is outside it: another default PRNG (``jax_default_prng_impl``), a seed outside
+    [-2^31, 2^32) or an index that is not an integer in [0, 2^32)."""
+    data = _host_key_data(seed, ())
+    return jax.random.key(int(seed)) if data is None else jax.random.wrap_key_data(data)
+
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(k0, k1, x0, x1) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32 with 20 rounds (Salmon et al., SC'11; Random123, JAX's ``threefry2x32_p``),
+    in numpy uint32, elementwise over ``x0, x1``."""
+    k0, k1, x0, x1 = (np.asarray(a, np.uint32) for a in (k0, k1, x0, x1))
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    with np.errstate(over="ignore"):
+        x0, x1 = x0 + ks[0], x1 + ks[1]
+        for block in range(5):
+            for r in _ROTATIONS[block % 2]:
+                x0 = x0 + x1
+                x1 = (x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))
+                x1 = x0 ^ x1
+            x0 = x0 + ks[(block + 1) % 3]
+            x1 = x1 + ks[(block + 2) % 3] + np.uint32(block + 1)
+    return x0, x1
+
+
+def _host_key_data(seed, folds: tuple) -> np.ndarray | None:
+    """The data of ``jax.random.key(seed)`` with ``folds`` folded in, hashed in numpy, as JAX's
+    Threefry does it: the key of an integer seed is ``(0, seed mod 2^32)``, and ``fold_in(k, d)``
+    is the hash under ``k`` of the counter pair ``(0, d)``. None where that is not JAX's answer
+    (``root``)."""
+    ints = (int, np.integer)
+    if str(jax.config.jax_default_prng_impl) != "threefry2x32" or not isinstance(seed, ints):
+        return None
+    if not -(2**31) <= int(seed) < 2**32 or not all(isinstance(d, ints) and 0 <= int(d) < 2**32 for d in folds):
+        return None
+    k = (np.uint32(0), np.uint32(int(seed) % 2**32))
+    for d in folds:
+        k = threefry2x32(k[0], k[1], 0, int(d))
+    return np.array(k, np.uint32)
 
 
 def update_key(step_key: jax.Array, player: int, update: int) -> jax.Array:

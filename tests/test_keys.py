@@ -8,25 +8,9 @@ import numpy as np
 from jax.extend.random import threefry2x32_p
 
 import genjax  # noqa: F401  (its import installs the CPU lowering)
+from genjax import keys
+from genjax.keys import threefry2x32 as threefry2x32_numpy  # genjax's numpy Threefry, checked below
 from genjax.keys import threefry_on_cpu
-
-ROT = ((13, 15, 26, 6), (17, 29, 16, 24))
-
-
-def threefry2x32_numpy(k0, k1, x0, x1):
-    """Threefry-2x32 with 20 rounds (Salmon et al., SC'11, Random123), in numpy uint32."""
-    k0, k1, x0, x1 = (np.asarray(a, np.uint32) for a in (k0, k1, x0, x1))
-    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
-    x0, x1 = x0 + ks[0], x1 + ks[1]
-    with np.errstate(over="ignore"):
-        for block in range(5):
-            for r in ROT[block % 2]:
-                x0 = x0 + x1
-                x1 = (x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))
-                x1 = x0 ^ x1
-            x0 = x0 + ks[(block + 1) % 3]
-            x1 = x1 + ks[(block + 2) % 3] + np.uint32(block + 1)
-    return x0, x1
 
 
 def hash_jit(k0, k1, x0, x1):
@@ -63,3 +47,35 @@ def test_a_keys_draws_are_the_hash_of_their_index():
         want = (y0 ^ y1).reshape(shape)
         np.testing.assert_array_equal(np.asarray(jax.random.bits(k, shape)), want)
         np.testing.assert_array_equal(np.asarray(jax.jit(lambda k: jax.random.bits(k, shape))(k)), want)
+
+
+def test_keys_made_on_the_host_are_jaxs_keys():
+    """``keys.key`` and ``keys.root`` hash on the host (no XLA program in a new process): the same
+    bits as JAX's ``fold_in`` chain from ``jax.random.key(seed)``, at the edges of the seeds JAX
+    maps to ``(0, seed mod 2^32)`` and of the uint32 indices; JAX's own path outside them and under
+    another default PRNG."""
+    seeds = [0, 1, 42, 2**31 - 1, 2**31, 2**32 - 1, -1, -5, -(2**31), np.int64(7), np.uint32(9)]
+    for s in seeds:
+        assert np.array_equal(jax.random.key_data(keys.root(s)), jax.random.key_data(jax.random.key(int(s)))), s
+        for purpose, idx in [("init", ()), ("tb_samples", ()), ("fold", (3,)), ("fold", (2**32 - 1, np.int32(7)))]:
+            want = keys.stream(jax.random.key(int(s)), purpose, *idx)
+            got = keys.key(s, purpose, *idx)
+            assert jax.random.key_impl(got) == jax.random.key_impl(want)
+            assert np.array_equal(jax.random.key_data(got), jax.random.key_data(want)), (s, purpose, idx)
+    assert keys._host_key_data(0, (3,)) is not None  # the cases above took the host path
+    for s, idx in [(2**32, ()), (-(2**31) - 1, ()), (0, (-1,)), (0, (2**32,)), (0, (jnp.int32(3),)), (1.5, ())]:
+        assert keys._host_key_data(s, idx) is None, (s, idx)
+    # beyond the host path JAX answers, as before
+    assert np.array_equal(jax.random.key_data(keys.key(2**32, "eval")),
+                          jax.random.key_data(keys.stream(jax.random.key(2**32), "eval")))  # fmt: skip
+    assert np.array_equal(jax.random.key_data(keys.key(0, "fold", jnp.int32(3))),
+                          jax.random.key_data(keys.stream(jax.random.key(0), "fold", 3)))  # fmt: skip
+    old = jax.config.jax_default_prng_impl
+    try:
+        jax.config.update("jax_default_prng_impl", "rbg")
+        assert keys._host_key_data(0, ()) is None
+        assert jax.random.key_data(keys.root(3)).shape == jax.random.key_data(jax.random.key(3)).shape == (4,)
+        assert np.array_equal(jax.random.key_data(keys.key(3, "eval")),
+                              jax.random.key_data(keys.stream(jax.random.key(3), "eval")))  # fmt: skip
+    finally:
+        jax.config.update("jax_default_prng_impl", old)

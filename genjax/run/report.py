@@ -169,9 +169,9 @@ def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int,
     image grid, a scatter beside the test data) or text, and ``samples-seedS.json`` (n, seed, the
     sampling fields set for this command); a model of y given x draws y for the first ``n`` test
     inputs. Returns the lines to print."""
-    import jax
     import numpy as np
 
+    from genjax import keys
     from genjax.eval import plots
     from genjax.train.sampling import sampler
 
@@ -179,7 +179,7 @@ def write_samples(cfg, splits, family, params, run_dir: Path, n: int, seed: int,
     record = {"n": n, "seed": seed,
               "config_changes": changes_record(changes or {})}  # fmt: skip
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    key = jax.random.key(seed)
+    key = keys.root(seed)
     if family.predictor is not None:  # y ~ p(y | x) for the first n test inputs
         cond = splits.test["x"][:n]
         np.save(stem.with_suffix(".npy"), np.asarray(sampler(family, len(cond), True)(params, key, cond)))

@@ -341,7 +341,7 @@ def train_seeds(
     swept = frozenset(f for st in settings for f in st)
     n = len(seeds) * len(settings)
     prog = build_program(cfg, family, splits, swept=swept, n_members=n, mesh=_strategy_mesh(cfg, strategy))
-    states = [apply_setting(prog.init(jax.random.key(s)), st, cfg, family) for st in settings for s in seeds]
+    states = [apply_setting(prog.init(keys.root(s)), st, cfg, family) for st in settings for s in seeds]
     state, hist, compile_s, train_s, epochs_run = run_members(
         cfg, prog, states, split_data(cfg, splits, labels=family.labelled), {}, strategy, progress=progress,
         callback=callback,

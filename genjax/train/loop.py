@@ -141,14 +141,14 @@ def build_program(
         init of Glow or the U-Net (cross-validation's folds) 0.17-0.20 s -> 0.01 s. The values are
         the op-by-op ones up to float32 rounding where XLA fuses the arithmetic: bit for bit for
         most families, ActNorm's data init and the GPT's scaled projections differ by an ulp or two."""
-        root = jax.random.key(cfg.seed) if key is None else key
+        root = keys.root(cfg.seed) if key is None else key
         with gc_paused():
             return fresh(root, example)
 
     def shapes():
         """``jax.eval_shape(init)``, from the kept program when there is one (no tracing)."""
         with gc_paused():
-            return programs.shapes(make_fresh, jax.random.key(cfg.seed), example, key=init_key)
+            return programs.shapes(make_fresh, keys.root(cfg.seed), example, key=init_key)
 
     loop = str(tc.get("loop", "auto"))
     host = loop == "host" or (loop == "auto" and family.convolutional and int(tc.unroll) == 1
