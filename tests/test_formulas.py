@@ -379,3 +379,22 @@ def test_vae_loss_weights_the_kl_by_beta():
     loss, m = fam.players[0].loss(p, {"x": x}, jax.random.key(2), ctx)
     assert float(m["kl"]) > 0.1 and float(m["beta"]) == 3.0
     assert float(loss) == pytest.approx(float(m["rec"] + 3.0 * m["kl"]), rel=1e-5)
+
+
+def test_every_mutant_breaks_a_snippet_that_is_in_its_source_once():
+    """``tools/mutants.py`` can run: each mutant's snippet occurs exactly once in its file (a
+    source that moved on leaves a mutant breaking nothing — the OT coupling's stood stale until
+    2026-12-03), its replacement differs from it, and the tests it names exist."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("genjax_mutants", root / "tools" / "mutants.py")
+    mutants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutants)
+    assert mutants.check_snippets() == []
+    assert len(mutants.MUTANTS) > 100
+    for name, _, old, new, tests in mutants.MUTANTS:
+        assert old != new, name
+        for t in tests:
+            assert (root / t.split("::")[0]).exists(), (name, t)

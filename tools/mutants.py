@@ -188,8 +188,8 @@ MUTANTS = [
      "return _bcast(da, x) * x + eps", [T_FM]),
     ("velocity from eps: s a'/a term sign", OBJ + "flow_matching.py", "_bcast(ds - s * r, x_t) * eps_hat\n    return r * x_t + (ds - s * r) * eps_hat",
      "_bcast(ds - s * r, x_t) * eps_hat\n    return r * x_t + (ds + s * r) * eps_hat", [T_FM]),
-    ("ot coupling: the assignment's rows, not its columns", OBJ + "flow_matching.py", "return linear_sum_assignment(cost)[1]",
-     "return linear_sum_assignment(cost)[0]", [T_FM]),
+    ("ot coupling: the assignment's rows, not its columns", OBJ + "flow_matching.py", "out[i] = linear_sum_assignment(c)[1] if",
+     "out[i] = linear_sum_assignment(c)[0] if", [T_FM]),
     ("straightness: not divided by the duration", OBJ + "flow_matching.py", "chord = (x_end - x1) / (times[-1] - times[0])",
      "chord = (x_end - x1)", [T_FM]),
     ("tweedie: s not s^2", OBJ + "samplers.py", "return (x + s**2 * _score(eps_fn, process, x, t)) / a",
@@ -292,6 +292,15 @@ MUTANTS = [
      "return y1.reshape(shape), y2.reshape(shape)", "return y2.reshape(shape), y1.reshape(shape)", [T + "test_keys.py"]),
     ("threefry, large hashes: the key words swapped", "genjax/keys.py",
      "return hash_(k1, k2, x1, x2, use_rolled_loops=False)", "return hash_(k2, k1, x1, x2, use_rolled_loops=False)",
+     [T + "test_keys.py"]),
+    # --- keys.py: the host-side Threefry that makes run keys (keys.key, keys.root) without an XLA program
+    ("host keys: fold-in counter pair (d, 0)", "genjax/keys.py",
+     "k = threefry2x32(k[0], k[1], 0, int(d))", "k = threefry2x32(k[0], k[1], int(d), 0)", [T + "test_keys.py"]),
+    ("host keys: seed as the first key word", "genjax/keys.py",
+     "k = (np.uint32(0), np.uint32(int(seed) % 2**32))", "k = (np.uint32(int(seed) % 2**32), np.uint32(0))",
+     [T + "test_keys.py"]),
+    ("host threefry: round injection off by one", "genjax/keys.py",
+     "x1 = x1 + ks[(block + 2) % 3] + np.uint32(block + 1)", "x1 = x1 + ks[(block + 2) % 3] + np.uint32(block)",
      [T + "test_keys.py"]),
 ]
 
