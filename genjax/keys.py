@@ -73,12 +73,13 @@ def root(seed: int) -> jax.Array:
 
     Why: an eager ``jax.random.key`` or ``fold_in`` is a small XLA program, traced, lowered and
     read from the compilation cache in each new process: 17 ms for the key and 35 ms for each
-    fold-in on the 2-core CPU, so ``key(seed, purpose)`` took 100-160 ms in a new process (3% of a
-    whole 20-epoch ``genjax train`` of the MADE benchmark). Here the Threefry-2x32 hash of a fold-in runs in numpy (a
-    few microseconds) and only the 2 x 32 bits become a key (``jax.random.wrap_key_data``, 0.3 ms),
-    bit for bit JAX's (``tests/test_keys.py``). JAX's own path where the hash would differ or
-    the input is outside it: another default PRNG (``jax_default_prng_impl``), a seed outside
-    [-2^31, 2^32) or an index that is not an integer in [0, 2^32)."""
+    fold-in on the 2-core CPU, so ``key(seed, purpose)`` took 100-160 ms in a new process (3% of
+    a whole 20-epoch ``genjax train`` of the MADE benchmark). Here the Threefry-2x32 hash of a
+    fold-in runs in numpy (microseconds) and only its 2 x 32 bits become a key
+    (``jax.random.wrap_key_data``, 0.3 ms), bit for bit JAX's (``tests/test_keys.py``). JAX's own
+    path where the hash would differ or the input is outside it: another default PRNG
+    (``jax_default_prng_impl``), a seed outside [-2^31, 2^32) or an index that is not an integer
+    in [0, 2^32)."""
     data = _host_key_data(seed, ())
     return jax.random.key(int(seed)) if data is None else jax.random.wrap_key_data(data)
 
