@@ -108,10 +108,16 @@ class Checkpointer:
         saved = self.directory / "structure.json"
         if saved.exists():
             old = json.loads(saved.read_text())
-            if [(s["path"], s["shape"]) for s in old] != [(s["path"], s["shape"]) for s in spec]:
+            have, want = [(s["path"], s["shape"]) for s in old], [(s["path"], s["shape"]) for s in spec]
+            if have != want:
+                i = next(i for i, (a, b) in enumerate(zip([*have, None], [*want, None])) if a != b)
+                leaf = lambda e: "nothing" if e is None else f"{e[0]} {tuple(e[1])}"  # noqa: E731
                 raise CheckpointError(
                     f"the checkpoint in {self.directory} does not match the model built from the config "
-                    f"({len(old)} saved leaves vs {len(spec)} expected); was the config changed?"
+                    f"({len(old)} saved leaves vs {len(spec)} expected; leaf {i} is "
+                    f"{leaf(have[i] if i < len(have) else None)} there and "
+                    f"{leaf(want[i] if i < len(want) else None)} here): the config, or the genjax "
+                    "version that wrote it, differs from this one."
                 )
         # a checkpoint written before packing holds one array per leaf (and no pack_*)
         packed = any(k.startswith("pack_") for k in self.manager.item_metadata(epoch).keys())

@@ -1,5 +1,7 @@
 """End-to-end training on digits: learning, resume, checkpoints."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -69,8 +71,12 @@ def test_checkpoint_roundtrip_and_mismatch(smoke_cfg, tmp_path):
         np.testing.assert_array_equal(a, b)
     smoke_cfg.model.vae.hidden = (16,)
     other = build_program(smoke_cfg, build_family(smoke_cfg, DataInfo.of(splits)), splits).init()
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(CheckpointError, match="does not match") as e:
         ck.restore(other)
+    # the first leaf that differs, named with its shape on both sides
+    assert "the config, or the genjax version that wrote it, differs" in str(e.value)
+    want = r"leaf 0 is \.params\['model'\]\['decoder'\]\S+ \(32,\) there and \S+ \(16,\) here"
+    assert re.search(want, str(e.value)), str(e.value)
     ck.close()
 
 
